@@ -1,0 +1,38 @@
+//! The `viver` command a person runs from a shell (not PID 1).
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "viver", version, about = "Boot any PC diskless from one read-only image of an installed Linux")]
+struct Cli {
+    /// More output (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hardware detection: what drivers this machine (or a captured /sys) needs.
+    #[command(subcommand)]
+    Hw(crate::hardware::cli::HwCommand),
+    /// Build images, initrds and boot media (`kit/viver-kit` calls these).
+    #[command(subcommand)]
+    Kit(crate::kit::cli::KitCommand),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => log::LevelFilter::Info,
+        1 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    env_logger::Builder::new().filter_level(level).parse_default_env().format_timestamp(None).init();
+    match cli.command {
+        Command::Hw(cmd) => crate::hardware::cli::run(cmd),
+        Command::Kit(cmd) => crate::kit::cli::run(cmd),
+    }
+}

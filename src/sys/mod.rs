@@ -1,0 +1,1 @@
+//! Thin, documented wrappers around kernel interfaces that nix does not cover.
