@@ -529,12 +529,19 @@ impl ModuleTables {
         out
     }
 
-    /// Module names for a modalias (or module name), in kmod's order.
+    /// Module names for a modalias (or module name), in kmod's order, each once.
     pub fn resolve(&self, modalias: &str) -> Vec<String> {
-        self.resolve_explained(modalias).into_iter().map(|m| m.module).collect()
+        let mut out: Vec<String> = Vec::new();
+        for m in self.resolve_explained(modalias) {
+            if !out.contains(&m.module) {
+                out.push(m.module);
+            }
+        }
+        out
     }
 
-    /// Like [`resolve`](Self::resolve), with the table entry that chose each module.
+    /// Every match kmod's lookup yields, in its order: `modprobe --resolve-alias`
+    /// prints a module once per alias line that matched it, and so do we.
     /// Follows kmod's lookup: module name, then modules.alias, then builtin aliases,
     /// then builtin names; the legacy maps when nothing else knows a PCI/USB device.
     pub fn resolve_explained(&self, modalias: &str) -> Vec<Match> {
@@ -542,11 +549,11 @@ impl ModuleTables {
         if self.by_name.contains_key(&key) {
             return vec![Match { module: key, why: "module name".into() }];
         }
-        let found = self.match_aliases(&self.aliases, &self.alias_index, &key);
+        let found = self.match_aliases(&self.aliases, &self.alias_index, &key, false);
         if !found.is_empty() {
             return found;
         }
-        let found = self.match_aliases(&self.builtin_aliases, &self.builtin_alias_index, &key);
+        let found = self.match_aliases(&self.builtin_aliases, &self.builtin_alias_index, &key, true);
         if !found.is_empty() {
             return found;
         }
@@ -564,19 +571,21 @@ impl ModuleTables {
         out
     }
 
-    /// Matching aliases, ordered like kmod: by the module's position in the tables
-    /// (modules.order), each module once.
-    fn match_aliases(&self, aliases: &[Alias], index: &AliasIndex, key: &str) -> Vec<Match> {
-        let mut hits: Vec<(usize, usize)> = index.matches(aliases, key).map(|i| (self.by_name.get(&aliases[i].module).copied().unwrap_or(usize::MAX), i)).collect();
+    /// Matching aliases in kmod's order: depmod gives each alias the priority of its
+    /// module's position (modules.order), and a (pattern, module) pair counts
+    /// as often as it is listed. Builtin aliases all have priority 0, where kmod's index puts later ones first.
+    fn match_aliases(&self, aliases: &[Alias], index: &AliasIndex, key: &str, builtin: bool) -> Vec<Match> {
+        let mut hits: Vec<(usize, std::cmp::Reverse<usize>)> = index
+            .matches(aliases, key)
+            .map(|i| {
+                let prio = if builtin { 0 } else { self.by_name.get(&aliases[i].module).copied().unwrap_or(usize::MAX) };
+                (prio, std::cmp::Reverse(i))
+            })
+            .collect();
         hits.sort();
-        let mut out: Vec<Match> = Vec::new();
-        for (_, i) in hits {
-            let a = &aliases[i];
-            if !out.iter().any(|m| m.module == a.module) {
-                out.push(Match { module: a.module.clone(), why: format!("alias {}", a.pattern) });
-            }
-        }
-        out
+        hits.into_iter()
+            .map(|(_, std::cmp::Reverse(i))| Match { module: aliases[i].module.clone(), why: format!("alias {}", aliases[i].pattern) })
+            .collect()
     }
 
     /// Deps first (in load order), then the module itself. Empty for an unknown module.
