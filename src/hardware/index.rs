@@ -338,14 +338,13 @@ impl ModuleTables {
                 if line.trim().is_empty() || line.starts_with('#') {
                     continue;
                 }
-                let Some((path, deps)) = line.split_once(':') else {
-                    warnings.push(TableWarning::at(&dep_file, Some(n), format!("no ':' in {line:?}; skipped")));
-                    continue;
-                };
-                let path = relative_module_path(path.trim());
-                let Some(name) = module_name_from_path(&path) else {
-                    warnings.push(TableWarning::at(&dep_file, Some(n), format!("{path:?} is not a module file name; skipped")));
-                    continue;
+                let (path, name, deps) = match parse_dep_line(&line) {
+                    Some(Ok(v)) => v,
+                    Some(Err(e)) => {
+                        warnings.push(TableWarning::at(&dep_file, Some(n), format!("{e}; skipped")));
+                        continue;
+                    }
+                    None => continue,
                 };
                 if t.by_name.contains_key(&name) {
                     warnings.push(TableWarning::at(&dep_file, Some(n), format!("module {name} listed twice; later line ignored")));
@@ -353,7 +352,7 @@ impl ModuleTables {
                 }
                 t.by_name.insert(name.clone(), t.modules.len());
                 t.modules.push(ModuleEntry { name, path: PathBuf::from(path), deps: Vec::new(), softdeps: Vec::new() });
-                dep_paths.push(deps.split_whitespace().map(relative_module_path).collect());
+                dep_paths.push(deps);
             }
             let by_path: HashMap<PathBuf, usize> = t.modules.iter().enumerate().map(|(i, m)| (m.path.clone(), i)).collect();
             for (i, deps) in dep_paths.into_iter().enumerate() {
@@ -380,10 +379,10 @@ impl ModuleTables {
                 if line.trim().is_empty() || line.starts_with('#') {
                     continue;
                 }
-                let mut words = line.split_whitespace();
-                match (words.next(), words.next(), words.next(), words.next()) {
-                    (Some("alias"), Some(pattern), Some(module), None) => t.aliases.push(make_alias(pattern, module)),
-                    _ => warnings.push(TableWarning::at(&alias_file, Some(n), format!("expected \"alias PATTERN MODULE\", got {line:?}; skipped"))),
+                match parse_alias_line(&line) {
+                    Some(Ok((pattern, module))) => t.aliases.push(make_alias(pattern, module)),
+                    Some(Err(e)) => warnings.push(TableWarning::at(&alias_file, Some(n), format!("{e}; skipped"))),
+                    None => {}
                 }
             }
         }
@@ -657,6 +656,34 @@ impl ModuleTables {
         t.reindex();
         t
     }
+}
+
+/// One modules.alias line: Some(Ok((pattern, module))), Some(Err) when malformed,
+/// None for comments and blank lines.
+pub fn parse_alias_line(line: &str) -> Option<Result<(&str, &str), String>> {
+    if line.trim().is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let mut words = line.split_whitespace();
+    Some(match (words.next(), words.next(), words.next(), words.next()) {
+        (Some("alias"), Some(pattern), Some(module), None) => Ok((pattern, module)),
+        _ => Err(format!("expected \"alias PATTERN MODULE\", got {line:?}")),
+    })
+}
+
+/// One modules.dep line: (path relative to the release dir, module name, dep paths).
+pub fn parse_dep_line(line: &str) -> Option<Result<(String, String, Vec<String>), String>> {
+    if line.trim().is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let Some((path, deps)) = line.split_once(':') else {
+        return Some(Err(format!("no ':' in {line:?}")));
+    };
+    let path = relative_module_path(path.trim());
+    let Some(name) = module_name_from_path(&path) else {
+        return Some(Err(format!("{path:?} is not a module file name")));
+    };
+    Some(Ok((path, name, deps.split_whitespace().map(relative_module_path).collect())))
 }
 
 fn lines_text(lines: &[String]) -> String {
