@@ -552,6 +552,13 @@ impl ModuleTables {
         if !found.is_empty() {
             return found;
         }
+        // A kernel with only the legacy maps: they stand where modules.alias would.
+        if !self.legacy.is_empty() {
+            let found = self.resolve_legacy(modalias);
+            if !found.is_empty() {
+                return found;
+            }
+        }
         let found = self.match_aliases(&self.builtin_aliases, &self.builtin_alias_index, &key, true);
         if !found.is_empty() {
             return found;
@@ -559,9 +566,14 @@ impl ModuleTables {
         if self.builtins.contains(&key) {
             return vec![Match { module: key, why: "builtin module name".into() }];
         }
-        let legacy = self.legacy.resolve(modalias);
+        Vec::new()
+    }
+
+    /// PCI/USB drivers from modules.pcimap/usbmap, plus the storage stack the
+    /// controller's class calls for (only modules this kernel has).
+    fn resolve_legacy(&self, modalias: &str) -> Vec<Match> {
         let mut out: Vec<Match> = Vec::new();
-        for m in legacy {
+        for m in self.legacy.resolve(modalias) {
             let exists = self.by_name.contains_key(&m.module) || self.builtins.contains(&m.module);
             if exists && !out.iter().any(|o| o.module == m.module) {
                 out.push(m);
