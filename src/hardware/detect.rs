@@ -1,0 +1,491 @@
+//! The detection engine PID 1 runs: coldplug walk + uevent listener feed modaliases
+//! to the matcher; matched modules load in background threads (dependencies first,
+//! independent modules in parallel, each module once); "settled" means a quiet
+//! period after the last uevent and the last finished load, with a hard cap.
+
+use super::coldplug::walk_modaliases;
+use super::error::HwError;
+use super::index::ModuleTables;
+use super::loader::{KernelLoader, LoadModule};
+use super::modinfo::normalize_module_name;
+use super::uevent::UeventSocket;
+use nix::errno::Errno;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct DetectOptions {
+    pub modules_dir: PathBuf,
+    pub sysfs: PathBuf,
+    pub blacklist: Vec<String>,
+    pub force_load: Vec<String>,
+    /// module name -> "p1=v1 p2=v2"
+    pub params: HashMap<String, String>,
+    pub parallel: bool,
+    pub quiet: Duration,
+    pub cap: Duration,
+}
+
+impl DetectOptions {
+    /// Defaults for a boot: parallel, 500 ms quiet period, 20 s cap.
+    pub fn new(modules_dir: PathBuf, sysfs: PathBuf) -> DetectOptions {
+        DetectOptions { modules_dir, sysfs, blacklist: Vec::new(), force_load: Vec::new(), params: HashMap::new(), parallel: true, quiet: Duration::from_millis(500), cap: Duration::from_secs(20) }
+    }
+
+    /// Takes `module.param=value`, `modprobe.blacklist=a,b` and `viver.modules=a,b`
+    /// from a kernel command line (double quotes group words, as the kernel does).
+    pub fn apply_cmdline(&mut self, cmdline: &str) {
+        for word in split_cmdline(cmdline) {
+            let Some((key, value)) = word.split_once('=') else { continue };
+            match key {
+                "modprobe.blacklist" => self.blacklist.extend(value.split(',').filter(|s| !s.is_empty()).map(normalize_module_name)),
+                "viver.modules" => self.force_load.extend(value.split(',').filter(|s| !s.is_empty()).map(String::from)),
+                _ => {
+                    let Some((module, param)) = key.split_once('.') else { continue };
+                    if module.is_empty() || param.is_empty() || module == "viver" || module == "modprobe" || module.contains('/') {
+                        continue;
+                    }
+                    let value = if value.contains(' ') && !value.starts_with('"') { format!("\"{value}\"") } else { value.to_string() };
+                    let entry = self.params.entry(normalize_module_name(module)).or_default();
+                    if !entry.is_empty() {
+                        entry.push(' ');
+                    }
+                    entry.push_str(&format!("{param}={value}"));
+                }
+            }
+        }
+    }
+}
+
+/// Splits a kernel command line into words; "..." keeps spaces (quotes dropped
+/// except inside a value, where the module parser wants them).
+pub fn split_cmdline(cmdline: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in cmdline.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                if cur.contains('=') {
+                    cur.push('"');
+                }
+            }
+            c if c.is_whitespace() && !quoted => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Settled {
+    Quiet,
+    Capped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoadRecord {
+    pub module: String,
+    /// Why it was loaded: the modalias, "dependency of X", "viver.modules", ...
+    pub reason: String,
+    pub ms: u64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DetectReport {
+    pub loaded: Vec<LoadRecord>,
+    pub builtin_skipped: Vec<String>,
+    pub blacklisted: Vec<String>,
+    /// Modaliases no module (nor builtin) claims.
+    pub unmatched: Vec<String>,
+    pub uevents: u64,
+    pub modaliases: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ModState {
+    Loading,
+    Loaded,
+    Failed(String),
+}
+
+struct State {
+    generation: u64,
+    seen_modaliases: HashSet<String>,
+    modules: HashMap<String, ModState>,
+    queued: HashSet<String>,
+    queue: VecDeque<(String, String)>,
+    busy: usize,
+    last_activity: Instant,
+    report: DetectReport,
+    stop: bool,
+}
+
+struct Inner {
+    tables: ModuleTables,
+    opts: DetectOptions,
+    loader: Arc<dyn LoadModule>,
+    state: Mutex<State>,
+    cond: Condvar,
+    started: Instant,
+}
+
+/// Runs in background threads after start().
+pub struct Detector {
+    inner: Arc<Inner>,
+}
+
+fn errno_text(e: &HwError) -> String {
+    match e {
+        HwError::LoadFailed { errno, .. } => format!("{} ({})", errno, errno.desc()),
+        other => other.to_string(),
+    }
+}
+
+impl Detector {
+    /// Opens netlink, walks sysfs, starts loading. The tables come from the module
+    /// directory: depmod's files when present, else built from the .ko files.
+    pub fn start(opts: DetectOptions) -> Result<Detector, HwError> {
+        let tables = load_tables(&opts.modules_dir)?;
+        let socket = match UeventSocket::open() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!("hw: no uevent socket ({e}); only devices present now are handled");
+                None
+            }
+        };
+        let loader = Arc::new(KernelLoader { release_dir: opts.modules_dir.clone() });
+        Ok(Detector::start_with(opts, tables, loader, socket))
+    }
+
+    /// [`start`](Self::start) with the tables, loader and (optional) uevent source given.
+    pub fn start_with(opts: DetectOptions, tables: ModuleTables, loader: Arc<dyn LoadModule>, socket: Option<UeventSocket>) -> Detector {
+        let workers = if opts.parallel { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8) } else { 1 };
+        let now = Instant::now();
+        let inner = Arc::new(Inner {
+            tables,
+            loader,
+            state: Mutex::new(State {
+                generation: 0,
+                seen_modaliases: HashSet::new(),
+                modules: HashMap::new(),
+                queued: HashSet::new(),
+                queue: VecDeque::new(),
+                busy: 0,
+                last_activity: now,
+                report: DetectReport::default(),
+                stop: false,
+            }),
+            cond: Condvar::new(),
+            started: now,
+            opts,
+        });
+        // The socket is already open: events during the walk wait in its queue.
+        if let Some(socket) = socket {
+            let inner = Arc::clone(&inner);
+            std::thread::spawn(move || listen(inner, socket));
+        }
+        for _ in 0..workers {
+            let inner = Arc::clone(&inner);
+            std::thread::spawn(move || work(inner));
+        }
+        for m in inner.opts.force_load.clone() {
+            for module in inner.tables.resolve(&m) {
+                inner.enqueue(&module, "viver.modules");
+            }
+            if inner.tables.resolve(&m).is_empty() {
+                log::warn!("hw: viver.modules names {m}, which no module or alias matches");
+            }
+        }
+        for (devpath, modalias) in walk_modaliases(&inner.opts.sysfs) {
+            inner.handle_modalias(&devpath, &modalias);
+        }
+        Detector { inner }
+    }
+
+    pub fn wait_settled(&self) -> Settled {
+        let inner = &self.inner;
+        let mut st = inner.lock();
+        loop {
+            let now = Instant::now();
+            let idle = st.queue.is_empty() && st.busy == 0;
+            let quiet_for = now.duration_since(st.last_activity);
+            if idle && quiet_for >= inner.opts.quiet {
+                return Settled::Quiet;
+            }
+            let elapsed = now.duration_since(inner.started);
+            if elapsed >= inner.opts.cap {
+                return Settled::Capped;
+            }
+            let until_cap = inner.opts.cap - elapsed;
+            let until_quiet = if idle { inner.opts.quiet.saturating_sub(quiet_for) } else { until_cap };
+            let wait = until_cap.min(until_quiet).max(Duration::from_millis(1));
+            st = inner.cond.wait_timeout(st, wait).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.inner.lock().generation
+    }
+
+    pub fn wait_for_change(&self, since: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.inner.lock();
+        while st.generation <= since {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self.inner.cond.wait_timeout(st, deadline - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+        }
+        st.generation
+    }
+
+    /// Resolves a module name or alias ("fs-ext4", "squashfs", "loop", "overlay"),
+    /// loads it with its dependencies and waits. Builtins succeed at once.
+    pub fn load_module(&self, name_or_alias: &str) -> Result<(), HwError> {
+        let modules = self.inner.tables.resolve(name_or_alias);
+        if modules.is_empty() {
+            return Err(HwError::NotFound(name_or_alias.to_string()));
+        }
+        let mut first_err = None;
+        for m in &modules {
+            match self.inner.ensure_loaded(m, &format!("requested as {name_or_alias}"), 0) {
+                Ok(()) => return Ok(()),
+                Err(reason) => {
+                    first_err.get_or_insert(HwError::Module { module: m.clone(), reason });
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| HwError::NotFound(name_or_alias.to_string())))
+    }
+
+    pub fn report(&self) -> DetectReport {
+        self.inner.lock().report.clone()
+    }
+
+    pub fn tables(&self) -> &ModuleTables {
+        &self.inner.tables
+    }
+}
+
+impl Drop for Detector {
+    fn drop(&mut self) {
+        self.inner.lock().stop = true;
+        self.inner.cond.notify_all();
+    }
+}
+
+/// depmod's files when the directory has them, else the tables built from the .ko files.
+pub fn load_tables(release_dir: &std::path::Path) -> Result<ModuleTables, HwError> {
+    let has_text = ["modules.dep", "modules.alias", "modules.pcimap", "modules.usbmap"].iter().any(|f| release_dir.join(f).exists());
+    let (tables, warnings) = if has_text { ModuleTables::load(release_dir)? } else { ModuleTables::build(release_dir)? };
+    for w in &warnings {
+        log::warn!("hw: {w}");
+    }
+    Ok(tables)
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn touch(&self, st: &mut State) {
+        st.generation += 1;
+        st.last_activity = Instant::now();
+        self.cond.notify_all();
+    }
+
+    /// Each modalias is handled once, however often it is seen (walk + uevent).
+    fn handle_modalias(&self, devpath: &str, modalias: &str) {
+        {
+            let mut st = self.lock();
+            if !st.seen_modaliases.insert(modalias.to_string()) {
+                return;
+            }
+            st.report.modaliases += 1;
+        }
+        let matches = self.tables.resolve(modalias);
+        let mut st = self.lock();
+        if matches.is_empty() {
+            log::debug!("hw: no module for {modalias} ({devpath})");
+            st.report.unmatched.push(modalias.to_string());
+            return;
+        }
+        drop(st);
+        for m in matches {
+            if self.opts.blacklist.contains(&m) && !self.opts.force_load.iter().any(|f| normalize_module_name(f) == m) {
+                let mut st = self.lock();
+                if !st.report.blacklisted.contains(&m) {
+                    log::info!("hw: {m} blacklisted (modprobe.blacklist), not loaded for {modalias}");
+                    st.report.blacklisted.push(m);
+                }
+                continue;
+            }
+            self.enqueue(&m, modalias);
+        }
+    }
+
+    fn enqueue(&self, module: &str, reason: &str) {
+        let mut st = self.lock();
+        if self.tables.is_builtin(module) && self.tables.module_path(module).is_none() {
+            if !st.report.builtin_skipped.iter().any(|b| b == module) {
+                st.report.builtin_skipped.push(module.to_string());
+            }
+            return;
+        }
+        if st.modules.contains_key(module) || !st.queued.insert(module.to_string()) {
+            return;
+        }
+        st.queue.push_back((module.to_string(), reason.to_string()));
+        self.cond.notify_all();
+    }
+
+    /// Loads the module's dependencies (and pre softdeps) then the module, each once.
+    fn ensure_loaded(&self, module: &str, reason: &str, depth: usize) -> Result<(), String> {
+        let (pre, post) = self.tables.softdeps(module);
+        if depth < 3 {
+            for s in pre {
+                for m in self.tables.resolve(&s) {
+                    // Soft dependencies are best effort: their failure is logged, never fatal.
+                    let _ = self.ensure_loaded(&m, &format!("softdep of {module}"), depth + 1);
+                }
+            }
+        }
+        let mut order = self.tables.load_order(module);
+        if order.is_empty() {
+            if !self.tables.is_builtin(module) {
+                return Err(format!("module {module} is not in the tables"));
+            }
+            // Builtin: load_one records it as skipped.
+            order.push(module.to_string());
+        }
+        let mut result = Ok(());
+        for m in &order {
+            let why = if m == module { reason.to_string() } else { format!("dependency of {module}") };
+            if let Err(e) = self.load_one(m, &why) {
+                if m == module {
+                    result = Err(e);
+                }
+                // A failed dependency is logged; the module is still tried (the kernel decides).
+            }
+        }
+        if depth < 3 {
+            for s in post {
+                for m in self.tables.resolve(&s) {
+                    let _ = self.ensure_loaded(&m, &format!("softdep of {module}"), depth + 1);
+                }
+            }
+        }
+        result
+    }
+
+    fn load_one(&self, module: &str, reason: &str) -> Result<(), String> {
+        let mut st = self.lock();
+        loop {
+            match st.modules.get(module) {
+                Some(ModState::Loaded) => return Ok(()),
+                Some(ModState::Failed(e)) => return Err(e.clone()),
+                Some(ModState::Loading) => {
+                    st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                None => break,
+            }
+        }
+        if self.tables.is_builtin(module) || self.tables.module_path(module).is_none() {
+            st.modules.insert(module.to_string(), ModState::Loaded);
+            if !st.report.builtin_skipped.iter().any(|b| b == module) {
+                st.report.builtin_skipped.push(module.to_string());
+            }
+            return Ok(());
+        }
+        st.modules.insert(module.to_string(), ModState::Loading);
+        drop(st);
+
+        let path = self.tables.module_path(module).map(|p| p.to_path_buf()).unwrap_or_default();
+        let params = self.opts.params.get(module).cloned().unwrap_or_default();
+        let t0 = Instant::now();
+        let outcome = match self.loader.load(module, &path, &params) {
+            Ok(()) | Err(HwError::LoadFailed { errno: Errno::EEXIST, .. }) => Ok(()),
+            Err(e) => Err(errno_text(&e)),
+        };
+        let ms = t0.elapsed().as_millis() as u64;
+        match &outcome {
+            Ok(()) => log::info!("hw: loaded {module} in {ms} ms ({reason})"),
+            Err(e) => log::warn!("hw: module {module} failed to load: {e} ({reason})"),
+        }
+        let mut st = self.lock();
+        st.modules.insert(module.to_string(), match &outcome {
+            Ok(()) => ModState::Loaded,
+            Err(e) => ModState::Failed(e.clone()),
+        });
+        st.report.loaded.push(LoadRecord { module: module.to_string(), reason: reason.to_string(), ms, error: outcome.clone().err() });
+        self.touch(&mut st);
+        outcome
+    }
+}
+
+fn work(inner: Arc<Inner>) {
+    loop {
+        let job = {
+            let mut st = inner.lock();
+            loop {
+                if st.stop {
+                    return;
+                }
+                if let Some(job) = st.queue.pop_front() {
+                    st.busy += 1;
+                    break job;
+                }
+                st = inner.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let _ = inner.ensure_loaded(&job.0, &job.1, 0);
+        let mut st = inner.lock();
+        st.busy -= 1;
+        inner.touch(&mut st);
+    }
+}
+
+fn listen(inner: Arc<Inner>, socket: UeventSocket) {
+    loop {
+        if inner.lock().stop {
+            return;
+        }
+        match socket.recv(Duration::from_millis(200)) {
+            Ok(Some(ev)) => {
+                {
+                    let mut st = inner.lock();
+                    st.report.uevents += 1;
+                    inner.touch(&mut st);
+                }
+                if ev.action == "add" || ev.action == "bind" {
+                    if let Some(m) = ev.modalias() {
+                        inner.handle_modalias(&ev.devpath, m);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::warn!("hw: uevent socket: {e}; rescanning sysfs");
+                // Events were lost (ENOBUFS): a walk finds the devices they announced.
+                for (devpath, modalias) in walk_modaliases(&inner.opts.sysfs) {
+                    inner.handle_modalias(&devpath, &modalias);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
