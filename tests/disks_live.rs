@@ -30,9 +30,16 @@ fn live_scan_probe_mount_rank() {
     }
     for pair in expect.split_whitespace() {
         let (name, spec) = pair.split_once('=').unwrap();
-        let (fstype, label) = spec.split_once(':').map_or((spec, None), |(t, l)| (t, Some(l)));
-        let (dev, fs, _) = found.iter().find(|(d, _, _)| d.name == name).unwrap_or_else(|| panic!("{name} not scanned"));
-        let fs = fs.as_ref().unwrap_or_else(|| panic!("{name}: no filesystem"));
+        let (fstype, label) = spec
+            .split_once(':')
+            .map_or((spec, None), |(t, l)| (t, Some(l)));
+        let (dev, fs, _) = found
+            .iter()
+            .find(|(d, _, _)| d.name == name)
+            .unwrap_or_else(|| panic!("{name} not scanned"));
+        let fs = fs
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no filesystem"));
         assert_eq!(fs.kind.mount_type(), fstype, "{name}");
         if label.is_some() {
             assert_eq!(fs.label.as_deref(), label, "{name}");
@@ -40,9 +47,19 @@ fn live_scan_probe_mount_rank() {
         let target = Path::new("/mnt").join(name);
         std::fs::create_dir_all(&target).unwrap();
         mount_readonly(&dev.dev_path, fs, &target).unwrap();
-        let entries: Vec<_> = std::fs::read_dir(&target).unwrap().flatten().map(|e| e.file_name()).collect();
-        println!("LIVE mounted {name} ({fstype}) on {}: {entries:?}", target.display());
-        assert!(std::fs::write(target.join("probe-write"), b"x").is_err(), "{name} mounted writable");
+        let entries: Vec<_> = std::fs::read_dir(&target)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        println!(
+            "LIVE mounted {name} ({fstype}) on {}: {entries:?}",
+            target.display()
+        );
+        assert!(
+            std::fs::write(target.join("probe-write"), b"x").is_err(),
+            "{name} mounted writable"
+        );
         nix::mount::umount(&target).unwrap();
     }
     order_with_speed(&mut found, |(d, f, s)| (d, f.as_ref(), *s), None);

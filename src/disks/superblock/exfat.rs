@@ -15,21 +15,31 @@ const ROOT_READ_MAX: u64 = 64 * 1024;
 
 pub(super) fn probe(medium: &mut Medium<'_>) -> Result<Option<Filesystem>, DiskError> {
     let head = &medium.head;
-    let Some(boot) = slice(head, 0, 512) else { return Ok(None) };
+    let Some(boot) = slice(head, 0, 512) else {
+        return Ok(None);
+    };
     if slice(boot, 3, 8) != Some(b"EXFAT   ") {
         return Ok(None);
     }
-    let (Some(heap_offset), Some(root_cluster), Some(serial_no), Some(bps_shift), Some(spc_shift)) =
-        (le32(boot, 88), le32(boot, 96), le32(boot, 100), u8_at(boot, 108), u8_at(boot, 109))
-    else {
+    let (Some(heap_offset), Some(root_cluster), Some(serial_no), Some(bps_shift), Some(spc_shift)) = (
+        le32(boot, 88),
+        le32(boot, 96),
+        le32(boot, 100),
+        u8_at(boot, 108),
+        u8_at(boot, 109),
+    ) else {
         return Ok(None);
     };
-    if !(9..=12).contains(&bps_shift) || u32::from(bps_shift) + u32::from(spc_shift) > 25 || root_cluster < 2 {
+    if !(9..=12).contains(&bps_shift)
+        || u32::from(bps_shift) + u32::from(spc_shift) > 25
+        || root_cluster < 2
+    {
         return Ok(None);
     }
     let uuid = Some(serial(serial_no));
     let cluster_bytes = 1u64 << (bps_shift + spc_shift);
-    let root_offset = (u64::from(heap_offset) << bps_shift) + u64::from(root_cluster - 2) * cluster_bytes;
+    let root_offset =
+        (u64::from(heap_offset) << bps_shift) + u64::from(root_cluster - 2) * cluster_bytes;
     let len = cluster_bytes.min(ROOT_READ_MAX) as usize;
     let label = match medium.read_at(root_offset, len)? {
         Some(root) => volume_label(&root),

@@ -2,7 +2,7 @@
 //! decided like blkid: features beyond what ext3 supports make it ext4; otherwise a
 //! journal makes it ext3; otherwise ext2.
 
-use super::bytes::{le16, le32, label, slice, uuid};
+use super::bytes::{label, le16, le32, slice, uuid};
 use super::{Filesystem, FsKind};
 
 const SB: usize = 1024;
@@ -33,5 +33,9 @@ pub fn probe(head: &[u8]) -> Option<Filesystem> {
     } else {
         FsKind::Ext2
     };
-    Some(Filesystem::new(kind, label(slice(sb, 120, 16)?), uuid(slice(sb, 104, 16)?)))
+    Some(Filesystem::new(
+        kind,
+        label(slice(sb, 120, 16)?),
+        uuid(slice(sb, 104, 16)?),
+    ))
 }

@@ -2,7 +2,7 @@
 //! parameter block is checked for plausibility the way the kernel does before
 //! trusting it. Label and serial come from the extended BPB (blkid's LABEL_FATBOOT).
 
-use super::bytes::{le16, le32, label, serial, slice, u8_at};
+use super::bytes::{label, le16, le32, serial, slice, u8_at};
 use super::{Filesystem, FsKind};
 
 pub fn probe(head: &[u8]) -> Option<Filesystem> {

@@ -21,7 +21,11 @@ pub fn probe(head: &[u8]) -> Option<Filesystem> {
         match u8_at(d, 0)? {
             TYPE_PRIMARY => {
                 let uuid = date_uuid(slice(d, 830, 17)?).or_else(|| date_uuid(slice(d, 813, 17)?));
-                return Some(Filesystem::new(FsKind::Iso9660, label(slice(d, 40, 32)?), uuid));
+                return Some(Filesystem::new(
+                    FsKind::Iso9660,
+                    label(slice(d, 40, 32)?),
+                    uuid,
+                ));
             }
             TYPE_TERMINATOR => return None,
             _ => continue,
@@ -40,6 +44,12 @@ fn date_uuid(date: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(digits).ok()?;
     Some(format!(
         "{}-{}-{}-{}-{}-{}-{}",
-        s.get(0..4)?, s.get(4..6)?, s.get(6..8)?, s.get(8..10)?, s.get(10..12)?, s.get(12..14)?, s.get(14..16)?
+        s.get(0..4)?,
+        s.get(4..6)?,
+        s.get(6..8)?,
+        s.get(8..10)?,
+        s.get(10..12)?,
+        s.get(12..14)?,
+        s.get(14..16)?
     ))
 }
