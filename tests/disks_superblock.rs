@@ -221,3 +221,33 @@ fn any_module_contains(dir: &Path, needle: &[u8]) -> bool {
         }
     })
 }
+
+/// Windows relabels only the root directory entry; that one wins over the boot sector.
+#[test]
+fn fat_label_from_root_directory_wins() {
+    let mut img = fixture("fat16");
+    // Boot sector copy (extended BPB at 36, label at +7) blanked the way Windows leaves it.
+    img[43..54].copy_from_slice(b"NO NAME    ");
+    assert_eq!(
+        probe(&mut Cursor::new(img.clone()))
+            .unwrap()
+            .unwrap()
+            .label
+            .as_deref(),
+        Some("VIVERF16")
+    );
+    // Now rename the root directory entry: the new name is reported.
+    let pos = img
+        .windows(11)
+        .rposition(|w| w == b"VIVERF16   ")
+        .expect("root dir label entry in fixture");
+    img[pos..pos + 11].copy_from_slice(b"RENAMED    ");
+    assert_eq!(
+        probe(&mut Cursor::new(img))
+            .unwrap()
+            .unwrap()
+            .label
+            .as_deref(),
+        Some("RENAMED")
+    );
+}

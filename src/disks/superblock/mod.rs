@@ -202,7 +202,7 @@ fn probe_named(dev: &mut dyn ReadSeek, name: &str) -> Result<Option<Filesystem>,
     if let Some(fs) = exfat::probe(&mut medium)? {
         return Ok(Some(fs));
     }
-    Ok(fat::probe(&medium.head))
+    fat::probe(&mut medium)
 }
 
 #[cfg(test)]
