@@ -283,4 +283,52 @@ mod tests {
         assert!(err.to_string().contains("not a block device"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// mknod needs CAP_MKNOD: as root the node is created and then recognised; as
+    /// anyone else the error must name mknod and the numbers.
+    #[test]
+    fn ensure_node_creates_then_reuses_then_rejects_other_numbers() {
+        let dir = std::env::temp_dir().join(format!("viver-disks-mknod-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut dev = sample("cciss!c0d0p1", 7, 200);
+        match ensure_node(&dev, &dir) {
+            Ok(path) => {
+                assert_eq!(path, dir.join("cciss/c0d0p1"));
+                let meta = fs::metadata(&path).unwrap();
+                assert!(meta.file_type().is_block_device());
+                assert_eq!(
+                    (stat::major(meta.rdev()), stat::minor(meta.rdev())),
+                    (7, 200)
+                );
+                assert_eq!(ensure_node(&dev, &dir).unwrap(), path);
+                dev.minor = 201;
+                let err = ensure_node(&dev, &dir).unwrap_err().to_string();
+                assert!(err.contains("7:200") && err.contains("7:201"), "{err}");
+            }
+            Err(e) => {
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                assert_ne!(unsafe { libc::geteuid() }, 0, "root could not mknod: {e}");
+                assert!(e.to_string().contains("mknod 7:200"), "{e}");
+            }
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn sample(name: &str, major: u32, minor: u32) -> BlockDevice {
+        BlockDevice {
+            name: name.into(),
+            dev_path: Path::new("/dev").join(node_name(name)),
+            major,
+            minor,
+            size_bytes: 1,
+            partition: false,
+            parent: None,
+            class: MediaClass::Hdd,
+            transport: Transport::Sata,
+            rotational: true,
+            removable: false,
+            read_only: false,
+        }
+    }
 }
