@@ -176,16 +176,17 @@ pub fn build_image(opts: &ImageOptions) -> Result<ImageResult, KitError> {
     cmd.arg(&opts.root)
         .arg(&image_out.temp_path)
         .args(["-noappend", "-no-recovery", "-one-file-system", "-comp", &opts.compressor])
-        .args(["-mkfs-time", &created.to_string()])
         .arg("-pf")
         .arg(&pseudo_path)
         .arg("-wildcards")
         .arg("-ef")
         .arg(&exclude_path);
-    if let Some(t) = fixed_time {
-        // Only when the person asks for reproducibility: clamping every mtime makes
-        // Python consider its .pyc caches stale.
-        cmd.args(["-all-time", &t.to_string()]);
+    if fixed_time.is_none() {
+        // With SOURCE_DATE_EPOCH set, mksquashfs itself uses it for the filesystem time
+        // and every file's time (and refuses -mkfs-time besides). Without it, file
+        // times stay as they are: clamping them would make Python consider every .pyc
+        // cache stale.
+        cmd.args(["-mkfs-time", &created.to_string()]);
     }
     if !opts.xattrs {
         cmd.arg("-no-xattrs");
