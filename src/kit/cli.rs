@@ -1,7 +1,7 @@
 //! `viver kit ...` (what `kit/viver-kit` runs).
 
 use super::error::KitError;
-use super::{check_kernel, image, inspect, media};
+use super::{check_kernel, image, initrd, inspect, media};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -10,6 +10,8 @@ use std::time::Instant;
 pub enum KitCommand {
     /// Convert a root directory (or / of the running system) into a SquashFS image + manifest.
     Image(ImageArgs),
+    /// Build the initramfs: static /init, selected kernel modules, their tables.
+    Initrd(InitrdArgs),
     /// Build a bootable ISO or raw disk image (USB stick, hard disk, SD card).
     Media(MediaArgs),
     /// Copy an image and its manifest into DIR/viver/ (e.g. a mounted USB stick).
@@ -35,6 +37,39 @@ pub struct ImageArgs {
     /// Leave out extended attributes (file capabilities and SELinux labels are lost).
     #[arg(long)]
     pub no_xattrs: bool,
+}
+
+#[derive(Args)]
+pub struct InitrdArgs {
+    /// The kernel's module directory, /lib/modules/RELEASE.
+    #[arg(long)]
+    pub modules: PathBuf,
+    /// Output initrd file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Include this module too (with its dependencies); repeatable.
+    #[arg(long = "add-module", value_name = "NAME")]
+    pub add_module: Vec<String>,
+    /// Add /bin/busybox (static) and /bin/sh for a rescue shell.
+    #[arg(long)]
+    pub rescue_shell: bool,
+    /// Only the modules this machine uses (/proc/modules, /sys/module) plus filesystems.
+    #[arg(long)]
+    pub host_only: bool,
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compress: initrd::InitrdCompression,
+    /// The static viver binary to use as /init (default: this executable).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// A directory of *.list module lists replacing the shipped ones.
+    #[arg(long)]
+    pub lists: Option<PathBuf>,
+    /// A files.list (SOURCE DEST [MODE] lines) replacing the shipped one.
+    #[arg(long)]
+    pub files_list: Option<PathBuf>,
+    /// The busybox binary for --rescue-shell (default /bin/busybox).
+    #[arg(long)]
+    pub busybox: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -116,6 +151,32 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 r.manifest.id,
                 r.manifest_path.display(),
                 r.excluded_fstab_entries,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        KitCommand::Initrd(a) => {
+            let r = initrd::build_initrd(&initrd::InitrdOptions {
+                modules: a.modules,
+                output: a.output.clone(),
+                add_modules: a.add_module,
+                rescue_shell: a.rescue_shell,
+                host_only: a.host_only,
+                compress: a.compress,
+                init: a.init,
+                lists: a.lists,
+                files_list: a.files_list,
+                busybox: a.busybox,
+            })?;
+            for u in &r.unmatched {
+                log::info!("{u}");
+            }
+            println!(
+                "initrd {}: {} ({} unpacked), {} modules, {} entries, {:.2} s",
+                a.output.display(),
+                mib(r.compressed_size),
+                mib(r.unpacked_size),
+                r.modules.len(),
+                r.entries,
                 started.elapsed().as_secs_f64()
             );
         }

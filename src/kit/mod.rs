@@ -12,7 +12,7 @@ pub mod cpio_archive;
 pub mod error;
 pub mod fstab;
 pub mod image;
-// pub mod initrd; (enabled once crate::hardware::ModuleTables is merged)
+pub mod initrd;
 pub mod inspect;
 pub mod media;
 pub mod selection;
