@@ -165,3 +165,117 @@ exec switch_root /newroot /sbin/init
     let hook = log.section("CMD-BEGIN cat /etc/hostname", "CMD-END rc=0").unwrap_or_else(|| panic!("{}", log.tail(30)));
     assert_eq!(hook, vec!["viver-testroot".to_string()]);
 }
+
+/// Loads the drivers of every bus the Vm builder offers, waits for `expected` block
+/// devices, prints `BLOCK <name> <sectors>` for each, then runs `extra`.
+fn disk_probe_init(expected: usize, extra: &str) -> String {
+    format!(
+        r#"{INIT_PRELUDE}for m in /modules/*.ko; do insmod $m 2>/dev/null; done
+n=0
+while [ $(ls /sys/block | grep -v -e '^loop' -e '^ram' | wc -l) -lt {expected} ] && [ $n -lt 300 ]; do sleep 0.2; n=$((n+1)); done
+for b in /sys/block/*; do case ${{b##*/}} in loop*|ram*) ;; *) echo "BLOCK ${{b##*/}} $(cat $b/size)";; esac; done
+{extra}
+echo PROBE-DONE
+poweroff -f
+"#
+    )
+}
+
+const ALL_BUS_MODULES: &[&str] = &[
+    "virtio_blk", "virtio_pci", "nvme", "ahci", "ata_piix", "sd_mod", "sr_mod", "usb-storage", "ehci-pci",
+    "xhci-pci", "sdhci-pci", "mmc_block", "ext4", "crc32c_generic", "isofs", "squashfs",
+];
+
+fn sized_disk(dir: &std::path::Path, name: &str, mib: usize) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, vec![0u8; mib * 1024 * 1024]).unwrap();
+    path
+}
+
+fn mkdisk(args: &[&std::ffi::OsStr]) {
+    let script = qemu::repo_dir().join("qemu-harness/mkdisk");
+    let status = std::process::Command::new("bash").arg(script).args(args).status().unwrap();
+    assert!(status.success(), "mkdisk {args:?} failed");
+}
+
+/// Every bus of the `pc` machine shows up in the guest with the disk given to it, and
+/// mkdisk's images (ext4 in an MBR partition, ISO 9660, squashfs on a whole disk) are
+/// readable by the real kernel.
+#[test]
+fn every_bus_of_pc_machine_reaches_the_guest_with_mkdisk_images() {
+    let dir = temp_dir("harness-buses-pc");
+    let content = dir.join("content");
+    std::fs::create_dir_all(content.join("viver")).unwrap();
+    std::fs::write(content.join("viver/demo.toml"), "name = \"demo\"\n").unwrap();
+    let ext4 = dir.join("ext4-mbr.img");
+    let iso = dir.join("media.iso");
+    let squashfs_file = dir.join("content.squashfs");
+    let squashfs_disk = dir.join("squashfs-disk.img");
+    mkdisk(&["ext4".as_ref(), content.as_os_str(), ext4.as_os_str(), "--mbr".as_ref(), "--size".as_ref(), "24".as_ref()]);
+    mkdisk(&["iso".as_ref(), content.as_os_str(), iso.as_os_str()]);
+    let status = std::process::Command::new("mksquashfs")
+        .arg(&content)
+        .arg(&squashfs_file)
+        .args(["-quiet", "-noappend"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    mkdisk(&["squashfs".as_ref(), squashfs_file.as_os_str(), squashfs_disk.as_os_str()]);
+
+    let extra = r#"for spec in vda1:ext4 sr0:iso9660 sda:squashfs; do
+  dev=${spec%%:*}; fs=${spec#*:}; mkdir -p /mnt/$dev
+  if mount -t $fs -o ro /dev/$dev /mnt/$dev; then echo "READ $dev $(cat /mnt/$dev/viver/demo.toml)"; else echo "MOUNT-FAILED $dev"; fi
+done"#;
+    let init = disk_probe_init(7, extra);
+    let initrd = busybox_initramfs(&dir, &init, ALL_BUS_MODULES);
+    let vm = Vm::new("harness-buses-pc")
+        .kernel(qemu::kernel())
+        .initrd(&initrd)
+        .disk_virtio(&ext4) // vda
+        .disk_ahci(&squashfs_disk) // sda (first SCSI-like disk: AHCI probes before USB)
+        .disk_nvme(sized_disk(&dir, "nvme.img", 3)) // nvme0n1
+        .disk_ide(sized_disk(&dir, "ide.img", 5)) // sdX
+        .cdrom_ide(&iso) // sr0
+        .usb_stick_ehci(sized_disk(&dir, "ehci.img", 6)) // sdX
+        .sd_card(sized_disk(&dir, "sd.img", 8)); // mmcblk0
+    let log = vm.run(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+
+    let blocks: Vec<String> = log.lines().filter_map(|l| l.strip_prefix("BLOCK ")).map(str::to_string).collect();
+    let sizes: Vec<&str> = blocks.iter().filter_map(|b| b.split_whitespace().nth(1)).collect();
+    assert!(blocks.iter().any(|b| b.starts_with("vda ")), "virtio disk missing: {blocks:?}");
+    assert!(blocks.iter().any(|b| b == "nvme0n1 6144"), "3 MiB NVMe disk missing: {blocks:?}");
+    assert!(blocks.iter().any(|b| b == "mmcblk0 16384"), "8 MiB SD card missing: {blocks:?}");
+    assert!(blocks.iter().any(|b| b.starts_with("sr0 ")), "CD-ROM missing: {blocks:?}");
+    assert!(sizes.contains(&"10240"), "5 MiB IDE disk missing: {blocks:?}");
+    assert!(sizes.contains(&"12288"), "6 MiB EHCI stick missing: {blocks:?}");
+    for dev in ["vda1", "sr0", "sda"] {
+        assert_eq!(log.line_after(&format!("READ {dev} ")).as_deref(), Some("name = \"demo\""), "{dev}:\n{}", log.tail(40));
+    }
+}
+
+/// q35: the built-in controller is AHCI (disk_ide lands there), plus an AHCI CD-ROM
+/// and a USB 3 stick.
+#[test]
+fn q35_machine_disks_reach_the_guest() {
+    let dir = temp_dir("harness-buses-q35");
+    let init = disk_probe_init(3, "");
+    let initrd = busybox_initramfs(&dir, &init, ALL_BUS_MODULES);
+    let iso_dir = dir.join("iso");
+    std::fs::create_dir_all(&iso_dir).unwrap();
+    let iso = dir.join("empty.iso");
+    mkdisk(&["iso".as_ref(), iso_dir.as_os_str(), iso.as_os_str()]);
+    let log = Vm::new("harness-buses-q35")
+        .machine("q35")
+        .kernel(qemu::kernel())
+        .initrd(&initrd)
+        .disk_ide(sized_disk(&dir, "builtin.img", 5))
+        .cdrom_ahci(&iso)
+        .usb_stick_xhci(sized_disk(&dir, "xhci.img", 7))
+        .run(BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let blocks: Vec<String> = log.lines().filter_map(|l| l.strip_prefix("BLOCK ")).map(str::to_string).collect();
+    let sizes: Vec<&str> = blocks.iter().filter_map(|b| b.split_whitespace().nth(1)).collect();
+    assert!(sizes.contains(&"10240"), "5 MiB disk on the ICH9 AHCI missing: {blocks:?}");
+    assert!(sizes.contains(&"14336"), "7 MiB xHCI stick missing: {blocks:?}");
+    assert!(blocks.iter().any(|b| b.starts_with("sr0 ")), "AHCI CD-ROM missing: {blocks:?}");
+}
