@@ -334,3 +334,79 @@ exec switch_root /newroot /sbin/init
         eprintln!("failed units: {:?}", log.section("FAILED-UNITS-BEGIN", "FAILED-UNITS-END"));
     }
 }
+
+/// A hybrid isolinux ISO made here (as the kit will make one): kernel + tiny initramfs.
+fn isolinux_hybrid_iso(dir: &std::path::Path, initrd: &std::path::Path) -> std::path::PathBuf {
+    let tree = dir.join("iso-tree");
+    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
+    std::fs::copy("/usr/lib/ISOLINUX/isolinux.bin", tree.join("isolinux/isolinux.bin")).unwrap();
+    std::fs::copy("/usr/lib/syslinux/modules/bios/ldlinux.c32", tree.join("isolinux/ldlinux.c32")).unwrap();
+    std::fs::copy(qemu::kernel(), tree.join("vmlinuz")).unwrap();
+    std::fs::copy(initrd, tree.join("initrd.img")).unwrap();
+    std::fs::write(
+        tree.join("isolinux/isolinux.cfg"),
+        "serial 0 115200\ndefault harness\nprompt 0\ntimeout 0\nlabel harness\n  kernel /vmlinuz\n  append initrd=/initrd.img console=ttyS0 panic=-1\n",
+    )
+    .unwrap();
+    let iso = dir.join("hybrid.iso");
+    let status = std::process::Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-R", "-V", "HARNESS", "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat"])
+        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin"])
+        .arg("-o")
+        .arg(&iso)
+        .arg(&tree)
+        .status()
+        .unwrap();
+    assert!(status.success(), "xorriso");
+    iso
+}
+
+/// The real-media path the demo uses: SeaBIOS boots a CD-ROM (no -kernel), isolinux
+/// loads the Debian kernel, whose /init prints a marker; the same hybrid image then
+/// boots as a USB stick.
+#[test]
+fn seabios_boots_hybrid_iso_from_cdrom_and_usb() {
+    let dir = temp_dir("harness-media");
+    let init = format!("{INIT_PRELUDE}echo \"HARNESS-MEDIA-UP $(cat /proc/cmdline)\"\npoweroff -f\n");
+    let initrd = busybox_initramfs(&dir, &init, &[]);
+    let iso = isolinux_hybrid_iso(&dir, &initrd);
+
+    let log = Vm::new("harness-media-cdrom").cdrom_ide(&iso).boot_from_cdrom().run(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let cmdline = log.line_after("HARNESS-MEDIA-UP ").unwrap_or_else(|| panic!("{}", log.tail(30)));
+    assert!(cmdline.contains("initrd=/initrd.img"), "booted through isolinux: {cmdline}");
+
+    let log = Vm::new("harness-media-usb")
+        .usb_stick_ehci(&iso)
+        .boot_from_usb()
+        .run(BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(log.contains("HARNESS-MEDIA-UP"), "{}", log.tail(30));
+}
+
+#[test]
+fn media_boot_needs_the_boot_device_and_no_kernel() {
+    let iso = qemu::kernel(); // any existing file will do: QEMU is not started
+    assert!(Vm::new("x").boot_from_cdrom().qemu_args().is_err(), "no CD-ROM attached");
+    assert!(Vm::new("x").kernel(&iso).cdrom_ide(&iso).boot_from_cdrom().qemu_args().is_err(), "-kernel bypasses media");
+    let args = Vm::new("x").disk_virtio(&iso).cdrom_ahci(&iso).boot_from_cdrom().qemu_args().unwrap().join(" ");
+    assert!(args.contains("ide-cd,drive=drv-cdahci0,id=cdahci0,bus=ahcictl.0,bootindex=0"), "{args}");
+    assert!(!args.contains("-kernel"), "{args}");
+    assert!(args.contains("-accel tcg"), "{args}");
+}
+
+#[test]
+fn serial_log_parsing_skips_interleaved_kernel_messages() {
+    let log = qemu::SerialLog {
+        text: "noise\r\nBOOT-JSON-BEGIN\r\n{\"a\": [1.5,\r\n[    3.141592] usb 1-1: new device\r\n 2]}\r\nBOOT-JSON-END\r\n\
+               MOUNTS-BEGIN\nviver-root / overlay rw,lowerdir=/a 0 0\n[   12.000001] random\nproc /proc proc rw 0 0\nMOUNTS-END\n\
+               PERSIST: boot-1 boot-2\n"
+            .to_string(),
+    };
+    assert_eq!(log.boot_json().unwrap(), serde_json::json!({"a": [1.5, 2]}));
+    let mounts = log.mounts();
+    assert_eq!(mounts.len(), 2, "{mounts:?}");
+    assert_eq!(log.mount_at("/").unwrap().fstype, "overlay");
+    assert_eq!(log.line_after("PERSIST: ").as_deref(), Some("boot-1 boot-2"));
+    let empty = qemu::SerialLog { text: "BOOT-JSON-MISSING\nBOOT-JSON-BEGIN\n\nBOOT-JSON-END\n".into() };
+    assert!(empty.boot_json().is_err());
+}
