@@ -10,7 +10,7 @@ const API_MOUNTS: &[(&str, &str, &str, Option<&str>)] = &[
     ("proc", "/proc", "proc", None),
     ("sysfs", "/sys", "sysfs", None),
     ("devtmpfs", "/dev", "devtmpfs", Some("mode=0755")),
-    ("tmpfs", "/run", "tmpfs", Some("mode=0755,nodev,nosuid,strictatime")),
+    ("tmpfs", "/run", "tmpfs", Some("mode=0755")),
 ];
 
 /// Mounts /proc, /sys, /dev and /run. A failure here is reported, not fatal: a kernel
@@ -23,7 +23,8 @@ pub fn mount_api_filesystems() -> Vec<String> {
         let flags = match *fstype {
             "proc" | "sysfs" => MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             "devtmpfs" => MsFlags::MS_NOSUID,
-            _ => MsFlags::empty(),
+            // systemd's initrd interface: /run is nodev,nosuid,strictatime (flags, not data).
+            _ => MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
         };
         if let Err(errno) = mount(Some(*source), *target, Some(*fstype), flags, *data) {
             if errno != nix::errno::Errno::EBUSY {

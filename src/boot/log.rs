@@ -82,15 +82,23 @@ impl BootLogger {
     /// A line that must reach the console whatever `quiet` says (the hand-over line, the
     /// failure report).
     pub fn console_always(&self, text: &str) {
-        self.write_console(text);
-        if let Ok(mut kmsg) = self.kmsg.lock() {
-            if let Some(kmsg) = kmsg.as_mut() {
-                for line in text.lines() {
-                    let _ = kmsg.write_all(format!("<5>viver: {line}\n").as_bytes());
-                }
-            }
+        // Level 5 (notice); the kernel echoes it to the console itself unless `quiet`.
+        if !self.write_kmsg(5, text) {
+            self.write_console(text);
         }
         self.remember(text);
+    }
+
+    /// Writes `text` to /dev/kmsg at `level`; true when the kernel will also show it on
+    /// the console (so writing it there ourselves would print it twice).
+    fn write_kmsg(&self, level: u8, text: &str) -> bool {
+        let Ok(mut kmsg) = self.kmsg.lock() else { return false };
+        let Some(file) = kmsg.as_mut() else { return false };
+        let mut ok = true;
+        for line in text.lines() {
+            ok &= file.write_all(format!("<{level}>viver: {line}\n").as_bytes()).is_ok();
+        }
+        ok && level < self.console_loglevel
     }
 
     fn write_console(&self, text: &str) {
@@ -133,17 +141,7 @@ impl log::Log for BootLogger {
             log::Level::Warn => format!("warning: {}", record.args()),
             _ => record.args().to_string(),
         };
-        let level = kmsg_level(record.level());
-        let mut echoed_by_kernel = false;
-        if let Ok(mut kmsg) = self.kmsg.lock() {
-            if let Some(file) = kmsg.as_mut() {
-                let mut ok = true;
-                for line in text.lines() {
-                    ok &= file.write_all(format!("<{level}>viver: {line}\n").as_bytes()).is_ok();
-                }
-                echoed_by_kernel = ok && level < self.console_loglevel;
-            }
-        }
+        let echoed_by_kernel = self.write_kmsg(kmsg_level(record.level()), &text);
         let quiet = self.quiet.load(std::sync::atomic::Ordering::Relaxed);
         if !echoed_by_kernel && (!quiet || record.level() <= log::Level::Warn) {
             self.write_console(&text);

@@ -250,7 +250,7 @@ impl Boot {
             if details.is_empty() {
                 details.push("no block device appeared at all".into());
             }
-            let unmatched = detector.report().unmatched_modaliases;
+            let unmatched = detector.report().unmatched;
             if !unmatched.is_empty() {
                 details.push(format!("devices with no driver in this initrd: {}", unmatched.join(" ")));
             }
@@ -358,12 +358,18 @@ impl Boot {
             use std::os::unix::fs::FileTypeExt;
             m.file_type().is_block_device()
         });
+        // Held until the mount below has the device (see LoopDevice).
+        let mut loop_device = None;
         let device = if is_device.unwrap_or(false) {
             source.clone()
         } else {
-            loopdev::attach_readonly(&source, Path::new("/dev")).map_err(|e| e.to_string())?
+            let attached = loopdev::attach_readonly(&source, Path::new("/dev")).map_err(|e| e.to_string())?;
+            let path = attached.path.clone();
+            loop_device = Some(attached);
+            path
         };
         cow::mount_image(&device, Path::new(IMAGE_MOUNT)).map_err(|e| e.to_string())?;
+        drop(loop_device);
         Ok(MountedImage {
             id: candidate.id.clone(),
             chosen: ChosenImage {

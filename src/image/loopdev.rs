@@ -15,11 +15,19 @@ pub enum LoopError {
     Attach { image: String, device: String, configure: nix::Error, set_fd: nix::Error },
 }
 
-/// Attaches `image` read-only to a free loop device and returns the device's path.
+/// A loop device attached to an image. Autoclear detaches the device when its last user
+/// goes, and this open descriptor is such a user: keep it until the filesystem on the
+/// device is mounted (the mount then holds it), or the device vanishes under the mount.
+pub struct LoopDevice {
+    pub path: PathBuf,
+    _holder: File,
+}
+
+/// Attaches `image` read-only to a free loop device.
 ///
 /// The device is marked autoclear: it detaches itself once the last mount of it goes,
 /// so a failed boot attempt leaves nothing behind.
-pub fn attach_readonly(image: &Path, dev_dir: &Path) -> Result<PathBuf, LoopError> {
+pub fn attach_readonly(image: &Path, dev_dir: &Path) -> Result<LoopDevice, LoopError> {
     let control_path = dev_dir.join("loop-control");
     let control = open(&control_path, false)?;
     // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
@@ -51,7 +59,7 @@ pub fn attach_readonly(image: &Path, dev_dir: &Path) -> Result<PathBuf, LoopErro
             });
         }
     }
-    Ok(device)
+    Ok(LoopDevice { path: device, _holder: loop_dev })
 }
 
 fn open(path: &Path, write: bool) -> Result<File, LoopError> {
