@@ -176,9 +176,16 @@ fn cd_on_ahci_q35_machine() {
     assert!(report["hardware"].to_string().contains("ahci"));
 }
 
+/// QEMU's sd-card insists on a power-of-two size, as real cards have.
+fn pad_to_power_of_two(path: &Path) {
+    let len = std::fs::metadata(path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len.next_power_of_two()).unwrap();
+}
+
 #[test]
 fn sd_card_behind_sdhci() {
     let disk = disk("sd", "ext4", &artifacts().layout, true);
+    pad_to_power_of_two(&disk);
     let (_, report) = boot_ok(vm("sd").sd_card(&disk));
     assert_eq!(chosen(&report), ("sd".into(), "/dev/mmcblk0p1".into(), "testroot".into()));
 }

@@ -33,16 +33,43 @@ pub struct MediaSearch {
     /// Image files that were found but could not be candidates, with the reason.
     pub rejected: Vec<String>,
     pub confs: Vec<ConfFile>,
+    /// Whole disks with a partition table whose partitions had not appeared yet, and
+    /// when they were first seen: probed again until their partitions show up.
+    deferred: BTreeMap<String, std::time::Instant>,
+}
+
+/// How long a disk with a partition table may stay without partitions before it is
+/// taken as it is (an empty table).
+const PARTITIONS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Does the device start with an MBR signature (also the protective MBR of GPT)?
+fn has_partition_table(dev_path: &Path) -> bool {
+    use std::io::Read;
+    let mut sector = [0u8; 512];
+    std::fs::File::open(dev_path).and_then(|mut f| f.read_exact(&mut sector)).is_ok() && sector[510..] == [0x55, 0xAA]
 }
 
 impl MediaSearch {
     /// Probes the devices not seen before. Returns how many new ones there were.
     pub fn scan(&mut self, detector: &Detector, sysfs: &Path, dev_dir: &Path) -> Result<usize, String> {
         let devices = blockdev::scan(sysfs).map_err(|e| format!("listing block devices in {}: {e}", sysfs.display()))?;
+        let parents: Vec<String> = devices.iter().filter_map(|d| d.parent.clone()).collect();
         let mut new = 0;
         for device in devices {
             if self.media.contains_key(&device.name) {
                 continue;
+            }
+            // The kernel lists a disk a moment before the partitions it is still reading
+            // from its table: probe such a disk again once they are there.
+            if !device.partition && !parents.contains(&device.name) && device.size_bytes > 0 {
+                let first_seen = *self.deferred.entry(device.name.clone()).or_insert_with(std::time::Instant::now);
+                if first_seen.elapsed() < PARTITIONS_GRACE {
+                    if let Ok(path) = blockdev::ensure_node(&device, dev_dir) {
+                        if matches!(superblock::probe_path(&path), Ok(None)) && has_partition_table(&path) {
+                            continue;
+                        }
+                    }
+                }
             }
             new += 1;
             let medium = self.probe(device, detector, dev_dir);
@@ -140,8 +167,16 @@ impl MediaSearch {
     }
 
     fn read_confs(&mut self, device: &BlockDevice, mounted_at: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        // On case-insensitive media two of the paths can be the same file: read it once.
+        let mut read = Vec::new();
         for rel in CONF_PATHS {
             let path = mounted_at.join(rel);
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            if read.contains(&meta.ino()) {
+                continue;
+            }
+            read.push(meta.ino());
             if let Ok(text) = std::fs::read_to_string(&path) {
                 log::info!("found {} on {}", rel, device.dev_path.display());
                 self.confs.push(ConfFile { origin: format!("{}:/{rel}", device.dev_path.display()), text });

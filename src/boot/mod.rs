@@ -7,6 +7,7 @@
 pub mod cmdline;
 pub mod early;
 pub mod failure;
+pub mod late_media;
 pub mod log;
 pub mod media;
 pub mod report;
@@ -214,28 +215,48 @@ impl Boot {
     fn disks(&mut self, detector: &Detector) -> Result<MediaSearch, Failure> {
         let mut search = MediaSearch::default();
         let deadline = Instant::now() + self.settings.timeout;
+        let late_deadline = Instant::now() + self.settings.media_wait;
+        let late_present = late_media::late_classes_present(Path::new("/sys"));
         let mut generation = detector.generation();
         let mut waiting_said = false;
         loop {
             if let Err(e) = search.scan(detector, Path::new("/sys"), Path::new("/dev")) {
                 ::log::warn!("{e}");
             }
-            if !search.candidates.is_empty() {
-                break;
-            }
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
+            let awaited = if search.candidates.is_empty() {
+                None
+            } else if now >= late_deadline {
+                break;
+            } else {
+                let seen: Vec<_> = search.media.values().map(|m| m.device.class).collect();
+                let best = search.candidates.iter().map(|c| rank::class_rank(c.device.class, c.device.rotational)).min();
+                let late = late_media::worth_waiting_for(&late_present, &seen, best);
+                if late.is_empty() {
+                    break;
+                }
+                Some(late)
+            };
             if !waiting_said {
-                ::log::info!(
-                    "no image on {} device(s) yet; waiting up to {} s for more",
-                    search.media.len(),
-                    (deadline - now).as_secs()
-                );
+                match &awaited {
+                    None => ::log::info!(
+                        "no image on {} device(s) yet; waiting up to {} s for more",
+                        search.media.len(),
+                        (deadline - now).as_secs()
+                    ),
+                    Some(late) => ::log::info!(
+                        "waiting up to {:.1} s for {} media, which come late and could beat what was found",
+                        (late_deadline - now).as_secs_f64(),
+                        late.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" and ")
+                    ),
+                }
                 waiting_said = true;
             }
-            generation = detector.wait_for_change(generation, (deadline - now).min(Duration::from_millis(500)));
+            let until = if awaited.is_some() { late_deadline } else { deadline };
+            generation = detector.wait_for_change(generation, (until - now).min(Duration::from_millis(500)));
         }
         // Media may carry viver.conf: it can change the image, the media order, the cow.
         if !search.confs.is_empty() {

@@ -56,6 +56,9 @@ pub struct Settings {
     /// Longest wait for the devices that carry the image.
     #[serde(serialize_with = "as_secs")]
     pub timeout: Duration,
+    /// Extra wait for USB/SD media that may still appear and beat what was found.
+    #[serde(serialize_with = "as_secs")]
+    pub media_wait: Duration,
     /// Quiet period after the last uevent/module load before the hardware is called settled.
     #[serde(serialize_with = "as_secs")]
     pub settle: Duration,
@@ -96,6 +99,7 @@ impl Default for Settings {
             toram: false,
             timeout: Duration::from_secs(60),
             settle: Duration::from_millis(300),
+            media_wait: Duration::from_secs(3),
             panic: PanicPolicy::Shell,
             panic_wait: Duration::from_secs(15),
             role: None,
@@ -205,6 +209,7 @@ impl Settings {
                 "cow" => self.cow = parse_cow(non_empty(value)?)?,
                 "toram" => self.toram = flag(value)?,
                 "timeout" => self.timeout = Duration::from_secs_f64(seconds(non_empty(value)?, 0.0, 3600.0)?),
+                "media_wait" => self.media_wait = Duration::from_secs_f64(seconds(non_empty(value)?, 0.0, 600.0)?),
                 "settle" => self.settle = Duration::from_secs_f64(seconds(non_empty(value)?, 0.05, 60.0)?),
                 "panic" => {
                     self.panic = match non_empty(value)? {

@@ -50,7 +50,20 @@ pub struct Findings {
 /// Looks for images on a medium mounted at `mount_dir`.
 pub fn find_on_medium(device: &BlockDevice, filesystem: &Filesystem, mount_dir: &Path) -> Findings {
     let mut findings = Findings::default();
-    for dir_name in IMAGE_DIRS {
+    // Read the medium's root once and match case-insensitively: on FAT and ISO 9660
+    // `viver` and `VIVER` are one directory, which two lookups would report twice.
+    let mut dirs: Vec<String> = std::fs::read_dir(mount_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| IMAGE_DIRS.iter().any(|d| d.eq_ignore_ascii_case(name)))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    for dir_name in &dirs {
         let dir = mount_dir.join(dir_name);
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();

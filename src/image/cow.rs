@@ -99,7 +99,7 @@ pub fn copy_to_ram(image: &Path, ram_dir: &Path, progress: impl FnMut(u64, u64))
     if size.saturating_mul(4) / 3 > available {
         return Err(CowError::NoRoom { needed_mib: size * 4 / 3 >> 20, available_mib: available >> 20 });
     }
-    let tmpfs_size = format!("{}k", size / 1024 + 1024);
+    let tmpfs_size = format!("size={}k,mode=0755", size / 1024 + 1024);
     mount_fs(Path::new("tmpfs"), ram_dir, "tmpfs", MsFlags::MS_NODEV | MsFlags::MS_NOSUID, Some(&tmpfs_size))?;
     let copy_path = ram_dir.join(image.file_name().unwrap_or_else(|| std::ffi::OsStr::new("image.squashfs")));
     let mut copy = std::fs::File::create(&copy_path).map_err(|source| CowError::Copy { path: shown.clone(), source })?;
