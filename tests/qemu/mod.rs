@@ -470,7 +470,8 @@ impl Vm {
         let log_path = logs.join(format!("{}.log", self.name));
         let stderr_path = logs.join(format!("{}.qemu-stderr.log", self.name));
         // Unix socket paths are limited to 108 bytes: keep them short, out of target/.
-        let qmp_path = std::env::temp_dir().join(format!("viver-qmp-{}-{}.sock", std::process::id(), self.name));
+        let short_name: String = self.name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(48).collect();
+        let qmp_path = std::env::temp_dir().join(format!("viver-qmp-{}-{short_name}.sock", std::process::id()));
         let _ = fs::remove_file(&qmp_path);
 
         let mut args = self.qemu_args()?;
