@@ -193,9 +193,7 @@ fn sized_disk(dir: &std::path::Path, name: &str, mib: usize) -> std::path::PathB
 }
 
 fn mkdisk(args: &[&std::ffi::OsStr]) {
-    let script = qemu::repo_dir().join("qemu-harness/mkdisk");
-    let status = std::process::Command::new("bash").arg(script).args(args).status().unwrap();
-    assert!(status.success(), "mkdisk {args:?} failed");
+    qemu::mkdisk(args).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Every bus of the `pc` machine shows up in the guest with the disk given to it, and
@@ -290,20 +288,8 @@ fn q35_machine_disks_reach_the_guest() {
 #[test]
 fn debian_root_boots_systemd_and_reports_up() {
     let dir = temp_dir("harness-debian");
-    let tarball = qemu::debian_root_tarball();
-    let root = dir.join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let status = std::process::Command::new("tar")
-        .args(["--zstd", "-xpf"])
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&root)
-        .arg("--numeric-owner")
-        .status()
-        .unwrap();
-    assert!(status.success(), "extracting {}", tarball.display());
-    let disk = dir.join("debian.ext4");
-    mkdisk(&["ext4".as_ref(), root.as_os_str(), disk.as_os_str()]);
+    let root = qemu::extract_debian_root(&dir.join("root"));
+    let disk = qemu::disk_ext4(&root, &dir.join("debian.ext4"), &qemu::DiskOpts::default());
     std::fs::remove_dir_all(&root).unwrap();
 
     let init = format!(
@@ -381,6 +367,14 @@ fn seabios_boots_hybrid_iso_from_cdrom_and_usb() {
         .run(BOOT_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(log.contains("HARNESS-MEDIA-UP"), "{}", log.tail(30));
+
+    let log = Vm::new("harness-media-usb3")
+        .machine("q35")
+        .usb_stick_xhci(&iso)
+        .boot_from_usb()
+        .run(BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(log.contains("HARNESS-MEDIA-UP"), "{}", log.tail(30));
 }
 
 #[test]
@@ -409,4 +403,38 @@ fn serial_log_parsing_skips_interleaved_kernel_messages() {
     assert_eq!(log.line_after("PERSIST: ").as_deref(), Some("boot-1 boot-2"));
     let empty = qemu::SerialLog { text: "BOOT-JSON-MISSING\nBOOT-JSON-BEGIN\n\nBOOT-JSON-END\n".into() };
     assert!(empty.boot_json().is_err());
+}
+
+/// The Rust wrappers of mkdisk produce what they promise (checked with blkid/sfdisk,
+/// no VM needed).
+#[test]
+fn mkdisk_wrappers_make_the_promised_layouts() {
+    let dir = temp_dir("harness-mkdisk");
+    let content = dir.join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    let image = dir.join("img.squashfs");
+    let manifest = dir.join("img.toml");
+    std::fs::write(&image, b"not really squashfs").unwrap();
+    std::fs::write(&manifest, b"name = \"img\"\n").unwrap();
+    qemu::viver_medium_dir(&image, &manifest, &content, "demo");
+    assert!(content.join("viver/demo.squashfs").is_file() && content.join("viver/demo.toml").is_file());
+
+    let blkid = |path: &std::path::Path, offset: u64| -> String {
+        let out = std::process::Command::new("blkid")
+            .args(["-p", "-O", &offset.to_string(), "-s", "TYPE", "-o", "value"])
+            .arg(path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let mbr = qemu::DiskOpts { mbr: true, ..Default::default() };
+    let ext4 = qemu::disk_ext4(&content, &dir.join("e.img"), &mbr);
+    assert_eq!(blkid(&ext4, 1024 * 1024), "ext4");
+    let vfat = qemu::disk_vfat(&content, &dir.join("v.img"), &qemu::DiskOpts::default());
+    assert_eq!(blkid(&vfat, 0), "vfat");
+    let iso = qemu::disk_iso(&content, &dir.join("i.iso"));
+    assert_eq!(blkid(&iso, 0), "iso9660");
+    let garbage = qemu::disk_garbage(&dir.join("g.img"), 2, true);
+    let table = std::process::Command::new("sfdisk").arg("-d").arg(&garbage).output().unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains("start=        2048"), "one partition at 1 MiB");
 }
