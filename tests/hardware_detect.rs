@@ -171,3 +171,17 @@ fn malformed_tables_warn_with_file_and_line_and_go_on() {
     assert_eq!(tables.load_order("a"), vec!["b".to_string(), "a".to_string()]);
     let _ = HashMap::<String, String>::new();
 }
+
+#[test]
+fn devices_appearing_without_uevent_are_found_before_settling() {
+    let sysfs = fake_sysfs("late", &[("a", AHCI)]);
+    let (tables, _) = ModuleTables::load(&fixture("mini")).unwrap();
+    let loader = Arc::new(FakeLoader { delay: Duration::from_millis(50), ..Default::default() });
+    let det = Detector::start_with(opts(sysfs.clone()), tables, loader.clone(), None);
+    // A disk shows up behind the controller while its driver loads (no uevent socket here).
+    let d = sysfs.join("devices/a/host0/target0:0:0/0:0:0:0");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("modalias"), "scsi:t-0x00\n").unwrap();
+    assert_eq!(det.wait_settled(), Settled::Quiet);
+    assert!(loader.calls.lock().unwrap().iter().any(|c| c.0 == "sd_mod"));
+}

@@ -91,7 +91,10 @@ fn run_inner(cmd: HwCommand) -> Result<(), i32> {
                 seen.insert(modalias.clone());
                 let mut mods: Vec<ProbedModule> = Vec::new();
                 for m in tables.resolve_explained(&modalias) {
-                    if mods.iter().any(|p| p.module == m.module) {
+                    // Several table entries may pick the same module: show them all.
+                    if let Some(p) = mods.iter_mut().find(|p| p.module == m.module) {
+                        p.why.push_str(", ");
+                        p.why.push_str(&m.why);
                         continue;
                     }
                     let builtin = tables.is_builtin(&m.module) && tables.module_path(&m.module).is_none();

@@ -216,13 +216,30 @@ impl Detector {
 
     pub fn wait_settled(&self) -> Settled {
         let inner = &self.inner;
+        let mut rescanned_at: Option<u64> = None;
         let mut st = inner.lock();
         loop {
             let now = Instant::now();
             let idle = st.queue.is_empty() && st.busy == 0;
             let quiet_for = now.duration_since(st.last_activity);
             if idle && quiet_for >= inner.opts.quiet {
-                return Settled::Quiet;
+                // Safety net for lost uevents (socket overrun, no socket at all): one
+                // more walk after each burst of activity; new devices mean not settled.
+                if rescanned_at == Some(st.generation) {
+                    return Settled::Quiet;
+                }
+                rescanned_at = Some(st.generation);
+                let before = st.report.modaliases;
+                drop(st);
+                for (devpath, modalias) in walk_modaliases(&inner.opts.sysfs) {
+                    inner.handle_modalias(&devpath, &modalias);
+                }
+                st = inner.lock();
+                if st.report.modaliases == before {
+                    return Settled::Quiet;
+                }
+                rescanned_at = Some(st.generation);
+                continue;
             }
             let elapsed = now.duration_since(inner.started);
             if elapsed >= inner.opts.cap {

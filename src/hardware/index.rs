@@ -6,7 +6,7 @@
 use super::error::{HwError, TableWarning};
 use super::fnmatch::{fnmatch, literal_prefix};
 use super::legacy::LegacyMaps;
-use super::modinfo::{module_name_from_path, normalize_module_name, parse_module, read_module_bytes, ModuleFacts, MODULE_EXTENSIONS};
+use super::modinfo::{module_name_from_path, normalize_module_name, parse_module_file, ModuleFacts, MODULE_EXTENSIONS};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -183,7 +183,7 @@ fn read_all_modules(release_dir: &Path, paths: &[String]) -> Vec<Result<ModuleFa
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(rel) = paths.get(i) else { break };
-                        let r = read_module_bytes(&release_dir.join(rel)).map_err(|e| e.to_string()).and_then(|b| parse_module(&b));
+                        let r = parse_module_file(&release_dir.join(rel));
                         done.push((i, r));
                     }
                     done

@@ -7,6 +7,7 @@ pub mod coldplug;
 pub mod detect;
 pub mod error;
 pub mod fnmatch;
+pub mod fuzzing;
 pub mod index;
 pub mod legacy;
 pub mod loader;

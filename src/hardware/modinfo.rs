@@ -67,6 +67,62 @@ pub fn parse_modinfo(bytes: &[u8]) -> Result<Vec<(String, String)>, String> {
     Ok(split_modinfo(section))
 }
 
+/// [`parse_module`] on a file. Uncompressed modules are memory-mapped, so only the
+/// pages holding headers, .modinfo and the symbol tables are touched (that is how
+/// indexing all modules beats depmod); compressed ones are inflated first.
+pub fn parse_module_file(path: &Path) -> Result<ModuleFacts, String> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if compression_of(name) != Some(Compression::None) {
+        let bytes = read_module_bytes(path).map_err(|e| e.to_string())?;
+        return parse_module(&bytes);
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    match Mapping::new(&file) {
+        Some(map) => parse_module(map.bytes()),
+        None => {
+            let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+            parse_module(&bytes)
+        }
+    }
+}
+
+/// A read-only private mapping of a whole file, unmapped on drop.
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(file: &std::fs::File) -> Option<Mapping> {
+        use std::os::fd::AsRawFd;
+        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh read-only private mapping of an open file; checked for failure.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        Some(Mapping { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr/len describe a live mapping owned by self (module files are not
+        // modified while indexed; a concurrent truncation would be a broken tree anyway).
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what mmap returned.
+        unsafe {
+            libc::munmap(self.ptr, self.len);
+        }
+    }
+}
+
 /// What the indexer needs from one module file.
 #[derive(Debug, Clone, Default)]
 pub struct ModuleFacts {
