@@ -4,7 +4,10 @@
 //! and runs it with `--ignored --nocapture`); on the build host it is ignored, visibly.
 //!
 //! Expectations come from the guest's environment: `VIVER_DISKS_EXPECT` lists
-//! `name=fstype[:label]` pairs, e.g. `vda1=ext4:VIVER_E4 nvme0n1=squashfs`.
+//! `fstype[:label]@class` entries, e.g. `ext4:VIVER_E4@virtio squashfs@nvme`: for each,
+//! exactly one device of that class must carry that filesystem, and it must mount.
+//! Kernel names are not used: `sda`/`sdb` swap between boots as AHCI ports probe in
+//! parallel.
 
 use std::path::Path;
 use viver::disks::blockdev::{ensure_node, scan};
@@ -28,22 +31,30 @@ fn live_scan_probe_mount_rank() {
         );
         found.push((dev.clone(), fs, Some(mbps)));
     }
-    for pair in expect.split_whitespace() {
-        let (name, spec) = pair.split_once('=').unwrap();
-        let (fstype, label) = spec
+    for entry in expect.split_whitespace() {
+        let (fs_spec, class) = entry.split_once('@').unwrap();
+        let (fstype, label) = fs_spec
             .split_once(':')
-            .map_or((spec, None), |(t, l)| (t, Some(l)));
-        let (dev, fs, _) = found
+            .map_or((fs_spec, None), |(t, l)| (t, Some(l)));
+        let matching: Vec<_> = found
             .iter()
-            .find(|(d, _, _)| d.name == name)
-            .unwrap_or_else(|| panic!("{name} not scanned"));
-        let fs = fs
-            .as_ref()
-            .unwrap_or_else(|| panic!("{name}: no filesystem"));
-        assert_eq!(fs.kind.mount_type(), fstype, "{name}");
-        if label.is_some() {
-            assert_eq!(fs.label.as_deref(), label, "{name}");
-        }
+            .filter(|(d, f, _)| {
+                d.class.name() == class
+                    && f.as_ref().is_some_and(|f| {
+                        f.kind.mount_type() == fstype
+                            && (label.is_none() || f.label.as_deref() == label)
+                    })
+            })
+            .collect();
+        assert_eq!(
+            matching.len(),
+            1,
+            "{entry}: expected one device, found {}",
+            matching.len()
+        );
+        let (dev, fs, _) = matching[0];
+        let fs = fs.as_ref().unwrap();
+        let name = &dev.name;
         let target = Path::new("/mnt").join(name);
         std::fs::create_dir_all(&target).unwrap();
         mount_readonly(&dev.dev_path, fs, &target).unwrap();

@@ -209,8 +209,19 @@ fn pc_machine_piix_is_ide() {
 #[test]
 fn synthetic_edge_cases() {
     let devs = scan(&materialize("synthetic")).unwrap();
-    // loop0/ram0 ignored, sr1 (no disc) has size 0, sdg has an unreadable size.
-    assert_eq!(names(&devs), ["nvme1n1", "nvme1n1p1", "sde", "sdf", "sr2"]);
+    // loop0/ram0 ignored, sr1 (no disc) has size 0, sdg has an unreadable size,
+    // nvme1c1n1 is a hidden multipath path, mmcblk2boot0 an eMMC boot area.
+    assert_eq!(
+        names(&devs),
+        ["mmcblk2", "nvme1n1", "nvme1n1p1", "sde", "sdf", "sr2"]
+    );
+    assert_dev(
+        find(&devs, "mmcblk2"),
+        MediaClass::Mmc,
+        Transport::Mmc,
+        false,
+        None,
+    );
     assert_dev(
         find(&devs, "sr2"),
         MediaClass::Optical,

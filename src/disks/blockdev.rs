@@ -59,12 +59,13 @@ pub fn scan(sysfs: &Path) -> Result<Vec<BlockDevice>, DiskError> {
             source,
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if IGNORED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        if IGNORED_PREFIXES.iter().any(|p| name.starts_with(p)) || is_emmc_hardware_partition(&name)
+        {
             continue;
         }
         match read_device(&sysfs, &name) {
             Ok(Some(dev)) => devices.push(dev),
-            Ok(None) => debug!("disks: {name} has size 0, skipped"),
+            Ok(None) => debug!("disks: {name} is empty or hidden, skipped"),
             Err(e) => warn!("disks: skipping {name}: {e}"),
         }
     }
@@ -94,6 +95,11 @@ fn read_device(sysfs: &Path, name: &str) -> Result<Option<BlockDevice>, DiskErro
         None
     };
 
+    // NVMe multipath controller paths (nvme0c0n1) are hidden: no node, the
+    // subsystem's nvme0n1 is the device to use.
+    if read_flag(&dir.join("hidden")) == Some(true) {
+        return Ok(None);
+    }
     let (major, minor) = parse_dev(&dir.join("dev"))?;
     let size_bytes = read_u64(&dir.join("size"))?.saturating_mul(512);
     if size_bytes == 0 {
@@ -131,6 +137,15 @@ fn read_device(sysfs: &Path, name: &str) -> Result<Option<BlockDevice>, DiskErro
         removable,
         read_only,
     }))
+}
+
+/// eMMC boot areas (`mmcblk0boot0`) are small, force-read-only firmware partitions and
+/// `mmcblk0rpmb` is an authenticated store: neither can carry the image.
+fn is_emmc_hardware_partition(name: &str) -> bool {
+    name.strip_prefix("mmcblk").is_some_and(|rest| {
+        let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+        rest.starts_with("boot") || rest == "rpmb"
+    })
 }
 
 /// sysfs spells `/` in device names as `!` (`cciss!c0d0` is `/dev/cciss/c0d0`).
@@ -253,6 +268,14 @@ pub fn ensure_node(dev: &BlockDevice, dev_dir: &Path) -> Result<PathBuf, DiskErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emmc_boot_areas_are_not_media() {
+        assert!(is_emmc_hardware_partition("mmcblk0boot1"));
+        assert!(is_emmc_hardware_partition("mmcblk1rpmb"));
+        assert!(!is_emmc_hardware_partition("mmcblk0p1"));
+        assert!(!is_emmc_hardware_partition("mmcblk0"));
+    }
 
     #[test]
     fn node_name_turns_bang_into_slash() {

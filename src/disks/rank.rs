@@ -127,9 +127,11 @@ pub fn order_with_speed<T>(
     });
 }
 
+/// Faster first; no measurement (or a NaN/infinite one from a caller) after any real
+/// one. `total_cmp` keeps the order total: sort_by may panic on an inconsistent one.
 fn faster_first(a: Option<f64>, b: Option<f64>) -> Ordering {
-    match (a, b) {
-        (Some(a), Some(b)) => b.partial_cmp(&a).unwrap_or(Ordering::Equal),
+    match (a.filter(|v| v.is_finite()), b.filter(|v| v.is_finite())) {
+        (Some(a), Some(b)) => b.total_cmp(&a),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
@@ -214,6 +216,28 @@ mod tests {
                 "sdd",
                 "sdb",
                 "sda",
+                "sdc1",
+                "mmcblk0p1",
+                "sr0"
+            ]
+        );
+    }
+
+    #[test]
+    fn nan_speeds_sort_like_unmeasured() {
+        let mut items = sample();
+        items[3].2 = Some(f64::NAN);
+        items[4].2 = Some(f64::INFINITY);
+        items[0].2 = Some(f64::NAN);
+        order_with_speed(&mut items, |(d, f, s)| (d, f.as_ref(), *s), None);
+        assert_eq!(
+            names(&items),
+            [
+                "nvme0n1",
+                "vda",
+                "sdd",
+                "sda",
+                "sdb",
                 "sdc1",
                 "mmcblk0p1",
                 "sr0"

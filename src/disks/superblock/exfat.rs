@@ -5,7 +5,6 @@
 use super::bytes::{le16, le32, serial, slice, u8_at};
 use super::Medium;
 use super::{Filesystem, FsKind};
-use crate::disks::error::DiskError;
 
 const ENTRY: usize = 32;
 const ENTRY_END: u8 = 0x00;
@@ -13,39 +12,33 @@ const ENTRY_LABEL: u8 = 0x83;
 /// The label is one of the first entries; do not read a whole (up to 32 MiB) cluster.
 const ROOT_READ_MAX: u64 = 64 * 1024;
 
-pub(super) fn probe(medium: &mut Medium<'_>) -> Result<Option<Filesystem>, DiskError> {
+pub(super) fn probe(medium: &mut Medium<'_>) -> Option<Filesystem> {
     let head = &medium.head;
-    let Some(boot) = slice(head, 0, 512) else {
-        return Ok(None);
-    };
-    if slice(boot, 3, 8) != Some(b"EXFAT   ") {
-        return Ok(None);
+    let boot = slice(head, 0, 512)?;
+    if slice(boot, 3, 8)? != b"EXFAT   " {
+        return None;
     }
-    let (Some(heap_offset), Some(root_cluster), Some(serial_no), Some(bps_shift), Some(spc_shift)) = (
-        le32(boot, 88),
-        le32(boot, 96),
-        le32(boot, 100),
-        u8_at(boot, 108),
-        u8_at(boot, 109),
-    ) else {
-        return Ok(None);
-    };
+    let heap_offset = le32(boot, 88)?;
+    let root_cluster = le32(boot, 96)?;
+    let serial_no = le32(boot, 100)?;
+    let bps_shift = u8_at(boot, 108)?;
+    let spc_shift = u8_at(boot, 109)?;
     if !(9..=12).contains(&bps_shift)
         || u32::from(bps_shift) + u32::from(spc_shift) > 25
         || root_cluster < 2
     {
-        return Ok(None);
+        return None;
     }
     let uuid = Some(serial(serial_no));
     let cluster_bytes = 1u64 << (bps_shift + spc_shift);
     let root_offset =
         (u64::from(heap_offset) << bps_shift) + u64::from(root_cluster - 2) * cluster_bytes;
     let len = cluster_bytes.min(ROOT_READ_MAX) as usize;
-    let label = match medium.read_at(root_offset, len)? {
-        Some(root) => volume_label(&root),
-        None => None, // truncated image: the volume is still exFAT
-    };
-    Ok(Some(Filesystem::new(FsKind::Exfat, label, uuid)))
+    // A truncated image still is exFAT, only its label is unknown.
+    let label = medium
+        .read_at(root_offset, len)
+        .and_then(|root| volume_label(&root));
+    Some(Filesystem::new(FsKind::Exfat, label, uuid))
 }
 
 /// Entry 0x83: byte 1 = length in UTF-16 units (at most 11), name from byte 2.

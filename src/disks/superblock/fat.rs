@@ -7,7 +7,6 @@
 use super::bytes::{label, le16, le32, serial, slice, u8_at};
 use super::Medium;
 use super::{Filesystem, FsKind};
-use crate::disks::error::DiskError;
 
 const DIR_ENTRY: usize = 32;
 const ATTR_VOLUME_ID: u8 = 0x08;
@@ -25,21 +24,19 @@ struct BootSector {
     root: Option<(u64, u64)>,
 }
 
-pub(super) fn probe(medium: &mut Medium<'_>) -> Result<Option<Filesystem>, DiskError> {
-    let Some(boot) = boot_sector(&medium.head) else {
-        return Ok(None);
-    };
+pub(super) fn probe(medium: &mut Medium<'_>) -> Option<Filesystem> {
+    let boot = boot_sector(&medium.head)?;
     let root_label = match boot.root {
         Some((offset, len)) => medium
-            .read_at(offset, usize::try_from(len).unwrap_or(0))?
+            .read_at(offset, usize::try_from(len).unwrap_or(0))
             .and_then(|dir| root_dir_label(&dir)),
         None => None,
     };
-    Ok(Some(Filesystem::new(
+    Some(Filesystem::new(
         FsKind::Vfat,
         root_label.or(boot.boot_label),
         boot.serial,
-    )))
+    ))
 }
 
 fn boot_sector(head: &[u8]) -> Option<BootSector> {

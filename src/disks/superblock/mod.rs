@@ -16,6 +16,7 @@ mod squashfs;
 mod xfs;
 
 use crate::disks::error::DiskError;
+use log::warn;
 use serde::Serialize;
 use std::fmt;
 use std::fs::File;
@@ -128,20 +129,24 @@ struct Medium<'a> {
 }
 
 impl Medium<'_> {
-    /// `len` bytes at `offset`; `None` when the device ends first (truncated medium).
-    fn read_at(&mut self, offset: u64, len: usize) -> Result<Option<Vec<u8>>, DiskError> {
-        let read_err = |source| DiskError::Read {
-            device: self.name.to_string(),
-            offset,
-            source,
-        };
-        self.dev.seek(SeekFrom::Start(offset)).map_err(read_err)?;
-        let buf = read_up_to(self.dev, len).map_err(|source| DiskError::Read {
-            device: self.name.to_string(),
-            offset,
-            source,
-        })?;
-        Ok((buf.len() == len).then_some(buf))
+    /// `len` bytes at `offset`, for a label stored past the superblock; `None` when the
+    /// device ends first (truncated medium) or the read fails. The filesystem is already
+    /// recognised by then: an unreadable label is logged, not worth failing the probe.
+    fn read_at(&mut self, offset: u64, len: usize) -> Option<Vec<u8>> {
+        let result = self
+            .dev
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| read_up_to(self.dev, len));
+        match result {
+            Ok(buf) => (buf.len() == len).then_some(buf),
+            Err(e) => {
+                warn!(
+                    "disks: {}: cannot read {len} bytes at offset {offset} for the label: {e}",
+                    self.name
+                );
+                None
+            }
+        }
     }
 }
 
@@ -199,10 +204,7 @@ fn probe_named(dev: &mut dyn ReadSeek, name: &str) -> Result<Option<Filesystem>,
     if found.is_some() {
         return Ok(found);
     }
-    if let Some(fs) = exfat::probe(&mut medium)? {
-        return Ok(Some(fs));
-    }
-    fat::probe(&mut medium)
+    Ok(exfat::probe(&mut medium).or_else(|| fat::probe(&mut medium)))
 }
 
 #[cfg(test)]
