@@ -364,3 +364,110 @@ fn garbage_disk_is_skipped() {
     let devices = report["devices"].to_string();
     assert!(devices.contains("no filesystem recognised"), "{devices}");
 }
+
+#[test]
+fn a_usb_stick_pulled_mid_boot_ends_in_a_boot_or_a_readable_failure() {
+    let a = artifacts();
+    let cd = disk("pulled", "iso", &a.layout, false);
+    let usb = disk("pulled", "vfat", &a.layout, true);
+    let mut running = vm("pulled")
+        .cdrom_ide(&cd)
+        .usb_stick_xhci(&usb)
+        .append(&format!("viver.timeout=20 {FAIL_FAST}"))
+        .spawn()
+        .unwrap();
+    // Pull the stick the moment VIVER has mounted it, while it chooses and mounts the image.
+    running.wait_for_line("disks: mounted /dev/sda1", BOOT_TIMEOUT).unwrap();
+    running.monitor("device_del usbx0").unwrap();
+    running.wait(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("the boot hung after the stick was pulled: {e}"));
+    let log = running.serial();
+    assert!(!log.contains("Kernel panic"), "{}", log.tail(40));
+    if log.contains("VIVER-TESTROOT-UP") {
+        // Either the stick was gone before its image was chosen (the CD took over), or the
+        // image was already mounted from it and the tiny root was read before the pull.
+        let report = log.boot_json().unwrap();
+        assert!(["cd", "usb"].contains(&report["image"]["media"].as_str().unwrap_or_default()));
+    } else {
+        assert!(log.contains("VIVER could not boot"), "neither a boot nor a report:\n{}", log.tail(40));
+    }
+}
+
+#[test]
+fn after_toram_the_medium_can_be_removed() {
+    let usb = disk("toram-pull", "vfat", &artifacts().layout, true);
+    // The root drops its caches and reads every file after the stick is gone.
+    let cmd = "testroot.cmd=sleep,8;echo,3,>/proc/sys/vm/drop_caches;find,/bin,/sbin,/etc,-xdev,-type,f,-exec,cat,{},+,>/dev/null,&&,echo,READ-AFTER-PULL-OK";
+    let mut running = vm("toram-pull").usb_stick_xhci(&usb).append(&format!("viver.toram {cmd}")).spawn().unwrap();
+    running.wait_for_line("CMD-BEGIN", BOOT_TIMEOUT).unwrap();
+    running.monitor("device_del usbx0").unwrap();
+    running.wait(BOOT_TIMEOUT).unwrap();
+    let log = running.serial();
+    assert!(log.contains("READ-AFTER-PULL-OK"), "{}", log.tail(30));
+    assert!(log.mount_at("/run/viver/media/sda1").is_none(), "the stick was still mounted");
+}
+
+// ---------------------------------------------------------------- the kit's media, through real bootloaders
+
+#[test]
+fn kit_iso_boots_from_a_cd_through_isolinux() {
+    let a = artifacts();
+    let iso = qemu::target_dir().join("qemu-tmp/kit.iso");
+    kit(&[
+        "media", "--kind", "iso", "--kernel", qemu::kernel().to_str().unwrap(), "--initrd", a.initrd.to_str().unwrap(),
+        "--image", a.image.to_str().unwrap(), "-o", iso.to_str().unwrap(),
+    ]);
+    let (_, report) = boot_ok(Vm::new("kit-iso").memory_mb(768).cdrom_ide(&iso).boot_from_cdrom());
+    assert_eq!(chosen(&report).0, "cd");
+    assert!(report["cmdline"].as_str().unwrap().contains("initrd="), "not booted by isolinux: {}", report["cmdline"]);
+}
+
+#[test]
+fn kit_usb_image_boots_from_a_usb_stick_through_syslinux() {
+    let a = artifacts();
+    let img = qemu::target_dir().join("qemu-tmp/kit-usb.img");
+    kit(&[
+        "media", "--kind", "usb", "--kernel", qemu::kernel().to_str().unwrap(), "--initrd", a.initrd.to_str().unwrap(),
+        "--image", a.image.to_str().unwrap(), "-o", img.to_str().unwrap(),
+    ]);
+    let (_, report) = boot_ok(Vm::new("kit-usb").memory_mb(768).usb_stick_ehci(&img).boot_from_usb());
+    assert_eq!(chosen(&report), ("usb".into(), "/dev/sda1".into(), "testroot".into()));
+}
+
+// ---------------------------------------------------------------- different machines, one initrd
+
+#[test]
+fn one_initrd_boots_different_controller_sets_with_different_drivers() {
+    let a = artifacts();
+    let hdd = disk("hetero", "ext4", &a.layout, true);
+    let (_, pc) = boot_ok(vm("hetero-pc-ide").machine("pc").disk_ide(&hdd));
+    let usb = disk("hetero", "vfat", &a.layout, true);
+    let (_, q35) = boot_ok(vm("hetero-q35-ahci-usb").machine("q35").disk_ahci(&hdd).usb_stick_xhci(&usb));
+    let loaded = |report: &Value| -> Vec<String> {
+        report["hardware"]["loaded"].as_array().unwrap().iter().filter_map(|m| m["module"].as_str().map(String::from)).collect()
+    };
+    let (pc, q35) = (loaded(&pc), loaded(&q35));
+    assert!(pc.contains(&"ata_piix".to_string()) && !pc.contains(&"ahci".to_string()), "{pc:?}");
+    assert!(q35.contains(&"ahci".to_string()) && !q35.contains(&"ata_piix".to_string()), "{q35:?}");
+    assert!(q35.contains(&"xhci_pci".to_string()) && !pc.contains(&"xhci_pci".to_string()), "{q35:?} / {pc:?}");
+}
+
+// ---------------------------------------------------------------- a real Debian system
+
+#[test]
+fn an_installed_debian_system_boots_diskless_to_multi_user() {
+    let a = artifacts();
+    let root = qemu::extract_debian_root(&a.dir.join("debian-root"));
+    let layout = a.dir.join("debian-layout");
+    let image = layout.join("viver/debian.squashfs");
+    std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+    kit(&["image", root.to_str().unwrap(), "-o", image.to_str().unwrap()]);
+    let hdd = disk("debian", "ext4", &layout, true);
+    let log = vm("debian").memory_mb(1024).disk_virtio(&hdd).run(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(log.contains("VIVER-DEBIAN-UP"), "{}", log.tail(60));
+    assert_eq!(log.line_after("SYSTEM-STATE: ").as_deref(), Some("running"), "{}", log.tail(60));
+    assert_eq!(log.line_after("ROOT-MOUNT: ").as_deref().map(|l| l.split_whitespace().last()), Some(Some("overlay")));
+    assert!(log.contains("VIVER-REPORT: present"));
+    // systemd-analyze shows the initrd phase only when RD_TIMESTAMP was handed over.
+    let analyze = log.line_after("ANALYZE: ").unwrap_or_default();
+    assert!(analyze.contains("(initrd)"), "systemd did not count the initrd: {analyze}");
+}

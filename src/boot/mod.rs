@@ -482,8 +482,9 @@ impl Boot {
             ::log::warn!("could not write {REPORT_DIR}/boot.json: {e}");
         }
         self::log::restore_kmsg_ratelimit(self.kmsg_ratelimit.take());
-        let env = [switch_root::rd_timestamp(self.started_realtime, self.started_monotonic)];
-        let error = switch_root::switch_root(new_root, &init, &self.settings.init_args, &env);
+        let mut args = switch_root::systemd_handover(new_root, &init, self.started_realtime, self.started_monotonic);
+        args.extend(self.settings.init_args.iter().cloned());
+        let error = switch_root::switch_root(new_root, &init, &args, &[]);
         Err(failure(error.to_string()))
     }
 }

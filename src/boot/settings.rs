@@ -413,4 +413,26 @@ mod tests {
         assert!(s.problems.iter().any(|p| p.contains("viver.frobnicate") && p.contains("unknown setting")));
         assert!(s.problems.iter().any(|p| p.starts_with("conf0: not valid TOML")));
     }
+
+    #[test]
+    fn random_command_lines_and_confs_never_panic() {
+        let pieces = [
+            "viver.", "image", "media", "cow", "=", "\"", " ", "--", "tmpfs:", "%", "LABEL=", ":/", "..", "timeout",
+            "1e308", "-1", "NaN", "panic", "break", "rd.break", "a.b", ".", "=", "[", "]", "{", "}", "\n", "toram", "\0", "é",
+        ];
+        let mut x: u64 = 0x2545F4914F6CDD1D;
+        for _ in 0..5000 {
+            let mut text = String::new();
+            for _ in 0..(x % 24) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push_str(pieces[(x % pieces.len() as u64) as usize]);
+            }
+            let (line, conf) = text.split_once('\n').unwrap_or((&text, ""));
+            let confs = [ConfFile { origin: "random".into(), text: conf.to_string() }];
+            let _ = Settings::resolve(&Cmdline::parse(line), &confs);
+        }
+    }
 }
+

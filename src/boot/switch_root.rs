@@ -162,10 +162,32 @@ pub fn exec(init: &Path, args: &[String], env: &[(String, String)]) -> SwitchErr
     }
 }
 
-/// systemd reads the initrd's start from `RD_TIMESTAMP="<realtime µs> <monotonic µs>"`
-/// and shows the initrd phase in `systemd-analyze` from it.
-pub fn rd_timestamp(start_realtime: Duration, start_monotonic: Duration) -> (String, String) {
-    ("RD_TIMESTAMP".to_string(), format!("{} {}", start_realtime.as_micros(), start_monotonic.as_micros()))
+/// When the new init is systemd, the state it would have received from a systemd
+/// initrd: the initrd's start as `initrd-timestamp=<realtime µs> <monotonic µs>` in a
+/// memfd passed with `--deserialize`, which is how `systemd-analyze` learns the initrd
+/// phase (booster's way; systemd dropped the old `RD_TIMESTAMP` variable). Returns the
+/// arguments to put before the user's.
+pub fn systemd_handover(new_root: &Path, init: &Path, start_realtime: Duration, start_monotonic: Duration) -> Vec<String> {
+    let is_systemd = resolve_in_root(new_root, init)
+        .and_then(|real| real.file_name().map(|n| n == "systemd"))
+        .unwrap_or(false);
+    if !is_systemd {
+        return Vec::new();
+    }
+    let state = format!("initrd-timestamp={} {}\n", start_realtime.as_micros(), start_monotonic.as_micros());
+    // Not close-on-exec: systemd must find it open after the exec.
+    let fd = match nix::sys::memfd::memfd_create(c"systemd-state", nix::sys::memfd::MFdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(_) => return Vec::new(),
+    };
+    let mut file = std::fs::File::from(fd);
+    use std::io::{Seek, Write};
+    if file.write_all(state.as_bytes()).is_err() || file.rewind().is_err() {
+        return Vec::new();
+    }
+    use std::os::fd::IntoRawFd;
+    let raw = file.into_raw_fd();
+    vec!["--switched-root".into(), "--system".into(), "--deserialize".into(), raw.to_string()]
 }
 
 use std::time::Duration;
@@ -192,6 +214,21 @@ mod tests {
         assert_eq!(resolve_in_root(&root, Path::new("/sbin/init")), Some(root.join("lib/systemd/systemd")));
         assert_eq!(resolve_in_root(&root, Path::new("/bin/sh")), Some(root.join("usr/bin/sh")));
         assert_eq!(find_init(&root, None).unwrap(), PathBuf::from("/sbin/init"));
+    }
+
+    #[test]
+    fn only_systemd_gets_the_deserialization_arguments() {
+        let root = tempdir("handover");
+        executable(&root.join("lib/systemd/systemd"));
+        std::fs::create_dir_all(root.join("sbin")).unwrap();
+        symlink("/lib/systemd/systemd", root.join("sbin/init")).unwrap();
+        executable(&root.join("bin/sh"));
+        let args = systemd_handover(&root, Path::new("/sbin/init"), Duration::from_secs(1), Duration::from_millis(2500));
+        assert_eq!(&args[..3], ["--switched-root", "--system", "--deserialize"]);
+        let fd: i32 = args[3].parse().unwrap();
+        let state = std::fs::read_to_string(format!("/proc/self/fd/{fd}")).unwrap();
+        assert_eq!(state, "initrd-timestamp=1000000 2500000\n");
+        assert!(systemd_handover(&root, Path::new("/bin/sh"), Duration::ZERO, Duration::ZERO).is_empty());
     }
 
     #[test]
