@@ -201,63 +201,39 @@ impl Boot {
             message: format!("hardware detection could not start: {e}"),
             details: vec![format!("module directory /lib/modules/{release}")],
         })?;
-        let settled = detector.wait_settled();
-        let summary = detector.report();
-        if let Ok(value) = serde_json::to_value(&summary) {
-            self.report.hardware = Some(value);
-        }
-        if matches!(settled, Settled::Capped) {
-            ::log::warn!("devices were still appearing after {} s; going on", self.settings.timeout.as_secs());
-        }
+        // Detection goes on in the background; the disk stage probes each disk as it
+        // appears and waits for the hardware to settle before it decides.
         Ok(detector)
     }
 
     fn disks(&mut self, detector: &Detector) -> Result<MediaSearch, Failure> {
-        let mut search = MediaSearch::default();
-        let deadline = Instant::now() + self.settings.timeout;
-        let late_deadline = Instant::now() + self.settings.media_wait;
-        let late_present = late_media::late_classes_present(Path::new("/sys"));
-        let mut generation = detector.generation();
-        let mut waiting_said = false;
-        loop {
-            if let Err(e) = search.scan(detector, Path::new("/sys"), Path::new("/dev")) {
-                ::log::warn!("{e}");
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            let awaited = if search.candidates.is_empty() {
-                None
-            } else if now >= late_deadline {
-                break;
-            } else {
-                let seen: Vec<_> = search.media.values().map(|m| m.device.class).collect();
-                let best = search.candidates.iter().map(|c| rank::class_rank(c.device.class, c.device.rotational)).min();
-                let late = late_media::worth_waiting_for(&late_present, &seen, best);
-                if late.is_empty() {
-                    break;
+        let hardware_started = Instant::now();
+        let settled: std::sync::Mutex<Option<(Settled, Instant)>> = std::sync::Mutex::new(None);
+        let search = std::thread::scope(|scope| {
+            // Settling is waited for beside the disk search, not before it: the boot
+            // medium's filesystem driver loads and its superblock is read meanwhile.
+            scope.spawn(|| {
+                let outcome = detector.wait_settled();
+                if let Ok(mut slot) = settled.lock() {
+                    *slot = Some((outcome, Instant::now()));
                 }
-                Some(late)
-            };
-            if !waiting_said {
-                match &awaited {
-                    None => ::log::info!(
-                        "no image on {} device(s) yet; waiting up to {} s for more",
-                        search.media.len(),
-                        (deadline - now).as_secs()
-                    ),
-                    Some(late) => ::log::info!(
-                        "waiting up to {:.1} s for {} media, which come late and could beat what was found",
-                        (late_deadline - now).as_secs_f64(),
-                        late.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" and ")
-                    ),
-                }
-                waiting_said = true;
+            });
+            self.search_media(detector, &settled)
+        });
+        if let Ok(Some((outcome, at))) = settled.lock().map(|s| *s) {
+            let duration_ms = at.duration_since(hardware_started).as_secs_f64() * 1000.0;
+            if let Some(timing) = self.report.stages.iter_mut().find(|t| t.stage == Stage::Hardware) {
+                timing.duration_ms += duration_ms;
             }
-            let until = if awaited.is_some() { late_deadline } else { deadline };
-            generation = detector.wait_for_change(generation, (until - now).min(Duration::from_millis(500)));
+            ::log::info!("hardware settled after {duration_ms:.0} ms");
+            if matches!(outcome, Settled::Capped) {
+                ::log::warn!("devices were still appearing after {} s; going on", self.settings.timeout.as_secs());
+            }
         }
+        if let Ok(value) = serde_json::to_value(detector.report()) {
+            self.report.hardware = Some(value);
+        }
+        let search = search;
         // Media may carry viver.conf: it can change the image, the media order, the cow.
         if !search.confs.is_empty() {
             let confs = search.confs.clone();
@@ -285,6 +261,62 @@ impl Boot {
             });
         }
         Ok(search)
+    }
+
+    /// Probes the disks as they appear until the hardware has settled and the best medium
+    /// is known (or the timeout passes).
+    fn search_media(&self, detector: &Detector, settled: &std::sync::Mutex<Option<(Settled, Instant)>>) -> MediaSearch {
+        let mut search = MediaSearch::default();
+        let deadline = Instant::now() + self.settings.timeout;
+        let late_present = late_media::late_classes_present(Path::new("/sys"));
+        let mut generation = detector.generation();
+        let mut waiting_said = false;
+        loop {
+            if let Err(e) = search.scan(detector, Path::new("/sys"), Path::new("/dev")) {
+                ::log::warn!("{e}");
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let settled_at = settled.lock().ok().and_then(|s| s.map(|(_, at)| at));
+            let Some(settled_at) = settled_at else {
+                generation = detector.wait_for_change(generation, Duration::from_millis(50));
+                continue;
+            };
+            let late_deadline = settled_at + self.settings.media_wait;
+            let awaited = if search.candidates.is_empty() {
+                None
+            } else if now >= late_deadline {
+                break;
+            } else {
+                let seen: Vec<_> = search.media.values().map(|m| m.device.class).collect();
+                let best = search.candidates.iter().map(|c| rank::class_rank(c.device.class, c.device.rotational)).min();
+                let late = late_media::worth_waiting_for(&late_present, &seen, best);
+                if late.is_empty() {
+                    break;
+                }
+                Some(late)
+            };
+            if !waiting_said {
+                match &awaited {
+                    None => ::log::info!(
+                        "no image on {} device(s) yet; waiting up to {} s for more",
+                        search.media.len(),
+                        (deadline - now).as_secs()
+                    ),
+                    Some(late) => ::log::info!(
+                        "waiting up to {:.1} s for {} media, which come late and could beat what was found",
+                        late_deadline.saturating_duration_since(now).as_secs_f64(),
+                        late.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" and ")
+                    ),
+                }
+                waiting_said = true;
+            }
+            let until = if awaited.is_some() { late_deadline.min(deadline) } else { deadline };
+            generation = detector.wait_for_change(generation, until.saturating_duration_since(now).min(Duration::from_millis(500)));
+        }
+        search
     }
 
     fn image(&mut self, search: &mut MediaSearch) -> Result<MountedImage, Failure> {
