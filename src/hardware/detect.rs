@@ -228,7 +228,6 @@ impl Detector {
                 if rescanned_at == Some(st.generation) {
                     return Settled::Quiet;
                 }
-                rescanned_at = Some(st.generation);
                 let before = st.report.modaliases;
                 drop(st);
                 for (devpath, modalias) in walk_modaliases(&inner.opts.sysfs) {

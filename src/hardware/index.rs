@@ -683,8 +683,11 @@ pub fn parse_alias_line(line: &str) -> Option<Result<(&str, &str), String>> {
     })
 }
 
-/// One modules.dep line: (path relative to the release dir, module name, dep paths).
-pub fn parse_dep_line(line: &str) -> Option<Result<(String, String, Vec<String>), String>> {
+/// A parsed modules.dep line: (path relative to the release dir, module name, dep paths).
+pub type DepLine = (String, String, Vec<String>);
+
+/// One modules.dep line; Some(Err) when malformed, None for comments and blank lines.
+pub fn parse_dep_line(line: &str) -> Option<Result<DepLine, String>> {
     if line.trim().is_empty() || line.starts_with('#') {
         return None;
     }
