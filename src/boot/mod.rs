@@ -1,4 +1,538 @@
-//! PID 1: the boot, stage by stage.
+//! PID 1: the boot, stage by stage (see [`stage::Stage`]).
+//!
+//! Each stage is a function that either moves the boot forward or returns a
+//! [`report::Failure`] saying what it tried and found; [`run_as_pid1`] turns a failure
+//! (or, as a last resort, a panic) into a readable report and the `viver.panic=` policy.
+
+pub mod cmdline;
+pub mod early;
+pub mod failure;
+pub mod late_media;
+pub mod log;
+pub mod media;
+pub mod report;
+pub mod settings;
+pub mod stage;
+pub mod switch_root;
+
+use self::cmdline::Cmdline;
+use self::log::BootLogger;
+use self::media::MediaSearch;
+use self::report::{BootReport, CandidateReport, ChosenImage, Failure, StageTiming};
+use self::settings::{ConfFile, CowSpec, Settings, Verify};
+use self::stage::Stage;
+use crate::disks::rank;
+use crate::hardware::detect::{DetectOptions, Detector, Settled};
+use crate::image::candidate::Candidate;
+use crate::image::{choose, cow, loopdev, verify};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const NEW_ROOT: &str = "/newroot";
+const IMAGE_MOUNT: &str = "/run/viver/image";
+const COW_DIR: &str = "/run/viver/cow";
+const RAM_DIR: &str = "/run/viver/ram";
+const REPORT_DIR: &str = "/run/viver";
+/// The initrd's own configuration, written by the kit.
+const INITRD_CONF: &str = "/etc/viver.conf";
+/// Modules every boot needs whatever the hardware: started with the device drivers so
+/// they are ready when the image is found.
+const ALWAYS_LOAD: &[&str] = &["loop", "squashfs", "overlay"];
+
+/// State carried from stage to stage.
+struct Boot {
+    report: BootReport,
+    cmdline: Cmdline,
+    initrd_confs: Vec<ConfFile>,
+    settings: Settings,
+    started_realtime: Duration,
+    started_monotonic: Duration,
+    kmsg_ratelimit: Option<String>,
+}
+
+/// What the image stage hands to the cow stage.
+struct MountedImage {
+    chosen: ChosenImage,
+    id: String,
+}
+
+/// Never returns: either the real init replaces this process, or the failure policy runs.
 pub fn run_as_pid1() -> ! {
-    loop { std::thread::sleep(std::time::Duration::from_secs(3600)); }
+    let started_realtime = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let started_monotonic = Duration::from_secs_f64(self::log::uptime());
+    // A panic must not become a kernel panic ("Attempted to kill init"): it becomes a
+    // failure report like any other.
+    std::panic::set_hook(Box::new(|info| {
+        let text = format!("internal error (a bug in VIVER, please report it): {info}");
+        match BootLogger::get() {
+            Some(logger) => logger.console_always(&text),
+            None => eprintln!("{text}"),
+        }
+    }));
+    let mut boot = Boot {
+        report: BootReport::new(),
+        cmdline: Cmdline::default(),
+        initrd_confs: Vec::new(),
+        settings: Settings::default(),
+        started_realtime,
+        started_monotonic,
+        kmsg_ratelimit: None,
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boot.run()));
+    let failure = match outcome {
+        Ok(failure) => failure,
+        Err(_) => Failure {
+            stage: boot.report.stages.last().map(|s| s.stage).unwrap_or(Stage::Early),
+            message: "VIVER hit an internal error (see the message above).".into(),
+            details: Vec::new(),
+        },
+    };
+    self::log::restore_kmsg_ratelimit(boot.kmsg_ratelimit.take());
+    failure::fail(&mut boot.report, failure, boot.settings.panic, boot.settings.panic_wait)
+}
+
+impl Boot {
+    /// Runs every stage; returns only with the failure that stopped the boot.
+    fn run(&mut self) -> Failure {
+        match self.run_stages() {
+            Ok(never) => match never {},
+            Err(failure) => failure,
+        }
+    }
+
+    fn run_stages(&mut self) -> Result<std::convert::Infallible, Failure> {
+        self.timed(Stage::Early, |boot| boot.early())?;
+        self.timed(Stage::Config, |boot| boot.config())?;
+        let detector = self.timed(Stage::Hardware, |boot| boot.hardware())?;
+        let mut search = self.timed(Stage::Disks, |boot| boot.disks(&detector))?;
+        let image = self.timed(Stage::Image, |boot| boot.image(&mut search))?;
+        self.timed(Stage::Cow, |boot| boot.cow(&image, &search, &detector))?;
+        self.report.hardware = serde_json::to_value(detector.report()).ok();
+        self.report.devices = search.reports();
+        self.timed(Stage::SwitchRoot, |boot| boot.switch_root(&image))
+    }
+
+    /// Runs one stage: the `viver.break=` shell before it, a log line after it, its timing
+    /// in the report.
+    fn timed<T>(&mut self, stage: Stage, run: impl FnOnce(&mut Boot) -> Result<T, Failure>) -> Result<T, Failure> {
+        if self.settings.break_before == Some(stage) {
+            ::log::warn!("viver.break={stage}: starting a shell before the {stage} stage; 'exit' goes on with the boot");
+            failure::run_shell(failure::RESCUE_SHELLS.iter().find(|s| Path::new(s).exists()).copied().unwrap_or("/bin/sh"));
+        }
+        let start = self::log::uptime();
+        let clock = Instant::now();
+        let result = run(self);
+        let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+        self.report.stages.push(StageTiming { stage, start, duration_ms });
+        if result.is_ok() {
+            ::log::info!("stage {stage} done in {duration_ms:.0} ms");
+        }
+        result
+    }
+
+    fn early(&mut self) -> Result<(), Failure> {
+        let problems = early::mount_api_filesystems();
+        early::attach_console();
+        early::set_environment();
+        let logger = BootLogger::install();
+        self.kmsg_ratelimit = self::log::lift_kmsg_ratelimit();
+        early::start_reaper();
+        let _ = logger;
+        for problem in problems {
+            ::log::warn!("{problem}");
+            self.report.problems.push(problem);
+        }
+        self.report.kernel = early::kernel_release();
+        ::log::info!("VIVER {} on Linux {}", env!("CARGO_PKG_VERSION"), self.report.kernel);
+        Ok(())
+    }
+
+    fn config(&mut self) -> Result<(), Failure> {
+        let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        self.report.cmdline = line.trim().to_string();
+        self.cmdline = Cmdline::parse(&line);
+        if let Ok(text) = std::fs::read_to_string(INITRD_CONF) {
+            self.initrd_confs.push(ConfFile { origin: format!("initrd:{INITRD_CONF}"), text });
+        }
+        self.resolve_settings(&[]);
+        Ok(())
+    }
+
+    /// Folds the initrd's conf, the media's confs and the command line into settings.
+    fn resolve_settings(&mut self, media_confs: &[ConfFile]) {
+        let mut confs = self.initrd_confs.clone();
+        confs.extend_from_slice(media_confs);
+        let settings = Settings::resolve(&self.cmdline, &confs);
+        for problem in &settings.problems {
+            if !self.settings.problems.contains(problem) || media_confs.is_empty() {
+                ::log::warn!("{problem}");
+            }
+        }
+        if let Some(logger) = BootLogger::get() {
+            logger.set_verbosity(settings.quiet, settings.debug);
+        }
+        self.report.problems.retain(|p| !self.settings.problems.contains(p));
+        self.report.problems.extend(settings.problems.iter().cloned());
+        self.settings = settings;
+        self.report.settings = Some(self.settings.clone());
+    }
+
+    fn hardware(&mut self) -> Result<Detector, Failure> {
+        let release = &self.report.kernel;
+        let mut force_load: Vec<String> = ALWAYS_LOAD.iter().map(|m| m.to_string()).collect();
+        force_load.extend(self.settings.modules.iter().cloned());
+        let mut params = self.settings.module_params.clone();
+        // usb-storage waits a second before scanning a new stick "for slow devices";
+        // settling would end inside that second and miss the stick. Our own quiet period
+        // already waits, so no delay unless the user asks for one.
+        params.entry("usb_storage".into()).or_insert_with(|| "delay_use=0".into());
+        let options = DetectOptions {
+            modules_dir: PathBuf::from("/lib/modules").join(release),
+            sysfs: PathBuf::from("/sys"),
+            blacklist: self.settings.blacklist.clone(),
+            force_load,
+            params: params.into_iter().collect(),
+            parallel: self.settings.parallel,
+            quiet: self.settings.settle,
+            cap: self.settings.timeout,
+        };
+        let detector = Detector::start(options).map_err(|e| Failure {
+            stage: Stage::Hardware,
+            message: format!("hardware detection could not start: {e}"),
+            details: vec![format!("module directory /lib/modules/{release}")],
+        })?;
+        let settled = detector.wait_settled();
+        let summary = detector.report();
+        if let Ok(value) = serde_json::to_value(&summary) {
+            self.report.hardware = Some(value);
+        }
+        if matches!(settled, Settled::Capped) {
+            ::log::warn!("devices were still appearing after {} s; going on", self.settings.timeout.as_secs());
+        }
+        Ok(detector)
+    }
+
+    fn disks(&mut self, detector: &Detector) -> Result<MediaSearch, Failure> {
+        let mut search = MediaSearch::default();
+        let deadline = Instant::now() + self.settings.timeout;
+        let late_deadline = Instant::now() + self.settings.media_wait;
+        let late_present = late_media::late_classes_present(Path::new("/sys"));
+        let mut generation = detector.generation();
+        let mut waiting_said = false;
+        loop {
+            if let Err(e) = search.scan(detector, Path::new("/sys"), Path::new("/dev")) {
+                ::log::warn!("{e}");
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let awaited = if search.candidates.is_empty() {
+                None
+            } else if now >= late_deadline {
+                break;
+            } else {
+                let seen: Vec<_> = search.media.values().map(|m| m.device.class).collect();
+                let best = search.candidates.iter().map(|c| rank::class_rank(c.device.class, c.device.rotational)).min();
+                let late = late_media::worth_waiting_for(&late_present, &seen, best);
+                if late.is_empty() {
+                    break;
+                }
+                Some(late)
+            };
+            if !waiting_said {
+                match &awaited {
+                    None => ::log::info!(
+                        "no image on {} device(s) yet; waiting up to {} s for more",
+                        search.media.len(),
+                        (deadline - now).as_secs()
+                    ),
+                    Some(late) => ::log::info!(
+                        "waiting up to {:.1} s for {} media, which come late and could beat what was found",
+                        (late_deadline - now).as_secs_f64(),
+                        late.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" and ")
+                    ),
+                }
+                waiting_said = true;
+            }
+            let until = if awaited.is_some() { late_deadline } else { deadline };
+            generation = detector.wait_for_change(generation, (until - now).min(Duration::from_millis(500)));
+        }
+        // Media may carry viver.conf: it can change the image, the media order, the cow.
+        if !search.confs.is_empty() {
+            let confs = search.confs.clone();
+            self.resolve_settings(&confs);
+        }
+        self.report.devices = search.reports();
+        ::log::info!("{} device(s), {} image candidate(s)", search.media.len(), search.candidates.len());
+        if search.candidates.is_empty() {
+            let mut details = search.describe();
+            details.extend(search.rejected.iter().cloned());
+            if details.is_empty() {
+                details.push("no block device appeared at all".into());
+            }
+            let unmatched = detector.report().unmatched;
+            if !unmatched.is_empty() {
+                details.push(format!("devices with no driver in this initrd: {}", unmatched.join(" ")));
+            }
+            return Err(Failure {
+                stage: Stage::Disks,
+                message: format!(
+                    "No disk image (/viver/<name>.squashfs) was found on any medium after waiting {} s.",
+                    self.settings.timeout.as_secs()
+                ),
+                details,
+            });
+        }
+        Ok(search)
+    }
+
+    fn image(&mut self, search: &mut MediaSearch) -> Result<MountedImage, Failure> {
+        let selector = match self.settings.media.as_deref().map(rank::parse_media) {
+            Some(Ok(selector)) => Some(selector),
+            Some(Err(e)) => {
+                ::log::warn!("viver.media: {e}; using the default order");
+                self.report.problems.push(format!("viver.media: {e}"));
+                None
+            }
+            None => None,
+        };
+        let plan = choose::plan(search.candidates.clone(), self.settings.image.as_deref(), selector.as_ref());
+        for note in &plan.notes {
+            ::log::warn!("{note}");
+        }
+        let mut order = plan.order;
+        break_speed_tie(&mut order);
+        for (candidate, reason) in &plan.excluded {
+            self.report.candidates.push(candidate_report(candidate, None, "excluded", Some(reason.clone())));
+        }
+        let mut rejections = Vec::new();
+        let mut chosen = None;
+        for (index, candidate) in order.iter().enumerate() {
+            if chosen.is_some() {
+                self.report.candidates.push(candidate_report(candidate, Some(index + 1), "not tried", None));
+                continue;
+            }
+            match self.try_candidate(candidate) {
+                Ok(image) => {
+                    self.report.candidates.push(candidate_report(candidate, Some(index + 1), "chosen", None));
+                    chosen = Some(image);
+                }
+                Err(reason) => {
+                    ::log::warn!("rejected {} on {}: {reason}", candidate.medium_path, candidate.device.dev_path.display());
+                    rejections.push(format!("{} on {}: {reason}", candidate.medium_path, candidate.device.dev_path.display()));
+                    self.report.candidates.push(candidate_report(candidate, Some(index + 1), "rejected", Some(reason)));
+                }
+            }
+        }
+        match chosen {
+            Some(image) => Ok(image),
+            None => {
+                let mut details = rejections;
+                details.extend(plan.excluded.iter().map(|(c, why)| format!("{} on {}: {why}", c.medium_path, c.device.dev_path.display())));
+                details.extend(search.rejected.iter().cloned());
+                Err(Failure {
+                    stage: Stage::Image,
+                    message: match &self.settings.image {
+                        Some(name) if order.is_empty() => format!("No image named {name:?} was found (viver.image=)."),
+                        _ => "Every image found was rejected.".into(),
+                    },
+                    details,
+                })
+            }
+        }
+    }
+
+    /// Checks one candidate and mounts it at IMAGE_MOUNT; the error is the reason to reject it.
+    fn try_candidate(&mut self, candidate: &Candidate) -> Result<MountedImage, String> {
+        let info = verify::quick(&candidate.image_path, candidate.manifest.as_ref()).map_err(|e| e.to_string())?;
+        let shown = candidate.image_path.display().to_string();
+        let mut source = candidate.image_path.clone();
+        if self.settings.toram {
+            ::log::info!("copying {} ({} MiB) to RAM", candidate.medium_path, info.bytes_used >> 20);
+            let mut last_percent = 0;
+            let (copy, digest) = cow::copy_to_ram(&candidate.image_path, Path::new(RAM_DIR), |done, total| {
+                let percent = if total == 0 { 100 } else { done * 100 / total };
+                if percent >= last_percent + 10 || percent == 100 {
+                    last_percent = percent;
+                    ::log::info!("  {percent}% ({} of {} MiB)", done >> 20, total >> 20);
+                }
+            })
+            .map_err(|e| {
+                let _ = nix::mount::umount2(RAM_DIR, nix::mount::MntFlags::MNT_DETACH);
+                e.to_string()
+            })?;
+            if let Some(manifest) = &candidate.manifest {
+                if let Err(e) = verify::check_digest(&shown, &digest, manifest) {
+                    let _ = nix::mount::umount2(RAM_DIR, nix::mount::MntFlags::MNT_DETACH);
+                    return Err(e.to_string());
+                }
+            }
+            source = copy;
+        } else if self.settings.verify == Verify::Full {
+            if let Some(manifest) = &candidate.manifest {
+                ::log::info!("checking the SHA-256 of {} ({} MiB)", candidate.medium_path, manifest.size >> 20);
+                verify::full(&candidate.image_path, manifest, |_| {}).map_err(|e| e.to_string())?;
+            }
+        }
+        let is_device = std::fs::metadata(&source).map(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_block_device()
+        });
+        // Held until the mount below has the device (see LoopDevice).
+        let mut loop_device = None;
+        let device = if is_device.unwrap_or(false) {
+            source.clone()
+        } else {
+            let attached = loopdev::attach_readonly(&source, Path::new("/dev")).map_err(|e| e.to_string())?;
+            let path = attached.path.clone();
+            loop_device = Some(attached);
+            path
+        };
+        cow::mount_image(&device, Path::new(IMAGE_MOUNT)).map_err(|e| e.to_string())?;
+        drop(loop_device);
+        Ok(MountedImage {
+            id: candidate.id.clone(),
+            chosen: ChosenImage {
+                name: candidate.name.clone(),
+                id: candidate.id.clone(),
+                path: candidate.medium_path.clone(),
+                device: candidate.device.dev_path.display().to_string(),
+                media: candidate.device.class.to_string(),
+                toram: self.settings.toram,
+                compressor: Some(info.compressor.to_string()),
+                size_bytes: info.bytes_used,
+            },
+        })
+    }
+
+    fn cow(&mut self, image: &MountedImage, search: &MediaSearch, detector: &Detector) -> Result<(), Failure> {
+        let failure = |message: String, details: Vec<String>| Failure { stage: Stage::Cow, message, details };
+        let new_root = Path::new(NEW_ROOT);
+        let mut keep_medium = None;
+        let layer = match &self.settings.cow {
+            CowSpec::None => {
+                cow::mkdir_all(new_root).map_err(|e| failure(e.to_string(), vec![]))?;
+                nix::mount::mount(
+                    Some(IMAGE_MOUNT),
+                    new_root,
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| failure(format!("binding the image to {NEW_ROOT}: {e}"), vec![]))?;
+                self.report.cow = Some("none (read-only root)".into());
+                return Ok(());
+            }
+            CowSpec::Tmpfs { size } => cow::tmpfs_layer(Path::new(COW_DIR), size).map_err(|e| failure(e.to_string(), vec![]))?,
+            CowSpec::Persistent { device, dir } => {
+                let medium = search.find_device(device).ok_or_else(|| {
+                    failure(
+                        format!("viver.cow={device}:{dir}: no such device among the disks found"),
+                        search.describe(),
+                    )
+                })?;
+                let mounted = match &medium.mounted_at {
+                    Some(path) => path.clone(),
+                    None => return Err(failure(format!("{device} has no mountable filesystem for the changes"), search.describe())),
+                };
+                // The medium was mounted read-only like every other; this one we write to.
+                nix::mount::mount(None::<&str>, &mounted, None::<&str>, nix::mount::MsFlags::MS_REMOUNT, None::<&str>)
+                    .map_err(|e| failure(format!("cannot make {device} writable for the changes: {e}"), vec![]))?;
+                let _ = detector;
+                keep_medium = Some(mounted.clone());
+                cow::persistent_layer(&mounted, dir, &image.id, device).map_err(|e| failure(e.to_string(), vec![]))?
+            }
+        };
+        cow::mount_overlay(Path::new(IMAGE_MOUNT), &layer, new_root).map_err(|e| failure(e.to_string(), vec![]))?;
+        self.report.cow = Some(layer.description.clone());
+        if image.chosen.toram {
+            // The image is in RAM: let go of the media so they can be removed.
+            release_media_except(keep_medium.as_deref());
+        }
+        Ok(())
+    }
+
+    fn switch_root(&mut self, image: &MountedImage) -> Result<std::convert::Infallible, Failure> {
+        let new_root = Path::new(NEW_ROOT);
+        let failure = |message: String| Failure { stage: Stage::SwitchRoot, message, details: vec![] };
+        let init = switch_root::find_init(new_root, self.settings.init.as_deref()).map_err(|e| failure(e.to_string()))?;
+        self.report.init = Some(init.display().to_string());
+        self.report.image = Some(image.chosen.clone());
+        let c = &image.chosen;
+        let line = format!(
+            "booting image {} ({}) from {} ({}){}, changes in {}, init {}",
+            c.name,
+            c.id,
+            c.device,
+            c.media,
+            if c.toram { ", copied to RAM" } else { "" },
+            self.report.cow.as_deref().unwrap_or("?"),
+            init.display()
+        );
+        // The report's own switch-root timing can only cover what happened up to here.
+        let total = self::log::uptime() - self.started_monotonic.as_secs_f64();
+        self.report.stages.push(StageTiming { stage: Stage::SwitchRoot, start: self::log::uptime(), duration_ms: 0.0 });
+        let lines = BootLogger::get().map(|l| {
+            l.console_always(&line);
+            l.console_always(&format!("initramfs done in {:.0} ms", total * 1000.0));
+            l.lines()
+        });
+        if let Err(e) = self.report.write(Path::new(REPORT_DIR), &lines.unwrap_or_default()) {
+            ::log::warn!("could not write {REPORT_DIR}/boot.json: {e}");
+        }
+        self::log::restore_kmsg_ratelimit(self.kmsg_ratelimit.take());
+        let env = [switch_root::rd_timestamp(self.started_realtime, self.started_monotonic)];
+        let error = switch_root::switch_root(new_root, &init, &self.settings.init_args, &env);
+        Err(failure(error.to_string()))
+    }
+}
+
+/// Same image, same class of medium: a short read decides which copy is faster.
+fn break_speed_tie(order: &mut [Candidate]) {
+    if order.len() < 2 {
+        return;
+    }
+    let (a, b) = (&order[0], &order[1]);
+    if a.id != b.id
+        || rank::class_rank(a.device.class, a.device.rotational) != rank::class_rank(b.device.class, b.device.rotational)
+        || a.device.name == b.device.name
+    {
+        return;
+    }
+    let speed = |c: &Candidate| rank::measure_read_mbps(&c.device.dev_path, 4 << 20).unwrap_or(0.0);
+    let (speed_a, speed_b) = (speed(a), speed(b));
+    ::log::info!(
+        "{} and {} hold the same image on the same kind of medium: {speed_a:.0} vs {speed_b:.0} MB/s",
+        a.device.dev_path.display(),
+        b.device.dev_path.display()
+    );
+    if speed_b > speed_a * 1.1 {
+        order.swap(0, 1);
+    }
+}
+
+fn candidate_report(c: &Candidate, rank: Option<usize>, verdict: &str, reason: Option<String>) -> CandidateReport {
+    CandidateReport {
+        name: c.name.clone(),
+        id: c.id.clone(),
+        path: c.medium_path.clone(),
+        device: c.device.dev_path.display().to_string(),
+        media: c.device.class.to_string(),
+        rank,
+        verdict: verdict.to_string(),
+        reason,
+    }
+}
+
+/// After a copy to RAM the media are not needed: detach them so they can be removed.
+fn release_media_except(keep: Option<&Path>) {
+    let Ok(entries) = std::fs::read_dir(media::MEDIA_DIR) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if Some(path.as_path()) == keep {
+            continue;
+        }
+        let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+    }
 }

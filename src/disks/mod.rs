@@ -1,1 +1,21 @@
-//! Block devices and media (placeholder).
+//! Disks: find every block device, tell what kind of medium it is, read which
+//! filesystem it carries, mount it read-only, and rank the candidates so PID 1 looks
+//! for the image on the fastest medium first.
+//!
+//! - [`blockdev`]: the block devices `/sys/class/block` lists, with their attributes.
+//! - [`class`]: transport (NVMe, virtio, SATA, IDE, SCSI, USB, MMC) and media class
+//!   derived from where the device sits in the sysfs device tree.
+//! - [`superblock`]: filesystem detection by superblock (no libblkid in the initramfs).
+//! - [`mount`]: read-only mount of a detected filesystem.
+//! - [`selector`]: the user's `viver.media=` override.
+//! - [`rank`]: the order in which media are searched.
+
+pub mod blockdev;
+pub mod class;
+pub mod error;
+pub mod mount;
+pub mod rank;
+pub mod selector;
+pub mod superblock;
+
+pub use error::DiskError;

@@ -1,4 +1,231 @@
-//! `viver kit ...` (placeholder until the kit lands).
-#[derive(clap::Subcommand)]
-pub enum KitCommand {}
-pub fn run(cmd: KitCommand) -> i32 { match cmd {} }
+//! `viver kit ...` (what `kit/viver-kit` runs).
+
+use super::error::KitError;
+use super::{check_kernel, image, initrd, inspect, media};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub enum KitCommand {
+    /// Convert a root directory (or / of the running system) into a SquashFS image + manifest.
+    Image(ImageArgs),
+    /// Build the initramfs: static /init, selected kernel modules, their tables.
+    Initrd(InitrdArgs),
+    /// Build a bootable ISO or raw disk image (USB stick, hard disk, SD card).
+    Media(MediaArgs),
+    /// Copy an image and its manifest into DIR/viver/ (e.g. a mounted USB stick).
+    InstallImage(InstallImageArgs),
+    /// Check a kernel .config against what VIVER needs (exit 1 if something is missing).
+    CheckKernel(CheckKernelArgs),
+    /// List the contents of an initrd (any mix of plain, gzip, zstd, xz segments).
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+pub struct ImageArgs {
+    /// Root directory of the installed Linux (/ for the running system).
+    pub root: PathBuf,
+    /// Output image, e.g. debian.squashfs (the manifest debian.toml is written beside it).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[arg(long, default_value = "zstd", value_parser = ["zstd", "xz", "gzip", "lz4", "lzo"])]
+    pub compressor: String,
+    /// Name recorded in the manifest (default: the output's file stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Leave out extended attributes (file capabilities and SELinux labels are lost).
+    #[arg(long)]
+    pub no_xattrs: bool,
+}
+
+#[derive(Args)]
+pub struct InitrdArgs {
+    /// The kernel's module directory, /lib/modules/RELEASE.
+    #[arg(long)]
+    pub modules: PathBuf,
+    /// Output initrd file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Include this module too (with its dependencies); repeatable.
+    #[arg(long = "add-module", value_name = "NAME")]
+    pub add_module: Vec<String>,
+    /// Add /bin/busybox (static) and /bin/sh for a rescue shell.
+    #[arg(long)]
+    pub rescue_shell: bool,
+    /// Only the modules this machine uses (/proc/modules, /sys/module) plus filesystems.
+    #[arg(long)]
+    pub host_only: bool,
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compress: initrd::InitrdCompression,
+    /// The static viver binary to use as /init (default: this executable).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// A directory of *.list module lists replacing the shipped ones.
+    #[arg(long)]
+    pub lists: Option<PathBuf>,
+    /// A files.list (SOURCE DEST [MODE] lines) replacing the shipped one.
+    #[arg(long)]
+    pub files_list: Option<PathBuf>,
+    /// The busybox binary for --rescue-shell (default /bin/busybox).
+    #[arg(long)]
+    pub busybox: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct MediaArgs {
+    #[arg(long, value_enum)]
+    pub kind: media::MediaKind,
+    /// Kernel image (vmlinuz).
+    #[arg(long)]
+    pub kernel: PathBuf,
+    /// Initrd built by `viver kit initrd`.
+    #[arg(long)]
+    pub initrd: PathBuf,
+    /// The image (its manifest must sit beside it).
+    #[arg(long, required_unless_present = "no_image")]
+    pub image: Option<PathBuf>,
+    /// Output file (.iso or raw disk image).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// A boot-only medium: the image is found on another disk.
+    #[arg(long, conflicts_with = "image")]
+    pub no_image: bool,
+    /// Extra kernel command line.
+    #[arg(long, default_value = "")]
+    pub append: String,
+}
+
+#[derive(Args)]
+pub struct InstallImageArgs {
+    /// The image (its manifest must sit beside it).
+    pub image: PathBuf,
+    /// Target directory, e.g. the mount point of a USB stick.
+    pub dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct CheckKernelArgs {
+    /// The kernel's .config (e.g. /boot/config-$(uname -r)).
+    pub config: PathBuf,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    pub initrd: PathBuf,
+    /// Unpack into this directory (device nodes are skipped; paths escaping it refused).
+    #[arg(long)]
+    pub extract: Option<PathBuf>,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+pub fn run(cmd: KitCommand) -> i32 {
+    match execute(cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("viver kit: {e}");
+            2
+        }
+    }
+}
+
+fn execute(cmd: KitCommand) -> Result<i32, KitError> {
+    let started = Instant::now();
+    match cmd {
+        KitCommand::Image(a) => {
+            let r = image::build_image(&image::ImageOptions {
+                root: a.root,
+                output: a.output.clone(),
+                compressor: a.compressor,
+                name: a.name,
+                xattrs: !a.no_xattrs,
+            })?;
+            println!(
+                "image {} ({}, {}, id {}), manifest {}, {} fstab entries disabled, {:.1} s",
+                a.output.display(),
+                mib(r.manifest.size),
+                r.manifest.compressor,
+                r.manifest.id,
+                r.manifest_path.display(),
+                r.excluded_fstab_entries,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        KitCommand::Initrd(a) => {
+            let r = initrd::build_initrd(&initrd::InitrdOptions {
+                modules: a.modules,
+                output: a.output.clone(),
+                add_modules: a.add_module,
+                rescue_shell: a.rescue_shell,
+                host_only: a.host_only,
+                compress: a.compress,
+                init: a.init,
+                lists: a.lists,
+                files_list: a.files_list,
+                busybox: a.busybox,
+            })?;
+            for u in &r.unmatched {
+                log::info!("{u}");
+            }
+            println!(
+                "initrd {}: {} ({} unpacked), {} modules, {} entries, {:.2} s",
+                a.output.display(),
+                mib(r.compressed_size),
+                mib(r.unpacked_size),
+                r.modules.len(),
+                r.entries,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        KitCommand::Media(a) => {
+            let opts = media::MediaOptions {
+                kind: a.kind,
+                kernel: a.kernel,
+                initrd: a.initrd,
+                image: if a.no_image { None } else { a.image },
+                output: a.output.clone(),
+                append: a.append,
+            };
+            let size = media::build(&opts)?;
+            println!("{:?} medium {}: {}, {:.1} s", a.kind, a.output.display(), mib(size), started.elapsed().as_secs_f64());
+        }
+        KitCommand::InstallImage(a) => {
+            let dst = image::install_image(&a.image, &a.dir)?;
+            println!("installed {}", dst.display());
+        }
+        KitCommand::CheckKernel(a) => {
+            let r = check_kernel::check_file(&a.config)?;
+            for w in &r.warnings {
+                println!("optional: {w}");
+            }
+            if r.missing.is_empty() {
+                println!("{}: everything VIVER needs is there ({} requirements)", a.config.display(), r.satisfied);
+            } else {
+                for m in &r.missing {
+                    println!("MISSING: {m}");
+                }
+                println!("{}: {} requirement(s) missing for VIVER", a.config.display(), r.missing.len());
+                return Ok(1);
+            }
+        }
+        KitCommand::Inspect(a) => {
+            let segments = inspect::read_initrd(&a.initrd)?;
+            for s in &segments {
+                println!("# segment at byte {}: {:?}, {} entries", s.offset, s.compression, s.entries.len());
+                for e in &s.entries {
+                    let size = if e.mode & 0o170000 == 0o020000 { format!("{},{}", e.rdev.0, e.rdev.1) } else { e.size.to_string() };
+                    let link = if e.mode & 0o170000 == 0o120000 { format!(" -> {}", String::from_utf8_lossy(&e.data)) } else { String::new() };
+                    println!("{} {:>10} {}{}", inspect::mode_string(e.mode), size, e.name, link);
+                }
+            }
+            if let Some(dir) = a.extract {
+                let n = inspect::extract(&segments, &dir)?;
+                println!("extracted {n} entries into {}", dir.display());
+            }
+        }
+    }
+    Ok(0)
+}

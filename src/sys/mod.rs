@@ -1,1 +1,4 @@
-//! Thin, documented wrappers around kernel interfaces that nix does not cover.
+//! Kernel interfaces nix does not cover, kept apart from the logic that uses them:
+//! the structs mirror the kernel's UAPI headers field for field.
+
+pub mod loop_uapi;

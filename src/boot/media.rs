@@ -1,0 +1,221 @@
+//! The disk stage: every block device probed once, every filesystem on it mounted
+//! read-only under /run/viver/media/<name>, and on each medium the images and
+//! `viver.conf` files it carries.
+
+use super::report::DeviceReport;
+use super::settings::ConfFile;
+use crate::disks::blockdev::{self, BlockDevice};
+use crate::disks::superblock::{self, Filesystem, FsKind};
+use crate::hardware::detect::Detector;
+use crate::image::candidate::{self, Candidate};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where each medium is mounted.
+pub const MEDIA_DIR: &str = "/run/viver/media";
+
+/// Where `viver.conf` may sit on a medium, in the original VIVER's order.
+pub const CONF_PATHS: &[&str] = &["viver.conf", "etc/viver.conf", "viver/viver.conf", "VIVER/viver.conf"];
+
+#[derive(Debug, Clone)]
+pub struct Medium {
+    pub device: BlockDevice,
+    pub filesystem: Option<Filesystem>,
+    pub mounted_at: Option<PathBuf>,
+    pub report: DeviceReport,
+}
+
+#[derive(Default)]
+pub struct MediaSearch {
+    /// Every device seen, by kernel name (`sda1`), with what was made of it.
+    pub media: BTreeMap<String, Medium>,
+    pub candidates: Vec<Candidate>,
+    /// Image files that were found but could not be candidates, with the reason.
+    pub rejected: Vec<String>,
+    pub confs: Vec<ConfFile>,
+    /// Whole disks with a partition table whose partitions had not appeared yet, and
+    /// when they were first seen: probed again until their partitions show up.
+    deferred: BTreeMap<String, std::time::Instant>,
+}
+
+/// How long a disk with a partition table may stay without partitions before it is
+/// taken as it is (an empty table).
+const PARTITIONS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Does the device start with an MBR signature (also the protective MBR of GPT)?
+fn has_partition_table(dev_path: &Path) -> bool {
+    use std::io::Read;
+    let mut sector = [0u8; 512];
+    std::fs::File::open(dev_path).and_then(|mut f| f.read_exact(&mut sector)).is_ok() && sector[510..] == [0x55, 0xAA]
+}
+
+impl MediaSearch {
+    /// Probes the devices not seen before. Returns how many new ones there were.
+    pub fn scan(&mut self, detector: &Detector, sysfs: &Path, dev_dir: &Path) -> Result<usize, String> {
+        let devices = blockdev::scan(sysfs).map_err(|e| format!("listing block devices in {}: {e}", sysfs.display()))?;
+        let parents: Vec<String> = devices.iter().filter_map(|d| d.parent.clone()).collect();
+        let mut new = 0;
+        for device in devices {
+            if self.media.contains_key(&device.name) {
+                continue;
+            }
+            // The kernel lists a disk a moment before the partitions it is still reading
+            // from its table: probe such a disk again once they are there.
+            if !device.partition && !parents.contains(&device.name) && device.size_bytes > 0 {
+                let first_seen = *self.deferred.entry(device.name.clone()).or_insert_with(std::time::Instant::now);
+                if first_seen.elapsed() < PARTITIONS_GRACE {
+                    if let Ok(path) = blockdev::ensure_node(&device, dev_dir) {
+                        if matches!(superblock::probe_path(&path), Ok(None)) && has_partition_table(&path) {
+                            continue;
+                        }
+                    }
+                }
+            }
+            new += 1;
+            let medium = self.probe(device, detector, dev_dir);
+            self.media.insert(medium.device.name.clone(), medium);
+        }
+        Ok(new)
+    }
+
+    fn probe(&mut self, device: BlockDevice, detector: &Detector, dev_dir: &Path) -> Medium {
+        let mut report = DeviceReport {
+            device: device.dev_path.display().to_string(),
+            media: device.class.to_string(),
+            size_bytes: device.size_bytes,
+            removable: device.removable,
+            rotational: device.rotational,
+            ..DeviceReport::default()
+        };
+        let mut medium = Medium { device: device.clone(), filesystem: None, mounted_at: None, report: report.clone() };
+        if device.size_bytes == 0 {
+            // An empty CD drive or card reader: nothing to read, and reading would block.
+            report.note = Some("no medium (size 0)".into());
+            medium.report = report;
+            return medium;
+        }
+        let dev_path = match blockdev::ensure_node(&device, dev_dir) {
+            Ok(path) => path,
+            Err(e) => {
+                report.note = Some(format!("no device node: {e}"));
+                medium.report = report;
+                return medium;
+            }
+        };
+        let filesystem = match superblock::probe_path(&dev_path) {
+            Ok(Some(fs)) => fs,
+            Ok(None) => {
+                report.note = Some("no filesystem recognised".into());
+                medium.report = report;
+                return medium;
+            }
+            Err(e) => {
+                report.note = Some(format!("unreadable: {e}"));
+                medium.report = report;
+                return medium;
+            }
+        };
+        report.filesystem = Some(filesystem.kind.mount_type().to_string());
+        report.label = filesystem.label.clone();
+        report.uuid = filesystem.uuid.clone();
+        medium.filesystem = Some(filesystem.clone());
+
+        if filesystem.kind == FsKind::Squashfs {
+            // A SquashFS written straight to the device is itself a candidate image.
+            match crate::image::verify::quick(&dev_path, None) {
+                Ok(info) => {
+                    self.candidates.push(candidate::raw_device(&device, &filesystem, &dev_path, info.mkfs_time));
+                    report.note = Some("SquashFS on the device itself".into());
+                }
+                Err(e) => report.note = Some(e.to_string()),
+            }
+            medium.report = report;
+            return medium;
+        }
+
+        for alias in filesystem.kind.module_aliases() {
+            if let Err(e) = detector.load_module(alias) {
+                log::debug!("{}: module {alias}: {e} (trying the mount anyway)", device.name);
+            }
+        }
+        let target = Path::new(MEDIA_DIR).join(&device.name);
+        if let Err(e) = std::fs::create_dir_all(&target) {
+            report.note = Some(format!("cannot create {}: {e}", target.display()));
+            medium.report = report;
+            return medium;
+        }
+        match crate::disks::mount::mount_readonly(&dev_path, &filesystem, &target) {
+            Ok(()) => {
+                report.mounted_at = Some(target.display().to_string());
+                medium.mounted_at = Some(target.clone());
+                let findings = candidate::find_on_medium(&device, &filesystem, &target);
+                if findings.candidates.is_empty() && findings.rejected.is_empty() {
+                    report.note = Some("mounted, no image in /viver".into());
+                }
+                self.candidates.extend(findings.candidates);
+                self.rejected.extend(findings.rejected);
+                self.read_confs(&device, &target);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir(&target);
+                report.note = Some(format!("mount failed: {e}"));
+            }
+        }
+        log::debug!("{}: {} {:?}", device.name, device.class, report.note);
+        medium.report = report;
+        medium
+    }
+
+    fn read_confs(&mut self, device: &BlockDevice, mounted_at: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        // On case-insensitive media two of the paths can be the same file: read it once.
+        let mut read = Vec::new();
+        for rel in CONF_PATHS {
+            let path = mounted_at.join(rel);
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            if read.contains(&meta.ino()) {
+                continue;
+            }
+            read.push(meta.ino());
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                log::info!("found {} on {}", rel, device.dev_path.display());
+                self.confs.push(ConfFile { origin: format!("{}:/{rel}", device.dev_path.display()), text });
+            }
+        }
+    }
+
+    /// A device named by `/dev/x`, `LABEL=x` or `UUID=x`, among those probed.
+    pub fn find_device(&self, spec: &str) -> Option<&Medium> {
+        self.media.values().find(|m| {
+            if let Some(label) = spec.strip_prefix("LABEL=") {
+                m.filesystem.as_ref().and_then(|f| f.label.as_deref()) == Some(label)
+            } else if let Some(uuid) = spec.strip_prefix("UUID=") {
+                m.filesystem.as_ref().and_then(|f| f.uuid.as_deref()).is_some_and(|u| u.eq_ignore_ascii_case(uuid))
+            } else {
+                m.device.dev_path == Path::new(spec)
+            }
+        })
+    }
+
+    /// One line per device, for a failure report.
+    pub fn describe(&self) -> Vec<String> {
+        self.media
+            .values()
+            .map(|m| {
+                let r = &m.report;
+                format!(
+                    "{} ({}, {} MB): {}{}",
+                    r.device,
+                    r.media,
+                    r.size_bytes / 1_000_000,
+                    r.filesystem.as_deref().map(|f| format!("{f}, ")).unwrap_or_default(),
+                    r.note.as_deref().unwrap_or("mounted")
+                )
+            })
+            .collect()
+    }
+
+    pub fn reports(&self) -> Vec<DeviceReport> {
+        self.media.values().map(|m| m.report.clone()).collect()
+    }
+}

@@ -1,0 +1,102 @@
+//! `/run/viver/boot.json`: what the boot found, chose, rejected and how long each stage
+//! took, for people (`jq . /run/viver/boot.json`) and for the test harness.
+
+use super::settings::Settings;
+use super::stage::Stage;
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTiming {
+    pub stage: Stage,
+    /// Seconds since the kernel started, when the stage began.
+    pub start: f64,
+    pub duration_ms: f64,
+}
+
+/// One block device as the disk stage saw it.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DeviceReport {
+    pub device: String,
+    pub media: String,
+    pub size_bytes: u64,
+    pub removable: bool,
+    pub rotational: bool,
+    pub filesystem: Option<String>,
+    pub label: Option<String>,
+    pub uuid: Option<String>,
+    pub mounted_at: Option<String>,
+    /// Why nothing was used from it (no filesystem, mount error, ...).
+    pub note: Option<String>,
+}
+
+/// One image candidate and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidateReport {
+    pub name: String,
+    pub id: String,
+    pub path: String,
+    pub device: String,
+    pub media: String,
+    /// Its place in the order of trial, from 1; absent when it was not in the running.
+    pub rank: Option<usize>,
+    /// "chosen", "rejected", "excluded" or "not tried".
+    pub verdict: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChosenImage {
+    pub name: String,
+    pub id: String,
+    /// Path of the image on its medium (`/viver/debian.squashfs`), or the device.
+    pub path: String,
+    /// The device that holds it: `/dev/sda1`.
+    pub device: String,
+    /// Its media class: `usb`, `virtio`, `cd`, ...
+    pub media: String,
+    pub toram: bool,
+    pub compressor: Option<String>,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub stage: Stage,
+    pub message: String,
+    /// What was tried and found, one line each.
+    pub details: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct BootReport {
+    pub viver_version: &'static str,
+    pub kernel: String,
+    pub cmdline: String,
+    pub settings: Option<Settings>,
+    pub stages: Vec<StageTiming>,
+    pub hardware: Option<serde_json::Value>,
+    pub devices: Vec<DeviceReport>,
+    pub candidates: Vec<CandidateReport>,
+    pub image: Option<ChosenImage>,
+    pub cow: Option<String>,
+    pub init: Option<String>,
+    pub problems: Vec<String>,
+    pub failure: Option<Failure>,
+}
+
+impl BootReport {
+    pub fn new() -> BootReport {
+        BootReport { viver_version: env!("CARGO_PKG_VERSION"), ..BootReport::default() }
+    }
+
+    /// Writes the report (and the log beside it) atomically: a reader never sees half.
+    pub fn write(&self, dir: &Path, log_lines: &[String]) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        let tmp = dir.join(".boot.json.tmp");
+        std::fs::write(&tmp, json + "\n")?;
+        std::fs::rename(&tmp, dir.join("boot.json"))?;
+        std::fs::write(dir.join("boot.log"), log_lines.join("\n") + "\n")
+    }
+}

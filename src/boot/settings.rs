@@ -1,0 +1,416 @@
+//! What the user asked for: defaults, then `viver.conf` files, then the kernel command
+//! line (which always wins), folded into one [`Settings`].
+//!
+//! Both sources feed the same `apply` function with the key stripped of its `viver.`
+//! prefix, so a key means the same thing in either place and is documented once (README,
+//! "Parameters"). A bad value never stops the boot: it is reported in
+//! [`Settings::problems`], the default is kept, and the boot goes on.
+
+use super::cmdline::Cmdline;
+use super::stage::Stage;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What to do when the boot cannot continue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PanicPolicy {
+    /// A rescue shell on the console if the initrd has one, else [`PanicPolicy::Reboot`].
+    Shell,
+    /// Show the report, count down, reboot.
+    Reboot,
+    /// Show the report and power off.
+    Halt,
+}
+
+/// Where the writes of the booted system go.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum CowSpec {
+    /// A tmpfs: writes vanish at power-off. `size` is passed to tmpfs as is ("50%", "2g").
+    Tmpfs { size: String },
+    /// A directory on a writable disk (`/dev/sdb1`, `LABEL=x`, `UUID=x`), kept across boots.
+    Persistent { device: String, dir: String },
+    /// No overlay: the image itself, read-only, is the root.
+    None,
+}
+
+/// How hard to check an image before trusting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verify {
+    /// Superblock, size against the manifest. Reads a few KiB.
+    Quick,
+    /// Also the SHA-256 of the whole image (reads all of it; always done for `toram`).
+    Full,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    pub image: Option<String>,
+    /// `viver.media=` as given; parsed by the disk stage, which owns its meaning.
+    pub media: Option<String>,
+    pub cow: CowSpec,
+    pub toram: bool,
+    /// Longest wait for the devices that carry the image.
+    #[serde(serialize_with = "as_secs")]
+    pub timeout: Duration,
+    /// Extra wait for USB/SD media that may still appear and beat what was found.
+    #[serde(serialize_with = "as_secs")]
+    pub media_wait: Duration,
+    /// Quiet period after the last uevent/module load before the hardware is called settled.
+    #[serde(serialize_with = "as_secs")]
+    pub settle: Duration,
+    pub panic: PanicPolicy,
+    /// How long the failure report stays on screen before a reboot or power-off.
+    #[serde(serialize_with = "as_secs")]
+    pub panic_wait: Duration,
+    pub role: Option<String>,
+    pub debug: bool,
+    pub quiet: bool,
+    /// Modules to load whatever the hardware says (`viver.modules=`, `rd.driver.pre=`).
+    pub modules: Vec<String>,
+    /// `modprobe.blacklist=`, `rd.driver.blacklist=`.
+    pub blacklist: Vec<String>,
+    /// `module.param=value` words, per module (names with `_`).
+    pub module_params: BTreeMap<String, String>,
+    pub parallel: bool,
+    pub verify: Verify,
+    /// `init=`: the program to start in the new root.
+    pub init: Option<PathBuf>,
+    pub init_args: Vec<String>,
+    /// `viver.break=STAGE` / `rd.break`: a shell before that stage.
+    pub break_before: Option<Stage>,
+    /// Everything that was not understood, one sentence each.
+    pub problems: Vec<String>,
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            image: None,
+            media: None,
+            cow: CowSpec::Tmpfs { size: "50%".into() },
+            toram: false,
+            timeout: Duration::from_secs(60),
+            settle: Duration::from_millis(300),
+            media_wait: Duration::from_secs(3),
+            panic: PanicPolicy::Shell,
+            panic_wait: Duration::from_secs(15),
+            role: None,
+            debug: false,
+            quiet: false,
+            modules: Vec::new(),
+            blacklist: Vec::new(),
+            module_params: BTreeMap::new(),
+            parallel: true,
+            verify: Verify::Quick,
+            init: None,
+            init_args: Vec::new(),
+            break_before: None,
+            problems: Vec::new(),
+        }
+    }
+}
+
+/// A `viver.conf` that was found, with where it was found (for messages).
+#[derive(Debug, Clone)]
+pub struct ConfFile {
+    pub origin: String,
+    pub text: String,
+}
+
+/// Command-line prefixes that are never module parameters.
+const NOT_MODULE_PREFIXES: &[&str] = &["viver", "rd", "systemd", "udev", "modprobe", "console", "BOOT_IMAGE"];
+
+impl Settings {
+    /// Defaults, then each configuration file in order, then the command line.
+    pub fn resolve(cmdline: &Cmdline, confs: &[ConfFile]) -> Settings {
+        let mut settings = Settings::default();
+        for conf in confs {
+            settings.apply_conf(conf);
+        }
+        settings.apply_cmdline(cmdline);
+        settings
+    }
+
+    fn apply_conf(&mut self, conf: &ConfFile) {
+        let table: toml::Table = match toml::from_str(&conf.text) {
+            Ok(table) => table,
+            Err(e) => {
+                let reason = e.to_string().replace('\n', " ");
+                self.problems.push(format!("{}: not valid TOML, ignored: {}", conf.origin, reason.trim()));
+                return;
+            }
+        };
+        for (key, value) in table {
+            let origin = format!("{} key {key}", conf.origin);
+            match toml_to_word(&value) {
+                Some(word) => self.apply(&key, Some(&word), &origin),
+                None => self.problems.push(format!("{origin}: value {value} is not a string, number, boolean or list of them")),
+            }
+        }
+    }
+
+    fn apply_cmdline(&mut self, cmdline: &Cmdline) {
+        for param in &cmdline.params {
+            let value = param.value.as_deref();
+            let origin = format!("command line {}", param.key);
+            match param.key.as_str() {
+                key if key.starts_with("viver.") => self.apply(&key["viver.".len()..], value, &origin),
+                "init" => match value {
+                    Some(path) if path.starts_with('/') => self.init = Some(PathBuf::from(path)),
+                    _ => self.problems.push(format!("{origin}: init= needs an absolute path")),
+                },
+                "quiet" => self.quiet = true,
+                "rd.debug" => self.debug = true,
+                "rd.break" => self.apply("break", value.or(Some("switch-root")), &origin),
+                "rd.live.ram" => self.apply("toram", value, &origin),
+                "modprobe.blacklist" | "rd.driver.blacklist" => self.blacklist.extend(list(value.unwrap_or(""))),
+                "rd.driver.pre" => self.modules.extend(list(value.unwrap_or(""))),
+                key => self.maybe_module_param(key, value),
+            }
+        }
+        self.init_args = cmdline.init_args.clone();
+    }
+
+    /// `usb_storage.delay_use=0` style words: the kernel keeps those for modules it has
+    /// not loaded yet, and hands them to nobody; modprobe used to read them from
+    /// /proc/cmdline, so we do.
+    fn maybe_module_param(&mut self, key: &str, value: Option<&str>) {
+        let Some((module, param)) = key.split_once('.') else { return };
+        if module.is_empty() || param.is_empty() || NOT_MODULE_PREFIXES.contains(&module) {
+            return;
+        }
+        let module = module.replace('-', "_");
+        let word = match value {
+            Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
+            Some(v) => format!("{param}={v}"),
+            None => param.to_string(),
+        };
+        let entry = self.module_params.entry(module).or_default();
+        if !entry.is_empty() {
+            entry.push(' ');
+        }
+        entry.push_str(&word);
+    }
+
+    /// One setting, by its name without `viver.`; `origin` says where it came from.
+    fn apply(&mut self, key: &str, value: Option<&str>, origin: &str) {
+        let result: Result<(), String> = (|| {
+            match key {
+                "image" => self.image = Some(non_empty(value)?.to_string()),
+                "media" => self.media = Some(non_empty(value)?.to_string()),
+                "cow" => self.cow = parse_cow(non_empty(value)?)?,
+                "toram" => self.toram = flag(value)?,
+                "timeout" => self.timeout = Duration::from_secs_f64(seconds(non_empty(value)?, 0.0, 3600.0)?),
+                "media_wait" => self.media_wait = Duration::from_secs_f64(seconds(non_empty(value)?, 0.0, 600.0)?),
+                "settle" => self.settle = Duration::from_secs_f64(seconds(non_empty(value)?, 0.05, 60.0)?),
+                "panic" => {
+                    self.panic = match non_empty(value)? {
+                        "shell" => PanicPolicy::Shell,
+                        "reboot" => PanicPolicy::Reboot,
+                        "halt" | "poweroff" => PanicPolicy::Halt,
+                        other => return Err(format!("{other:?} is not shell, reboot or halt")),
+                    }
+                }
+                "panic_wait" => self.panic_wait = Duration::from_secs_f64(seconds(non_empty(value)?, 0.0, 3600.0)?),
+                "role" => self.role = Some(non_empty(value)?.to_string()),
+                "debug" => self.debug = flag(value)?,
+                "quiet" => self.quiet = flag(value)?,
+                "modules" => self.modules.extend(list(non_empty(value)?)),
+                "blacklist" => self.blacklist.extend(list(non_empty(value)?)),
+                "parallel" => self.parallel = flag(value)?,
+                "verify" => {
+                    self.verify = match non_empty(value)? {
+                        "quick" => Verify::Quick,
+                        "full" => Verify::Full,
+                        other => return Err(format!("{other:?} is not quick or full")),
+                    }
+                }
+                "break" => {
+                    let name = value.unwrap_or("switch-root");
+                    self.break_before =
+                        Some(Stage::from_name(name).ok_or_else(|| format!("{name:?} is not a stage ({})", Stage::names()))?);
+                }
+                other => return Err(format!("unknown setting {other:?}, ignored")),
+            }
+            Ok(())
+        })();
+        if let Err(what) = result {
+            self.problems.push(format!("{origin}: {what}"));
+        }
+    }
+}
+
+fn non_empty(value: Option<&str>) -> Result<&str, String> {
+    match value.map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err("needs a value".to_string()),
+    }
+}
+
+/// A bare word (`viver.toram`) means yes.
+fn flag(value: Option<&str>) -> Result<bool, String> {
+    match value.map(str::trim) {
+        None | Some("") | Some("1") | Some("yes") | Some("true") | Some("on") => Ok(true),
+        Some("0") | Some("no") | Some("false") | Some("off") => Ok(false),
+        Some(other) => Err(format!("{other:?} is not a yes/no value (1, 0, yes, no, true, false, on, off)")),
+    }
+}
+
+fn seconds(value: &str, min: f64, max: f64) -> Result<f64, String> {
+    let number = value.strip_suffix('s').unwrap_or(value);
+    match number.parse::<f64>() {
+        Ok(s) if s.is_finite() && (min..=max).contains(&s) => Ok(s),
+        _ => Err(format!("{value:?} is not a number of seconds between {min} and {max}")),
+    }
+}
+
+fn list(value: &str) -> Vec<String> {
+    value.split(',').map(|m| m.trim().replace('-', "_")).filter(|m| !m.is_empty()).collect()
+}
+
+/// A tmpfs size as tmpfs takes it: a number with an optional k/m/g/% suffix.
+fn tmpfs_size(size: &str) -> Result<String, String> {
+    let lower = size.to_ascii_lowercase();
+    let digits = lower.trim_end_matches(['k', 'm', 'g', '%']);
+    let suffix_len = lower.len() - digits.len();
+    if digits.is_empty() || suffix_len > 1 || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 15 {
+        return Err(format!("{size:?} is not a size such as 50%, 512m or 2g"));
+    }
+    Ok(lower)
+}
+
+/// `viver.cow=` forms: `tmpfs`, `tmpfs:SIZE`, `SIZE`, `none`, or `DEVICE[:DIR]` with DEVICE
+/// one of `/dev/...`, `LABEL=...`, `UUID=...` (DIR defaults to `/viver-cow`).
+fn parse_cow(value: &str) -> Result<CowSpec, String> {
+    if value == "none" {
+        return Ok(CowSpec::None);
+    }
+    if value == "tmpfs" {
+        return Ok(CowSpec::Tmpfs { size: "50%".into() });
+    }
+    if let Some(size) = value.strip_prefix("tmpfs:") {
+        return Ok(CowSpec::Tmpfs { size: tmpfs_size(size)? });
+    }
+    if value.starts_with("/dev/") || value.starts_with("LABEL=") || value.starts_with("UUID=") {
+        let (device, dir) = match value.split_once(':') {
+            Some((device, dir)) => (device, dir),
+            None => (value, "/viver-cow"),
+        };
+        if !dir.starts_with('/') || dir.split('/').any(|part| part == "..") {
+            return Err(format!("directory {dir:?} must be absolute, without '..'"));
+        }
+        if device.len() <= "/dev/".len() || device.ends_with('=') {
+            return Err(format!("device {device:?} is incomplete"));
+        }
+        return Ok(CowSpec::Persistent { device: device.to_string(), dir: dir.to_string() });
+    }
+    tmpfs_size(value).map(|size| CowSpec::Tmpfs { size })
+}
+
+/// TOML values become the words the command line would have carried.
+fn toml_to_word(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(if *b { "1" } else { "0" }.to_string()),
+        toml::Value::Array(items) => {
+            let words: Option<Vec<String>> = items.iter().map(toml_to_word).collect();
+            words.map(|w| w.join(","))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(line: &str, confs: &[&str]) -> Settings {
+        let confs: Vec<ConfFile> =
+            confs.iter().enumerate().map(|(i, t)| ConfFile { origin: format!("conf{i}"), text: t.to_string() }).collect();
+        Settings::resolve(&Cmdline::parse(line), &confs)
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_said() {
+        let s = resolve("BOOT_IMAGE=/boot/vmlinuz ro console=ttyS0", &[]);
+        assert_eq!(s.cow, CowSpec::Tmpfs { size: "50%".into() });
+        assert_eq!(s.timeout, Duration::from_secs(60));
+        assert!(s.parallel && !s.toram && s.image.is_none());
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert!(s.module_params.is_empty());
+    }
+
+    #[test]
+    fn command_line_wins_over_config() {
+        let s = resolve(
+            "viver.image=web viver.timeout=5",
+            &["image = \"desk\"\ntimeout = 30\ntoram = true\nmodules = [\"e1000e\", \"r8169\"]\nmedia = \"usb,hdd\""],
+        );
+        assert_eq!(s.image.as_deref(), Some("web"));
+        assert_eq!(s.timeout, Duration::from_secs(5));
+        assert!(s.toram);
+        assert_eq!(s.modules, vec!["e1000e", "r8169"]);
+        assert_eq!(s.media.as_deref(), Some("usb,hdd"));
+    }
+
+    #[test]
+    fn field_conventions_are_honoured() {
+        let s = resolve(
+            "quiet init=/bin/bash modprobe.blacklist=floppy,pcspkr rd.driver.pre=dm-mod usb-storage.delay_use=0 \
+             i915.modeset=0 viver.toram=0 rd.break -- single",
+            &[],
+        );
+        assert!(s.quiet);
+        assert_eq!(s.init, Some(PathBuf::from("/bin/bash")));
+        assert_eq!(s.blacklist, vec!["floppy", "pcspkr"]);
+        assert_eq!(s.modules, vec!["dm_mod"]);
+        assert_eq!(s.module_params.get("usb_storage").map(String::as_str), Some("delay_use=0"));
+        assert_eq!(s.module_params.get("i915").map(String::as_str), Some("modeset=0"));
+        assert!(!s.toram);
+        assert_eq!(s.break_before, Some(Stage::SwitchRoot));
+        assert_eq!(s.init_args, vec!["single"]);
+    }
+
+    #[test]
+    fn cow_forms() {
+        assert_eq!(parse_cow("2G"), Ok(CowSpec::Tmpfs { size: "2g".into() }));
+        assert_eq!(parse_cow("tmpfs:25%"), Ok(CowSpec::Tmpfs { size: "25%".into() }));
+        assert_eq!(parse_cow("none"), Ok(CowSpec::None));
+        assert_eq!(
+            parse_cow("LABEL=DATA:/cow"),
+            Ok(CowSpec::Persistent { device: "LABEL=DATA".into(), dir: "/cow".into() })
+        );
+        assert_eq!(
+            parse_cow("/dev/sdb1"),
+            Ok(CowSpec::Persistent { device: "/dev/sdb1".into(), dir: "/viver-cow".into() })
+        );
+        for bad in ["2GG", "%", "/dev/", "LABEL=", "UUID=x:relative", "/dev/sda1:/../etc", "lots"] {
+            assert!(parse_cow(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn junk_is_reported_and_defaults_kept() {
+        let s = resolve(
+            "viver.timeout=soon viver.panic=explode viver.cow=2GG viver.frobnicate=1 viver.image= viver.toram=maybe init=relative",
+            &["this is not toml", "timeout = { a = 1 }"],
+        );
+        assert_eq!(s.timeout, Duration::from_secs(60));
+        assert_eq!(s.panic, PanicPolicy::Shell);
+        assert_eq!(s.cow, CowSpec::Tmpfs { size: "50%".into() });
+        assert!(s.image.is_none() && !s.toram && s.init.is_none());
+        assert_eq!(s.problems.len(), 9, "{:#?}", s.problems);
+        assert!(s.problems.iter().any(|p| p.contains("viver.frobnicate") && p.contains("unknown setting")));
+        assert!(s.problems.iter().any(|p| p.starts_with("conf0: not valid TOML")));
+    }
+}

@@ -1,0 +1,218 @@
+//! Handing the machine to the real system: the API filesystems move into the new root,
+//! the initramfs's files are deleted (its memory would otherwise stay taken for good),
+//! the new root becomes `/`, and its init replaces us as PID 1.
+
+use nix::mount::{mount, MsFlags};
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("no init to start in the new root: tried {tried}")]
+    NoInit { tried: String },
+    #[error("moving {from} to {to}: {errno}")]
+    Move { from: String, to: String, errno: nix::Error },
+    #[error("{what}: {errno}")]
+    Sys { what: String, errno: nix::Error },
+}
+
+/// The inits tried when `init=` is not given, in the order of the field.
+pub const DEFAULT_INITS: &[&str] = &["/sbin/init", "/lib/systemd/systemd", "/usr/lib/systemd/systemd", "/bin/sh"];
+
+/// Follows `path` inside `root` as if `root` were `/` (absolute symlinks such as
+/// `/sbin/init -> /lib/systemd/systemd` point into the new root, not the initramfs).
+pub fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
+    let mut pending: Vec<PathBuf> = vec![path.to_path_buf()];
+    let mut resolved = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(next) = pending.pop() {
+        let mut components: Vec<Component> = next.components().collect();
+        components.reverse();
+        while let Some(component) = components.pop() {
+            match component {
+                Component::RootDir => resolved = PathBuf::from("/"),
+                Component::CurDir | Component::Prefix(_) => {}
+                Component::ParentDir => {
+                    resolved.pop();
+                }
+                Component::Normal(name) => {
+                    let candidate = resolved.join(name);
+                    let on_disk = root.join(candidate.strip_prefix("/").ok()?);
+                    match std::fs::symlink_metadata(&on_disk) {
+                        Ok(meta) if meta.file_type().is_symlink() => {
+                            hops += 1;
+                            if hops > 40 {
+                                return None;
+                            }
+                            let target = std::fs::read_link(&on_disk).ok()?;
+                            // The rest of this path continues after the link's target.
+                            let rest: PathBuf = components.iter().rev().collect();
+                            components.clear();
+                            pending.push(rest);
+                            pending.push(target);
+                            break;
+                        }
+                        Ok(_) => resolved = candidate,
+                        Err(_) => return None,
+                    }
+                }
+            }
+        }
+    }
+    Some(root.join(resolved.strip_prefix("/").ok()?))
+}
+
+/// The first init that exists in `root` as an executable file, as a path inside `root`.
+pub fn find_init(root: &Path, wanted: Option<&Path>) -> Result<PathBuf, SwitchError> {
+    let candidates: Vec<PathBuf> = match wanted {
+        Some(path) => vec![path.to_path_buf()],
+        None => DEFAULT_INITS.iter().map(PathBuf::from).collect(),
+    };
+    for candidate in &candidates {
+        if let Some(real) = resolve_in_root(root, candidate) {
+            if let Ok(meta) = std::fs::metadata(&real) {
+                if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                    return Ok(candidate.clone());
+                }
+            }
+        }
+    }
+    let tried: Vec<String> = candidates.iter().map(|c| format!("{} (missing or not executable)", c.display())).collect();
+    Err(SwitchError::NoInit { tried: tried.join(", ") })
+}
+
+/// Moves /dev, /proc, /sys and /run under `new_root`, so the system keeps them (and
+/// /run/viver with the media, the image and the copy-on-write layer stays visible).
+pub fn move_api_mounts(new_root: &Path) -> Result<(), SwitchError> {
+    for dir in ["/dev", "/proc", "/sys", "/run"] {
+        let target = new_root.join(&dir[1..]);
+        if !target.is_dir() {
+            // A read-only root without the directory: create it if we can, else leave it.
+            let _ = std::fs::create_dir_all(&target);
+        }
+        mount(Some(dir), &target, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|errno| SwitchError::Move {
+            from: dir.to_string(),
+            to: target.display().to_string(),
+            errno,
+        })?;
+    }
+    Ok(())
+}
+
+/// Deletes the initramfs's files (everything on the rootfs device, not below `keep`).
+fn free_initramfs(keep: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(root_meta) = std::fs::symlink_metadata("/") else { return };
+    fn walk(dir: &Path, dev: u64, keep: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path == keep {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            if meta.dev() != dev {
+                continue; // a mount point: not ours to delete
+            }
+            if meta.is_dir() {
+                walk(&path, dev, keep);
+                let _ = std::fs::remove_dir(&path);
+            } else {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    walk(Path::new("/"), root_meta.dev(), keep);
+}
+
+/// Makes `new_root` the root and executes `init` there with `args`. Only returns on error.
+pub fn switch_root(new_root: &Path, init: &Path, args: &[String], env: &[(String, String)]) -> SwitchError {
+    let sys = |what: &str, errno: nix::Error| SwitchError::Sys { what: what.to_string(), errno };
+    if let Err(e) = move_api_mounts(new_root) {
+        return e;
+    }
+    free_initramfs(new_root);
+    if let Err(errno) = nix::unistd::chdir(new_root) {
+        return sys("chdir to the new root", errno);
+    }
+    if let Err(errno) = mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>) {
+        return sys("moving the new root onto /", errno);
+    }
+    if let Err(errno) = nix::unistd::chroot(".") {
+        return sys("chroot into the new root", errno);
+    }
+    if let Err(errno) = nix::unistd::chdir("/") {
+        return sys("chdir to /", errno);
+    }
+    exec(init, args, env)
+}
+
+/// Replaces this process with `init`; returns only the error.
+pub fn exec(init: &Path, args: &[String], env: &[(String, String)]) -> SwitchError {
+    let to_c = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
+    let program = to_c(&init.display().to_string());
+    let mut argv = vec![program.clone()];
+    argv.extend(args.iter().map(|a| to_c(a)));
+    let mut envp: Vec<CString> = std::env::vars().map(|(k, v)| to_c(&format!("{k}={v}"))).collect();
+    envp.extend(env.iter().map(|(k, v)| to_c(&format!("{k}={v}"))));
+    match nix::unistd::execve(&program, &argv, &envp) {
+        Err(errno) => SwitchError::Sys { what: format!("starting {}", init.display()), errno },
+        Ok(never) => match never {},
+    }
+}
+
+/// systemd reads the initrd's start from `RD_TIMESTAMP="<realtime µs> <monotonic µs>"`
+/// and shows the initrd phase in `systemd-analyze` from it.
+pub fn rd_timestamp(start_realtime: Duration, start_monotonic: Duration) -> (String, String) {
+    ("RD_TIMESTAMP".to_string(), format!("{} {}", start_realtime.as_micros(), start_monotonic.as_micros()))
+}
+
+use std::time::Duration;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn executable(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn absolute_symlinks_resolve_inside_the_new_root() {
+        let root = tempdir("resolve");
+        executable(&root.join("lib/systemd/systemd"));
+        std::fs::create_dir_all(root.join("sbin")).unwrap();
+        symlink("/lib/systemd/systemd", root.join("sbin/init")).unwrap();
+        symlink("usr/bin", root.join("bin")).unwrap();
+        executable(&root.join("usr/bin/sh"));
+        assert_eq!(resolve_in_root(&root, Path::new("/sbin/init")), Some(root.join("lib/systemd/systemd")));
+        assert_eq!(resolve_in_root(&root, Path::new("/bin/sh")), Some(root.join("usr/bin/sh")));
+        assert_eq!(find_init(&root, None).unwrap(), PathBuf::from("/sbin/init"));
+    }
+
+    #[test]
+    fn missing_or_not_executable_init_is_refused_with_what_was_tried() {
+        let root = tempdir("noinit");
+        std::fs::create_dir_all(root.join("sbin")).unwrap();
+        std::fs::write(root.join("sbin/init"), "not executable").unwrap();
+        symlink("/nowhere", root.join("loop1")).unwrap();
+        let err = find_init(&root, None).unwrap_err().to_string();
+        assert!(err.contains("/sbin/init") && err.contains("/bin/sh"), "{err}");
+        assert!(find_init(&root, Some(Path::new("/loop1"))).is_err());
+        // A symlink loop ends, it does not hang.
+        symlink("/a", root.join("b")).unwrap();
+        symlink("/b", root.join("a")).unwrap();
+        assert_eq!(resolve_in_root(&root, Path::new("/a")), None);
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("viver-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,366 @@
+//! The boot, as a person would check it: a kit-made image on real QEMU devices, booted by
+//! the real Debian kernel through VIVER's /init, checked on the serial console and in
+//! /run/viver/boot.json as the booted test root prints them.
+//!
+//! Artifacts (initrd, images, media) are built once per run and shared; VMs run two at a
+//! time (`--test-threads=2`, see qemu-harness/test).
+
+mod qemu;
+
+use qemu::{SerialLog, Vm};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// A TCG boot of the Debian kernel to the test root takes well under a minute here; the
+/// margin is for a loaded CI machine running two VMs.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Fail fast in failure scenarios: the report, then reboot (QEMU exits with -no-reboot).
+const FAIL_FAST: &str = "viver.panic=reboot viver.panic_wait=0";
+
+struct Artifacts {
+    initrd: PathBuf,
+    /// `viver/testroot.squashfs` + `viver/testroot.toml`.
+    layout: PathBuf,
+    image: PathBuf,
+    id: String,
+    /// A second, different image (`viver/other.squashfs`).
+    other_layout: PathBuf,
+    other_id: String,
+    dir: PathBuf,
+}
+
+fn run(command: &mut Command) -> String {
+    let shown = format!("{command:?}");
+    let output = command.output().unwrap_or_else(|e| panic!("{shown}: {e}"));
+    assert!(
+        output.status.success(),
+        "{shown} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn kit(args: &[&str]) -> String {
+    run(Command::new(qemu::viver_bin()).arg("kit").args(args).env("SOURCE_DATE_EPOCH", "1764316800"))
+}
+
+fn mkdisk(args: &[&str]) {
+    run(Command::new("bash").arg(qemu::repo_dir().join("qemu-harness/mkdisk")).args(args));
+}
+
+fn manifest_id(manifest: &Path) -> String {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let value: toml::Table = toml::from_str(&text).unwrap();
+    value["id"].as_str().unwrap().to_string()
+}
+
+fn artifacts() -> &'static Artifacts {
+    static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
+    ARTIFACTS.get_or_init(|| {
+        let dir = qemu::temp_dir("boot-artifacts");
+        let initrd = dir.join("initrd.img");
+        kit(&["initrd", "--modules", qemu::modules_dir().to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
+
+        let layout = dir.join("layout");
+        let image = layout.join("viver/testroot.squashfs");
+        std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+        kit(&["image", qemu::testroot_dir().to_str().unwrap(), "-o", image.to_str().unwrap(), "--name", "testroot"]);
+        let id = manifest_id(&image.with_extension("toml"));
+
+        // A different image: the test root plus a file that says which one it is.
+        let other_root = dir.join("other-root");
+        run(Command::new("cp").arg("-a").arg(qemu::testroot_dir()).arg(&other_root));
+        std::fs::write(other_root.join("etc/which-image"), "other\n").unwrap();
+        let other_layout = dir.join("other-layout");
+        let other = other_layout.join("viver/other.squashfs");
+        std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+        kit(&["image", other_root.to_str().unwrap(), "-o", other.to_str().unwrap(), "--name", "other"]);
+        let other_id = manifest_id(&other.with_extension("toml"));
+        assert_ne!(id, other_id);
+        Artifacts { initrd, layout, image, id, other_layout, other_id, dir }
+    })
+}
+
+/// A disk image of `kind` (ext4, vfat, iso) holding `dir`, in the test's own folder.
+fn disk(test: &str, kind: &str, dir: &Path, mbr: bool) -> PathBuf {
+    let out = qemu::target_dir().join("qemu-tmp").join(format!("{test}-{kind}.img"));
+    let mut args = vec![kind, dir.to_str().unwrap(), out.to_str().unwrap()];
+    if mbr {
+        args.push("--mbr");
+    }
+    mkdisk(&args);
+    out
+}
+
+fn vm(test: &str) -> Vm {
+    let a = artifacts();
+    Vm::new(test).kernel(qemu::kernel()).initrd(&a.initrd).memory_mb(768)
+}
+
+/// Boots and checks the test root came up through VIVER: the marker, a report, a
+/// writable overlay root.
+fn boot_ok(vm: Vm) -> (SerialLog, Value) {
+    let log = vm.run(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(log.contains("VIVER-TESTROOT-UP"), "the test root never started:\n{}", log.tail(60));
+    let report = log.boot_json().unwrap_or_else(|e| panic!("{e}\n{}", log.tail(60)));
+    assert!(log.contains("WRITE-OK"), "the root is not writable:\n{}", log.tail(40));
+    (log, report)
+}
+
+fn chosen(report: &Value) -> (String, String, String) {
+    let image = &report["image"];
+    (
+        image["media"].as_str().unwrap_or_default().to_string(),
+        image["device"].as_str().unwrap_or_default().to_string(),
+        image["name"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+// ---------------------------------------------------------------- one medium each
+
+#[test]
+fn virtio_disk_with_ext4_partition() {
+    let a = artifacts();
+    let disk = disk("virtio", "ext4", &a.layout, true);
+    let (log, report) = boot_ok(vm("virtio").disk_virtio(&disk));
+    assert_eq!(chosen(&report), ("virtio".into(), "/dev/vda1".into(), "testroot".into()));
+    assert_eq!(report["image"]["id"], a.id.as_str());
+    let root = log.mount_at("/").expect("no / in the mount table");
+    assert_eq!(root.fstype, "overlay", "{root:?}");
+    assert!(log.mount_at("/run/viver/image").is_some_and(|m| m.fstype == "squashfs"));
+    // The drivers that this machine needs were loaded by /init itself.
+    let loaded = report["hardware"].to_string();
+    for module in ["virtio_blk", "ext4", "squashfs", "overlay", "loop"] {
+        assert!(loaded.contains(module), "{module} not in the hardware report: {loaded}");
+    }
+    // Every stage is timed.
+    let stages: Vec<&str> = report["stages"].as_array().unwrap().iter().filter_map(|s| s["stage"].as_str()).collect();
+    for stage in ["early", "config", "hardware", "disks", "image", "cow"] {
+        assert!(stages.contains(&stage), "stage {stage} missing from {stages:?}");
+    }
+    assert!(log.contains("booting image testroot"), "no hand-over line:\n{}", log.tail(30));
+}
+
+#[test]
+fn usb_stick_behind_xhci_with_vfat() {
+    let disk = disk("usb-xhci", "vfat", &artifacts().layout, true);
+    let (_, report) = boot_ok(vm("usb-xhci").usb_stick_xhci(&disk));
+    assert_eq!(chosen(&report), ("usb".into(), "/dev/sda1".into(), "testroot".into()));
+}
+
+#[test]
+fn usb_stick_behind_ehci_with_vfat() {
+    let disk = disk("usb-ehci", "vfat", &artifacts().layout, false);
+    let (_, report) = boot_ok(vm("usb-ehci").usb_stick_ehci(&disk));
+    assert_eq!(chosen(&report), ("usb".into(), "/dev/sda".into(), "testroot".into()));
+}
+
+#[test]
+fn cd_on_ide_pc_machine() {
+    let disk = disk("cd-ide", "iso", &artifacts().layout, false);
+    let (_, report) = boot_ok(vm("cd-ide").machine("pc").cdrom_ide(&disk));
+    assert_eq!(chosen(&report), ("cd".into(), "/dev/sr0".into(), "testroot".into()));
+    assert!(report["hardware"].to_string().contains("ata_piix"));
+}
+
+#[test]
+fn cd_on_ahci_q35_machine() {
+    let disk = disk("cd-ahci", "iso", &artifacts().layout, false);
+    let (_, report) = boot_ok(vm("cd-ahci").machine("q35").cdrom_ahci(&disk));
+    assert_eq!(chosen(&report), ("cd".into(), "/dev/sr0".into(), "testroot".into()));
+    assert!(report["hardware"].to_string().contains("ahci"));
+}
+
+/// QEMU's sd-card insists on a power-of-two size, as real cards have.
+fn pad_to_power_of_two(path: &Path) {
+    let len = std::fs::metadata(path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len.next_power_of_two()).unwrap();
+}
+
+#[test]
+fn sd_card_behind_sdhci() {
+    let disk = disk("sd", "ext4", &artifacts().layout, true);
+    pad_to_power_of_two(&disk);
+    let (_, report) = boot_ok(vm("sd").sd_card(&disk));
+    assert_eq!(chosen(&report), ("sd".into(), "/dev/mmcblk0p1".into(), "testroot".into()));
+}
+
+#[test]
+fn nvme_disk() {
+    let disk = disk("nvme", "ext4", &artifacts().layout, true);
+    let (_, report) = boot_ok(vm("nvme").disk_nvme(&disk));
+    assert_eq!(chosen(&report), ("nvme".into(), "/dev/nvme0n1p1".into(), "testroot".into()));
+}
+
+#[test]
+fn squashfs_written_straight_to_a_disk() {
+    let out = qemu::target_dir().join("qemu-tmp/raw-squashfs.img");
+    mkdisk(&["squashfs", artifacts().image.to_str().unwrap(), out.to_str().unwrap()]);
+    let (_, report) = boot_ok(vm("raw-squashfs").disk_virtio(&out));
+    assert_eq!(chosen(&report).1, "/dev/vda");
+}
+
+// ---------------------------------------------------------------- ranking
+
+#[test]
+fn same_image_on_cd_usb_and_virtio_boots_from_virtio() {
+    let a = artifacts();
+    let cd = disk("rank3", "iso", &a.layout, false);
+    let usb = disk("rank3", "vfat", &a.layout, true);
+    let hdd = disk("rank3", "ext4", &a.layout, true);
+    let (_, report) = boot_ok(vm("rank3").cdrom_ide(&cd).usb_stick_xhci(&usb).disk_virtio(&hdd));
+    assert_eq!(chosen(&report).0, "virtio");
+    let candidates = report["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 3, "{candidates:?}");
+    let order: Vec<&str> = {
+        let mut c: Vec<&Value> = candidates.iter().collect();
+        c.sort_by_key(|c| c["rank"].as_u64());
+        c.iter().map(|c| c["media"].as_str().unwrap()).collect()
+    };
+    assert_eq!(order, vec!["virtio", "usb", "cd"]);
+}
+
+#[test]
+fn same_image_on_cd_and_usb_boots_from_usb_unless_told_cd() {
+    let a = artifacts();
+    let cd = disk("rank2", "iso", &a.layout, false);
+    let usb = disk("rank2", "vfat", &a.layout, true);
+    let (_, report) = boot_ok(vm("rank2").cdrom_ide(&cd).usb_stick_xhci(&usb));
+    assert_eq!(chosen(&report).0, "usb");
+    let (_, report) = boot_ok(vm("rank2-cd").cdrom_ide(&cd).usb_stick_xhci(&usb).append("viver.media=cd"));
+    assert_eq!(chosen(&report).0, "cd");
+}
+
+#[test]
+fn two_different_images_and_viver_image_picks_the_named_one() {
+    let a = artifacts();
+    let both = a.dir.join("both-layout");
+    if !both.exists() {
+        run(Command::new("cp").arg("-a").arg(&a.layout).arg(&both));
+        run(Command::new("sh").arg("-c").arg(format!("cp {}/viver/* {}/viver/", a.other_layout.display(), both.display())));
+    }
+    let hdd = disk("named", "ext4", &both, true);
+    let (log, report) = boot_ok(vm("named").disk_virtio(&hdd).append("viver.image=other testroot.cmd=cat,/etc/which-image"));
+    assert_eq!(chosen(&report).2, "other");
+    assert_eq!(report["image"]["id"], a.other_id.as_str());
+    assert!(log.contains("\nother"), "the booted root is not the other image:\n{}", log.tail(20));
+    let excluded = report["candidates"].as_array().unwrap().iter().filter(|c| c["verdict"] == "excluded").count();
+    assert_eq!(excluded, 1);
+}
+
+#[test]
+fn boot_only_cd_with_the_image_on_the_hard_disk() {
+    let a = artifacts();
+    let empty = a.dir.join("empty-layout");
+    std::fs::create_dir_all(empty.join("boot")).unwrap();
+    std::fs::write(empty.join("boot/README"), "boot files only\n").unwrap();
+    let cd = disk("split", "iso", &empty, false);
+    let hdd = disk("split", "ext4", &a.layout, true);
+    let (_, report) = boot_ok(vm("split").cdrom_ide(&cd).disk_ide(&hdd));
+    assert_eq!(chosen(&report).0, "hdd");
+}
+
+// ---------------------------------------------------------------- copy-on-write
+
+#[test]
+fn writes_vanish_with_tmpfs_and_persist_with_a_cow_disk() {
+    let a = artifacts();
+    let hdd = disk("cow", "ext4", &a.layout, true);
+    let image_before = std::fs::read(&a.image).unwrap();
+
+    // Default tmpfs: the second boot does not see the first boot's file.
+    let (log, _) = boot_ok(vm("cow-tmpfs-1").disk_virtio(&hdd));
+    assert_eq!(log.line_after("PERSIST: ").as_deref(), Some("none"));
+    let (log, _) = boot_ok(vm("cow-tmpfs-2").disk_virtio(&hdd));
+    assert_eq!(log.line_after("PERSIST: ").as_deref(), Some("none"));
+
+    // A persistent layer on the same disk keeps it.
+    let (log, report) = boot_ok(vm("cow-disk-1").disk_virtio(&hdd).append("viver.cow=LABEL=viver:/cow"));
+    assert_eq!(log.line_after("PERSIST: ").as_deref(), Some("none"));
+    assert!(report["cow"].as_str().unwrap_or_default().starts_with("persistent"), "{}", report["cow"]);
+    let (log, _) = boot_ok(vm("cow-disk-2").disk_virtio(&hdd).append("viver.cow=LABEL=viver:/cow"));
+    assert_eq!(log.line_after("PERSIST: ").as_deref(), Some("boot-1"));
+
+    // The image itself never changed.
+    assert_eq!(std::fs::read(&a.image).unwrap(), image_before);
+}
+
+#[test]
+fn toram_copies_the_image_and_lets_go_of_the_medium() {
+    let hdd = disk("toram", "ext4", &artifacts().layout, true);
+    let (log, report) = boot_ok(vm("toram").disk_virtio(&hdd).append("viver.toram"));
+    assert_eq!(report["image"]["toram"], true);
+    assert!(log.mount_at("/run/viver/media/vda1").is_none(), "the medium is still mounted");
+}
+
+// ---------------------------------------------------------------- failures
+
+#[test]
+fn no_image_anywhere_gives_a_readable_report_not_a_kernel_panic() {
+    let empty = artifacts().dir.join("nothing");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("hello.txt"), "no image here\n").unwrap();
+    let hdd = disk("noimage", "ext4", &empty, true);
+    let log = vm("noimage").disk_virtio(&hdd).append(&format!("viver.timeout=3 {FAIL_FAST}")).run(BOOT_TIMEOUT).unwrap();
+    assert!(log.contains("VIVER could not boot: the disks stage failed"), "{}", log.tail(40));
+    assert!(log.contains("/dev/vda1 (virtio"), "the report does not list the disk:\n{}", log.tail(40));
+    assert!(log.contains("Rebooting in 0 seconds"), "{}", log.tail(20));
+    assert!(!log.contains("Kernel panic"), "{}", log.tail(40));
+}
+
+#[test]
+fn truncated_image_on_the_fast_disk_falls_back_to_the_usb_copy() {
+    let a = artifacts();
+    let bad = a.dir.join("truncated-layout");
+    if !bad.exists() {
+        run(Command::new("cp").arg("-a").arg(&a.layout).arg(&bad));
+        let image = bad.join("viver/testroot.squashfs");
+        let len = std::fs::metadata(&image).unwrap().len();
+        run(Command::new("truncate").arg("-s").arg((len / 2).to_string()).arg(&image));
+    }
+    let hdd = disk("fallback", "ext4", &bad, true);
+    let usb = disk("fallback", "vfat", &a.layout, true);
+    let (_, report) = boot_ok(vm("fallback").disk_virtio(&hdd).usb_stick_xhci(&usb));
+    assert_eq!(chosen(&report).0, "usb");
+    let rejected: Vec<&Value> =
+        report["candidates"].as_array().unwrap().iter().filter(|c| c["verdict"] == "rejected").collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["media"], "virtio");
+    assert!(rejected[0]["reason"].as_str().unwrap().contains("manifest says"), "{:?}", rejected[0]);
+}
+
+#[test]
+fn corrupt_bytes_are_caught_by_full_verification() {
+    let a = artifacts();
+    let bad = a.dir.join("flipped-layout");
+    if !bad.exists() {
+        run(Command::new("cp").arg("-a").arg(&a.layout).arg(&bad));
+        let image = bad.join("viver/testroot.squashfs");
+        let mut bytes = std::fs::read(&image).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&image, bytes).unwrap();
+    }
+    let hdd = disk("flipped", "ext4", &bad, true);
+    let usb = disk("flipped", "vfat", &a.layout, true);
+    let (_, report) = boot_ok(vm("flipped").disk_virtio(&hdd).usb_stick_xhci(&usb).append("viver.verify=full"));
+    assert_eq!(chosen(&report).0, "usb");
+    let reasons = report["candidates"].to_string();
+    assert!(reasons.contains("SHA-256"), "{reasons}");
+}
+
+#[test]
+fn garbage_disk_is_skipped() {
+    let garbage = qemu::target_dir().join("qemu-tmp/garbage.img");
+    mkdisk(&["garbage", garbage.to_str().unwrap(), "--size", "16"]);
+    let hdd = disk("garbage", "ext4", &artifacts().layout, true);
+    let (_, report) = boot_ok(vm("garbage").disk_virtio(&garbage).disk_virtio(&hdd));
+    assert_eq!(chosen(&report).1, "/dev/vdb1");
+    let devices = report["devices"].to_string();
+    assert!(devices.contains("no filesystem recognised"), "{devices}");
+}

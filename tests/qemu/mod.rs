@@ -1,0 +1,27 @@
+//! Support for tests that boot VIVER (or anything else) under QEMU.
+//!
+//! Used from `tests/qemu_*.rs` with `mod qemu;`. Every VM runs with `-accel tcg` (CI
+//! machines have no KVM), one CPU and 512 MB unless told otherwise, no network, and
+//! its serial console (ttyS0) appended to `target/qemu-logs/<name>.log`, whose first
+//! line is the QEMU command line: after a failure, that file is the whole story.
+//!
+//! Devices get predictable ids so a test can unplug them through the monitor:
+//! `virtio<N>`, `nvme<N>`, `ahci<N>`, `ide<N>`, `cdide<N>`, `cdahci<N>`, `usbx<N>`
+//! (stick on xHCI), `usbe<N>` (stick on EHCI), `sd<N>`, N counting from 0 per kind.
+//! [`Vm::device_ids`] lists them.
+// Each test file uses its own subset of this module.
+#![allow(dead_code, unused_imports)]
+
+mod disks;
+mod initramfs;
+mod paths;
+mod running;
+mod serial;
+mod vm;
+
+pub use disks::*;
+pub use initramfs::*;
+pub use paths::*;
+pub use running::*;
+pub use serial::*;
+pub use vm::*;
