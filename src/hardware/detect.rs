@@ -158,6 +158,8 @@ impl Detector {
     /// directory: depmod's files when present, else built from the .ko files.
     pub fn start(opts: DetectOptions) -> Result<Detector, HwError> {
         let tables = load_tables(&opts.modules_dir)?;
+        // The kernel's own module requests (crypto-crc32c, fs-*) must reach our modprobe.
+        super::modprobe::point_kernel_at_modprobe(std::path::Path::new("/proc/sys"));
         let socket = match UeventSocket::open() {
             Ok(s) => Some(s),
             Err(e) => {
