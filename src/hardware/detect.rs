@@ -111,6 +111,9 @@ pub struct DetectReport {
     pub unmatched: Vec<String>,
     pub uevents: u64,
     pub modaliases: usize,
+    /// Every distinct modalias seen (walk and uevents), in the order seen: which
+    /// devices were present, so each `loaded` reason can be checked against them.
+    pub devices: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,6 +337,7 @@ impl Inner {
                 return;
             }
             st.report.modaliases += 1;
+            st.report.devices.push(modalias.to_string());
         }
         let matches = self.tables.resolve(modalias);
         let mut st = self.lock();

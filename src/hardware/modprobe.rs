@@ -140,6 +140,12 @@ pub fn main(args: &[OsString]) -> i32 {
     let loader = KernelLoader { release_dir: dir.clone() };
     match probe(&req, &tables, &options, &loader) {
         Ok(()) => 0,
+        // The kernel asks for names nothing provides ("crypto-crc32c-all" after
+        // "crypto-crc32c"): with -q, as for kmod, that is no news worth a console line.
+        Err(e @ HwError::NotFound(_)) if req.quiet => {
+            say(&req, 7, &format!("{e}"));
+            1
+        }
         Err(e) => {
             say(&req, 3, &format!("FATAL: {e}"));
             1
