@@ -111,6 +111,9 @@ pub struct DetectReport {
     pub unmatched: Vec<String>,
     pub uevents: u64,
     pub modaliases: usize,
+    /// Every distinct modalias seen (walk and uevents), in the order seen: which
+    /// devices were present, so each `loaded` reason can be checked against them.
+    pub devices: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +161,8 @@ impl Detector {
     /// directory: depmod's files when present, else built from the .ko files.
     pub fn start(opts: DetectOptions) -> Result<Detector, HwError> {
         let tables = load_tables(&opts.modules_dir)?;
+        // The kernel's own module requests (crypto-crc32c, fs-*) must reach our modprobe.
+        super::modprobe::point_kernel_at_modprobe(std::path::Path::new("/proc/sys"));
         let socket = match UeventSocket::open() {
             Ok(s) => Some(s),
             Err(e) => {
@@ -228,7 +233,6 @@ impl Detector {
                 if rescanned_at == Some(st.generation) {
                     return Settled::Quiet;
                 }
-                rescanned_at = Some(st.generation);
                 let before = st.report.modaliases;
                 drop(st);
                 for (devpath, modalias) in walk_modaliases(&inner.opts.sysfs) {
@@ -333,6 +337,7 @@ impl Inner {
                 return;
             }
             st.report.modaliases += 1;
+            st.report.devices.push(modalias.to_string());
         }
         let matches = self.tables.resolve(modalias);
         let mut st = self.lock();

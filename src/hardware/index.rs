@@ -251,9 +251,12 @@ impl ModuleTables {
         }
 
         // depmod's module order: modules.order first (in its order), the rest after.
-        let order_pos: HashMap<&str, usize> = t.order_lines.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+        // Like depmod, lines are matched by module name: modules.order says "x.ko" even
+        // when the installed file is x.ko.xz or x.ko.zst.
+        let order_pos: HashMap<String, usize> =
+            t.order_lines.iter().enumerate().rev().filter_map(|(i, l)| Some((module_name_from_path(l)?, i))).collect();
         let mut idx: Vec<usize> = (0..raws.len()).collect();
-        idx.sort_by_key(|&i| (order_pos.get(raws[i].path.as_str()).copied().unwrap_or(usize::MAX), i));
+        idx.sort_by_key(|&i| (order_pos.get(raws[i].name.as_str()).copied().unwrap_or(usize::MAX), i));
         let raws: Vec<Raw> = {
             let mut slots: Vec<Option<Raw>> = raws.into_iter().map(Some).collect();
             idx.iter().filter_map(|&i| slots.get_mut(i).and_then(|s| s.take())).collect()
@@ -461,7 +464,6 @@ impl ModuleTables {
                 ModuleEntry { deps: m.deps.iter().filter_map(|d| new_pos.get(d).copied()).collect(), ..m.clone() }
             })
             .collect();
-        let kept_paths: HashSet<String> = modules.iter().map(|m| m.path.to_string_lossy().to_string()).collect();
         let mut t = ModuleTables {
             aliases: self.aliases.iter().filter(|a| names.contains(&a.module)).cloned().collect(),
             modules,
@@ -469,7 +471,8 @@ impl ModuleTables {
             builtin_modinfo_raw: self.builtin_modinfo_raw.clone(),
             builtin_lines: self.builtin_lines.clone(),
             builtins: self.builtins.clone(),
-            order_lines: self.order_lines.iter().filter(|l| kept_paths.contains(*l)).cloned().collect(),
+            // By name: "x.ko" in modules.order stands for x.ko.xz too.
+            order_lines: self.order_lines.iter().filter(|l| module_name_from_path(l).is_some_and(|n| names.contains(&n))).cloned().collect(),
             legacy: self.legacy.subset(&names),
             ..Default::default()
         };
@@ -683,8 +686,11 @@ pub fn parse_alias_line(line: &str) -> Option<Result<(&str, &str), String>> {
     })
 }
 
-/// One modules.dep line: (path relative to the release dir, module name, dep paths).
-pub fn parse_dep_line(line: &str) -> Option<Result<(String, String, Vec<String>), String>> {
+/// A parsed modules.dep line: (path relative to the release dir, module name, dep paths).
+pub type DepLine = (String, String, Vec<String>);
+
+/// One modules.dep line; Some(Err) when malformed, None for comments and blank lines.
+pub fn parse_dep_line(line: &str) -> Option<Result<DepLine, String>> {
     if line.trim().is_empty() || line.starts_with('#') {
         return None;
     }

@@ -1,6 +1,6 @@
 //! Putting one module into the kernel: finit_module (init_module when the kernel
 //! lacks it), compressed files handed to the kernel when it can decompress them,
-//! otherwise inflated here (gzip).
+//! otherwise decompressed here (gzip, xz, zstd) and given to init_module.
 
 use super::error::HwError;
 use super::modinfo::{compression_of, read_module_bytes, Compression};

@@ -11,6 +11,7 @@ pub mod fuzzing;
 pub mod index;
 pub mod legacy;
 pub mod loader;
+pub mod modprobe;
 pub mod modinfo;
 pub mod uevent;
 

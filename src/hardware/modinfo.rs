@@ -39,25 +39,35 @@ pub fn normalize_module_name(name: &str) -> String {
     name.replace('-', "_")
 }
 
-/// The uncompressed bytes of a module file. xz and zstd need the kernel's own
-/// decompressor (MODULE_INIT_COMPRESSED_FILE); only gzip is inflated here.
+/// The uncompressed bytes of a module file. Debian's 6.1 kernel has no
+/// MODULE_DECOMPRESS, so whatever the compression, it is undone here (pure Rust:
+/// flate2 for gzip, lzma-rs for xz, ruzstd for zstd; all build into the static /init).
 pub fn read_module_bytes(path: &Path) -> Result<Vec<u8>, HwError> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let raw = std::fs::read(path).map_err(|e| HwError::io(path, e))?;
-    match compression_of(name).unwrap_or(Compression::None) {
-        Compression::None => Ok(raw),
+    let compression = compression_of(name).unwrap_or(Compression::None);
+    decompress(compression, raw).map_err(|reason| HwError::NotAModule { path: path.into(), reason })
+}
+
+/// Undoes `compression` on a whole module image; the error names the format.
+pub fn decompress(compression: Compression, raw: Vec<u8>) -> Result<Vec<u8>, String> {
+    // Modules shrink to about a third; reserving that avoids most reallocations.
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(3));
+    match compression {
+        Compression::None => return Ok(raw),
         Compression::Gzip => {
-            let mut out = Vec::with_capacity(raw.len() * 3);
-            flate2::read::GzDecoder::new(raw.as_slice())
-                .read_to_end(&mut out)
-                .map_err(|e| HwError::NotAModule { path: path.into(), reason: format!("gzip: {e}") })?;
-            Ok(out)
+            flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(|e| format!("gzip: {e}"))?;
         }
-        Compression::Xz | Compression::Zstd => Err(HwError::NotAModule {
-            path: path.into(),
-            reason: "xz/zstd modules cannot be decompressed in userspace by this build".into(),
-        }),
+        Compression::Xz => {
+            let mut input = std::io::BufReader::new(raw.as_slice());
+            lzma_rs::xz_decompress(&mut input, &mut out).map_err(|e| format!("xz: {e}"))?;
+        }
+        Compression::Zstd => {
+            let mut decoder = ruzstd::decoding::StreamingDecoder::new(raw.as_slice()).map_err(|e| format!("zstd: {e}"))?;
+            decoder.read_to_end(&mut out).map_err(|e| format!("zstd: {e}"))?;
+        }
     }
+    Ok(out)
 }
 
 /// The key=value strings of the `.modinfo` section, in section order.
@@ -247,6 +257,25 @@ mod tests {
         let raw = b"alias=pci:v*\0\0depends=a,b\0name=x\0garbage\0";
         let kv = split_modinfo(raw);
         assert_eq!(kv, vec![("alias".into(), "pci:v*".into()), ("depends".into(), "a,b".into()), ("name".into(), "x".into())]);
+    }
+
+    #[test]
+    fn garbage_in_each_compression_is_an_error_naming_the_format() {
+        for (c, tag) in [(Compression::Gzip, "gzip"), (Compression::Xz, "xz"), (Compression::Zstd, "zstd")] {
+            let err = decompress(c, b"definitely not compressed data".to_vec()).unwrap_err();
+            assert!(err.starts_with(tag), "{err}");
+            let err = decompress(c, Vec::new()).unwrap_err();
+            assert!(err.starts_with(tag), "{err}");
+        }
+    }
+
+    #[test]
+    fn gzip_round_trip() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"\x7fELF module bytes").unwrap();
+        let packed = gz.finish().unwrap();
+        assert_eq!(decompress(Compression::Gzip, packed).unwrap(), b"\x7fELF module bytes");
     }
 
     #[test]

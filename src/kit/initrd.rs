@@ -210,6 +210,8 @@ pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
     let lib = format!("lib/modules/{release}");
     archive.dir(&lib);
     archive.file("init", 0o755, Content::HostFile(init.clone()));
+    // The kernel's request_module() runs /sbin/modprobe; /init answers to that name.
+    archive.file("sbin/modprobe", 0o777, Content::Symlink("/init".into()));
     archive.file("dev/console", 0o600, Content::CharDevice { major: 5, minor: 1 });
     archive.file("dev/null", 0o666, Content::CharDevice { major: 1, minor: 3 });
     for m in &modules {
