@@ -16,6 +16,44 @@ use std::path::Path;
 /// PCI class codes (class << 8 | subclass) of the controllers whose media come late.
 const LATE_CONTROLLERS: &[(u32, MediaClass)] = &[(0x0c03, MediaClass::Usb), (0x0805, MediaClass::Mmc)];
 
+/// PCI class codes (class << 8 | subclass) of storage controllers and the best class of
+/// medium each can bring (a SATA or SCSI controller may carry an SSD).
+const STORAGE_CONTROLLERS: &[(u32, MediaClass)] = &[
+    (0x0108, MediaClass::Nvme),
+    (0x0106, MediaClass::Ssd),
+    (0x0101, MediaClass::Ssd),
+    (0x0100, MediaClass::Ssd),
+    (0x0104, MediaClass::Ssd),
+    (0x0107, MediaClass::Ssd),
+    (0x0c03, MediaClass::Usb),
+    (0x0805, MediaClass::Mmc),
+];
+
+/// Red Hat's PCI vendor id, which virtio devices carry.
+const VIRTIO_VENDOR: &str = "0x1af4";
+
+/// The best class of medium each storage controller present could bring.
+pub fn controller_classes(sysfs: &Path) -> Vec<MediaClass> {
+    let mut classes = Vec::new();
+    let Ok(entries) = std::fs::read_dir(sysfs.join("bus/pci/devices")) else { return classes };
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("class")) else { continue };
+        let Ok(class) = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16) else { continue };
+        let vendor = std::fs::read_to_string(entry.path().join("vendor")).unwrap_or_default();
+        let media = if vendor.trim() == VIRTIO_VENDOR && class >> 16 == 0x01 {
+            Some(MediaClass::Virtio)
+        } else {
+            STORAGE_CONTROLLERS.iter().find(|(code, _)| class >> 8 == *code).map(|(_, m)| *m)
+        };
+        if let Some(media) = media {
+            if !classes.contains(&media) {
+                classes.push(media);
+            }
+        }
+    }
+    classes
+}
+
 /// The late media classes this machine has a controller for.
 pub fn late_classes_present(sysfs: &Path) -> Vec<MediaClass> {
     let mut present = Vec::new();
@@ -68,6 +106,15 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("class"), format!("{class}\n")).unwrap();
         }
+        let virtio = root.join("bus/pci/devices/0000:00:06.0");
+        std::fs::create_dir_all(&virtio).unwrap();
+        std::fs::write(virtio.join("class"), "0x010000\n").unwrap();
+        std::fs::write(virtio.join("vendor"), "0x1af4\n").unwrap();
+        let controllers = controller_classes(&root);
+        for class in [MediaClass::Usb, MediaClass::Ssd, MediaClass::Mmc, MediaClass::Virtio] {
+            assert!(controllers.contains(&class), "{class:?} missing from {controllers:?}");
+        }
+        assert_eq!(controllers.len(), 4);
         let present = late_classes_present(&root);
         assert_eq!(present.len(), 2, "{present:?}");
         assert!(present.contains(&MediaClass::Usb) && present.contains(&MediaClass::Mmc));

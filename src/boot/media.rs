@@ -50,32 +50,38 @@ fn has_partition_table(dev_path: &Path) -> bool {
 }
 
 impl MediaSearch {
-    /// Probes the devices not seen before. Returns how many new ones there were.
-    pub fn scan(&mut self, detector: &Detector, sysfs: &Path, dev_dir: &Path) -> Result<usize, String> {
-        let devices = blockdev::scan(sysfs).map_err(|e| format!("listing block devices in {}: {e}", sysfs.display()))?;
+    /// Probes the devices not seen before, fastest class first, and stops after the first
+    /// one that carries an image so the caller can decide whether slower ones matter.
+    /// Returns true when devices were left unprobed for that reason.
+    pub fn scan(&mut self, detector: &Detector, sysfs: &Path, dev_dir: &Path) -> Result<bool, String> {
+        let mut devices = blockdev::scan(sysfs).map_err(|e| format!("listing block devices in {}: {e}", sysfs.display()))?;
+        devices.retain(|d| !self.media.contains_key(&d.name));
+        devices.sort_by_key(|d| (crate::disks::rank::class_rank(d.class, d.rotational), d.name.clone()));
         let parents: Vec<String> = devices.iter().filter_map(|d| d.parent.clone()).collect();
-        let mut new = 0;
-        for device in devices {
-            if self.media.contains_key(&device.name) {
-                continue;
-            }
+        let known_parents: Vec<String> = self.media.values().filter_map(|m| m.device.parent.clone()).collect();
+        let total = devices.len();
+        for (index, device) in devices.into_iter().enumerate() {
+            let name = device.name.clone();
             // The kernel lists a disk a moment before the partitions it is still reading
-            // from its table: probe such a disk again once they are there.
-            if !device.partition && !parents.contains(&device.name) && device.size_bytes > 0 {
-                let first_seen = *self.deferred.entry(device.name.clone()).or_insert_with(std::time::Instant::now);
-                if first_seen.elapsed() < PARTITIONS_GRACE {
-                    if let Ok(path) = blockdev::ensure_node(&device, dev_dir) {
-                        if matches!(superblock::probe_path(&path), Ok(None)) && has_partition_table(&path) {
-                            continue;
-                        }
-                    }
+            // from its table: such a disk is probed again until they are there.
+            let may_await_partitions = !device.partition
+                && device.class != crate::disks::class::MediaClass::Optical
+                && !parents.contains(&name)
+                && !known_parents.contains(&name);
+            let candidates_before = self.candidates.len();
+            let medium = self.probe(device, detector, dev_dir);
+            if may_await_partitions && medium.filesystem.is_none() && medium.report.size_bytes > 0 {
+                let first_seen = *self.deferred.entry(name.clone()).or_insert_with(std::time::Instant::now);
+                if first_seen.elapsed() < PARTITIONS_GRACE && has_partition_table(&medium.device.dev_path) {
+                    continue;
                 }
             }
-            new += 1;
-            let medium = self.probe(device, detector, dev_dir);
-            self.media.insert(medium.device.name.clone(), medium);
+            self.media.insert(name, medium);
+            if self.candidates.len() > candidates_before && index + 1 < total {
+                return Ok(true);
+            }
         }
-        Ok(new)
+        Ok(false)
     }
 
     fn probe(&mut self, device: BlockDevice, detector: &Detector, dev_dir: &Path) -> Medium {
@@ -102,6 +108,7 @@ impl MediaSearch {
                 return medium;
             }
         };
+        log::debug!("disks: probing {}", dev_path.display());
         let filesystem = match superblock::probe_path(&dev_path) {
             Ok(Some(fs)) => fs,
             Ok(None) => {
@@ -133,6 +140,7 @@ impl MediaSearch {
             return medium;
         }
 
+        log::debug!("disks: {} has {}; loading its driver", dev_path.display(), filesystem.kind.mount_type());
         for alias in filesystem.kind.module_aliases() {
             if let Err(e) = detector.load_module(alias) {
                 log::debug!("{}: module {alias}: {e} (trying the mount anyway)", device.name);

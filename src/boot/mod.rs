@@ -38,6 +38,8 @@ const INITRD_CONF: &str = "/etc/viver.conf";
 /// Modules every boot needs whatever the hardware: started with the device drivers so
 /// they are ready when the image is found.
 const ALWAYS_LOAD: &[&str] = &["loop", "squashfs", "overlay"];
+/// Shortest time between two scans of the block devices.
+const SCAN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// State carried from stage to stage.
 struct Boot {
@@ -107,6 +109,8 @@ impl Boot {
         let mut search = self.timed(Stage::Disks, |boot| boot.disks(&detector))?;
         let image = self.timed(Stage::Image, |boot| boot.image(&mut search))?;
         self.timed(Stage::Cow, |boot| boot.cow(&image, &search, &detector))?;
+        // No driver load may be cut short by the exec that starts the real init.
+        detector.finish();
         self.report.hardware = serde_json::to_value(detector.report()).ok();
         self.report.devices = search.reports();
         self.timed(Stage::SwitchRoot, |boot| boot.switch_root(&image))
@@ -208,27 +212,19 @@ impl Boot {
 
     fn disks(&mut self, detector: &Detector) -> Result<MediaSearch, Failure> {
         let hardware_started = Instant::now();
-        let settled: std::sync::Mutex<Option<(Settled, Instant)>> = std::sync::Mutex::new(None);
-        let search = std::thread::scope(|scope| {
-            // Settling is waited for beside the disk search, not before it: the boot
-            // medium's filesystem driver loads and its superblock is read meanwhile.
-            scope.spawn(|| {
-                let outcome = detector.wait_settled();
-                if let Ok(mut slot) = settled.lock() {
-                    *slot = Some((outcome, Instant::now()));
+        let (search, settled) = self.search_media(detector);
+        match settled {
+            Some((outcome, at)) => {
+                let duration_ms = at.duration_since(hardware_started).as_secs_f64() * 1000.0;
+                if let Some(timing) = self.report.stages.iter_mut().find(|t| t.stage == Stage::Hardware) {
+                    timing.duration_ms += duration_ms;
                 }
-            });
-            self.search_media(detector, &settled)
-        });
-        if let Ok(Some((outcome, at))) = settled.lock().map(|s| *s) {
-            let duration_ms = at.duration_since(hardware_started).as_secs_f64() * 1000.0;
-            if let Some(timing) = self.report.stages.iter_mut().find(|t| t.stage == Stage::Hardware) {
-                timing.duration_ms += duration_ms;
+                ::log::info!("hardware settled after {duration_ms:.0} ms");
+                if matches!(outcome, Settled::Capped) {
+                    ::log::warn!("devices were still appearing after {} s; going on", self.settings.timeout.as_secs());
+                }
             }
-            ::log::info!("hardware settled after {duration_ms:.0} ms");
-            if matches!(outcome, Settled::Capped) {
-                ::log::warn!("devices were still appearing after {} s; going on", self.settings.timeout.as_secs());
-            }
+            None => ::log::info!("the best medium possible on this machine was found before the hardware settled"),
         }
         if let Ok(value) = serde_json::to_value(detector.report()) {
             self.report.hardware = Some(value);
@@ -263,24 +259,52 @@ impl Boot {
         Ok(search)
     }
 
-    /// Probes the disks as they appear until the hardware has settled and the best medium
-    /// is known (or the timeout passes).
-    fn search_media(&self, detector: &Detector, settled: &std::sync::Mutex<Option<(Settled, Instant)>>) -> MediaSearch {
+    /// Probes the disks as they appear, beside the hardware detection (the boot medium's
+    /// filesystem driver loads and its superblock is read while other drivers load),
+    /// until the hardware has settled and the best medium is known, or the timeout
+    /// passes. Returns the search and when (and how) the hardware settled; None when it
+    /// stopped earlier because no medium this machine could still show would beat the one
+    /// found.
+    fn search_media(&self, detector: &Detector) -> (MediaSearch, Option<(Settled, Instant)>) {
         let mut search = MediaSearch::default();
-        let deadline = Instant::now() + self.settings.timeout;
+        let started = Instant::now();
+        let deadline = started + self.settings.timeout;
         let late_present = late_media::late_classes_present(Path::new("/sys"));
+        let mut settled: Option<(Settled, Instant)> = None;
         let mut generation = detector.generation();
         let mut waiting_said = false;
+        let mut last_scan = Instant::now() - Duration::from_secs(1);
         loop {
-            if let Err(e) = search.scan(detector, Path::new("/sys"), Path::new("/dev")) {
-                ::log::warn!("{e}");
+            // Every uevent wakes this loop; a burst of them must not become a busy loop
+            // that takes the CPU from the drivers being loaded.
+            let since = last_scan.elapsed();
+            if since < SCAN_INTERVAL {
+                std::thread::sleep(SCAN_INTERVAL - since);
             }
+            last_scan = Instant::now();
+            let more_to_probe = match search.scan(detector, Path::new("/sys"), Path::new("/dev")) {
+                Ok(more) => more,
+                Err(e) => {
+                    ::log::warn!("{e}");
+                    false
+                }
+            };
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            let settled_at = settled.lock().ok().and_then(|s| s.map(|(_, at)| at));
-            let Some(settled_at) = settled_at else {
+            if settled.is_none() {
+                if detector.idle_for().is_some_and(|quiet| quiet >= self.settings.settle) {
+                    // One last walk of /sys for uevents that were lost; returns at once.
+                    settled = Some((detector.wait_settled(), Instant::now()));
+                } else if self.unbeatable(&search, detector) {
+                    break;
+                }
+            }
+            if more_to_probe {
+                continue;
+            }
+            let Some((_, settled_at)) = settled else {
                 generation = detector.wait_for_change(generation, Duration::from_millis(50));
                 continue;
             };
@@ -316,7 +340,27 @@ impl Boot {
             let until = if awaited.is_some() { late_deadline.min(deadline) } else { deadline };
             generation = detector.wait_for_change(generation, until.saturating_duration_since(now).min(Duration::from_millis(500)));
         }
-        search
+        if settled.is_none() && Instant::now() >= deadline {
+            settled = Some((Settled::Capped, Instant::now()));
+        }
+        (search, settled)
+    }
+
+    /// Can the search stop before the hardware settles? Only when the user left the
+    /// choice to VIVER, the drivers have nothing in hand, the best candidate passes its
+    /// quick check, and no storage controller on this machine could bring a faster class
+    /// of medium than it.
+    fn unbeatable(&self, search: &MediaSearch, detector: &Detector) -> bool {
+        if self.settings.image.is_some() || self.settings.media.is_some() || detector.idle_for().is_none() {
+            return false;
+        }
+        let Some(best) = search.candidates.iter().min_by_key(|c| rank::class_rank(c.device.class, c.device.rotational)) else {
+            return false;
+        };
+        let best_rank = rank::class_rank(best.device.class, best.device.rotational);
+        let possible = late_media::controller_classes(Path::new("/sys"));
+        possible.iter().all(|class| rank::class_rank(*class, false) >= best_rank)
+            && verify::quick(&best.image_path, best.manifest.as_ref()).is_ok()
     }
 
     fn image(&mut self, search: &mut MediaSearch) -> Result<MountedImage, Failure> {

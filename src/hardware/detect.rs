@@ -205,6 +205,15 @@ impl Detector {
             let inner = Arc::clone(&inner);
             std::thread::spawn(move || work(inner));
         }
+        // PCI devices first: their drivers (storage and USB controllers) are the long pole
+        // and everything else hangs below them. Reading their few modalias files lets the
+        // loads start before the walk of the whole /sys/devices tree (thousands of
+        // directories, slow on a small machine) has finished.
+        for (devpath, modalias) in pci_modaliases(&inner.opts.sysfs) {
+            inner.handle_modalias(&devpath, &modalias);
+        }
+        // Forced modules (the image's squashfs, loop, overlay) are needed only once a medium
+        // is found: after the controllers, before the rest of the walk.
         for m in inner.opts.force_load.clone() {
             for module in inner.tables.resolve(&m) {
                 inner.enqueue(&module, "viver.modules");
@@ -260,6 +269,31 @@ impl Detector {
         self.inner.lock().generation
     }
 
+    /// How long detection has been idle (no load queued or running, no uevent), or None
+    /// while it is busy. Lets a caller poll for quiet instead of blocking in
+    /// [`Detector::wait_settled`].
+    pub fn idle_for(&self) -> Option<Duration> {
+        let st = self.inner.lock();
+        (st.queue.is_empty() && st.busy == 0).then(|| st.last_activity.elapsed())
+    }
+
+    /// Ends detection before the hand-over to the real system: no new load starts, and
+    /// this returns once the loads under way have finished. A load cut short by exec can
+    /// leave a driver half initialised (booster #120).
+    pub fn finish(&self) {
+        let mut st = self.inner.lock();
+        st.stop = true;
+        self.inner.cond.notify_all();
+        while st.busy > 0 {
+            st = self
+                .inner
+                .cond
+                .wait_timeout(st, Duration::from_millis(20))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
     pub fn wait_for_change(&self, since: u64, timeout: Duration) -> u64 {
         let deadline = Instant::now() + timeout;
         let mut st = self.inner.lock();
@@ -309,6 +343,23 @@ impl Drop for Detector {
 }
 
 /// depmod's files when the directory has them, else the tables built from the .ko files.
+/// The modalias of every PCI device, by its device path (as the full walk names it).
+fn pci_modaliases(sysfs: &std::path::Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(sysfs.join("bus/pci/devices")) else { return Vec::new() };
+    let mut found: Vec<(String, String)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let real = std::fs::canonicalize(entry.path()).ok()?;
+            let alias = std::fs::read_to_string(real.join("modalias")).ok()?;
+            let devpath = real.strip_prefix(sysfs).ok()?.to_string_lossy().into_owned();
+            Some((format!("/{devpath}"), alias.trim_end_matches(['\n', '\0']).to_string()))
+        })
+        .filter(|(_, alias)| !alias.is_empty())
+        .collect();
+    found.sort();
+    found
+}
+
 pub fn load_tables(release_dir: &std::path::Path) -> Result<ModuleTables, HwError> {
     let has_text = ["modules.dep", "modules.alias", "modules.pcimap", "modules.usbmap"].iter().any(|f| release_dir.join(f).exists());
     let (tables, warnings) = if has_text { ModuleTables::load(release_dir)? } else { ModuleTables::build(release_dir)? };
