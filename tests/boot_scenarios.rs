@@ -215,13 +215,20 @@ fn same_image_on_cd_usb_and_virtio_boots_from_virtio() {
     let hdd = disk("rank3", "ext4", &a.layout, true);
     let (_, report) = boot_ok(vm("rank3").cdrom_ide(&cd).usb_stick_xhci(&usb).disk_virtio(&hdd));
     assert_eq!(chosen(&report).0, "virtio");
+    // No controller of this machine can bring anything faster than virtio, so VIVER may
+    // stop looking once it has the virtio copy: what it did consider is in speed order.
     let candidates = report["candidates"].as_array().unwrap();
-    assert_eq!(candidates.len(), 3, "{candidates:?}");
     let order: Vec<&str> = {
         let mut c: Vec<&Value> = candidates.iter().collect();
         c.sort_by_key(|c| c["rank"].as_u64());
         c.iter().map(|c| c["media"].as_str().unwrap()).collect()
     };
+    assert!(["virtio", "usb", "cd"].starts_with(&order), "{order:?}");
+    // Told to weigh all three, it finds all three and still ranks them by speed.
+    let (_, report) = boot_ok(vm("rank3-all").cdrom_ide(&cd).usb_stick_xhci(&usb).disk_virtio(&hdd).append("viver.media=virtio,usb,cd"));
+    let mut c: Vec<&Value> = report["candidates"].as_array().unwrap().iter().collect();
+    c.sort_by_key(|c| c["rank"].as_u64());
+    let order: Vec<&str> = c.iter().map(|c| c["media"].as_str().unwrap()).collect();
     assert_eq!(order, vec!["virtio", "usb", "cd"]);
 }
 
