@@ -38,6 +38,9 @@ const INITRD_CONF: &str = "/etc/viver.conf";
 /// Modules every boot needs whatever the hardware: started with the device drivers so
 /// they are ready when the image is found.
 const ALWAYS_LOAD: &[&str] = &["loop", "squashfs", "overlay"];
+/// How long the fast storage's drivers must have been idle (so its disks were scanned)
+/// before the drivers held back for it are loaded.
+const FAST_STORAGE_GRACE: Duration = Duration::from_millis(60);
 /// Shortest time between two scans of the block devices.
 const SCAN_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -199,6 +202,8 @@ impl Boot {
             parallel: self.settings.parallel,
             quiet: self.settings.settle,
             cap: self.settings.timeout,
+            // Only when VIVER chooses the medium itself; a named medium may be anywhere.
+            fast_first: self.settings.media.is_none() && self.settings.image.is_none(),
         };
         let detector = Detector::start(options).map_err(|e| Failure {
             stage: Stage::Hardware,
@@ -293,6 +298,13 @@ impl Boot {
             if now >= deadline {
                 break;
             }
+            // The fast storage is loaded and probed and holds no image: load the rest.
+            if detector.holding()
+                && search.candidates.is_empty()
+                && detector.idle_for_ignoring_held().is_some_and(|idle| idle >= FAST_STORAGE_GRACE)
+            {
+                detector.open_gate();
+            }
             if settled.is_none() {
                 if detector.idle_for().is_some_and(|quiet| quiet >= self.settings.settle) {
                     // One last walk of /sys for uevents that were lost; returns at once.
@@ -347,11 +359,14 @@ impl Boot {
     }
 
     /// Can the search stop before the hardware settles? Only when the user left the
-    /// choice to VIVER, the drivers have nothing in hand, the best candidate passes its
-    /// quick check, and no storage controller on this machine could bring a faster class
-    /// of medium than it.
+    /// choice to VIVER, the best candidate passes its quick check, and no storage
+    /// controller on this machine could bring a faster class of medium than it.
     fn unbeatable(&self, search: &MediaSearch, detector: &Detector) -> bool {
-        if self.settings.image.is_some() || self.settings.media.is_some() || detector.idle_for().is_none() {
+        // Loads still under way are not waited for here: they finish before the hand-over
+        // (Detector::finish), and drivers for the rest of the hardware are the real
+        // system's business, as with any initrd.
+        let _ = detector;
+        if self.settings.image.is_some() || self.settings.media.is_some() {
             return false;
         }
         let Some(best) = search.candidates.iter().min_by_key(|c| rank::class_rank(c.device.class, c.device.rotational)) else {

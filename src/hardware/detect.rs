@@ -26,12 +26,17 @@ pub struct DetectOptions {
     pub parallel: bool,
     pub quiet: Duration,
     pub cap: Duration,
+    /// Load the drivers of the fastest storage (virtio, NVMe) and the forced modules
+    /// first, and hold every other driver until [`Detector::open_gate`] (or settling) asks
+    /// for them: on a machine that boots from NVMe, the SATA, USB and sound stacks then
+    /// do not compete for the CPU with the path to the image.
+    pub fast_first: bool,
 }
 
 impl DetectOptions {
     /// Defaults for a boot: parallel, 500 ms quiet period, 20 s cap.
     pub fn new(modules_dir: PathBuf, sysfs: PathBuf) -> DetectOptions {
-        DetectOptions { modules_dir, sysfs, blacklist: Vec::new(), force_load: Vec::new(), params: HashMap::new(), parallel: true, quiet: Duration::from_millis(500), cap: Duration::from_secs(20) }
+        DetectOptions { modules_dir, sysfs, blacklist: Vec::new(), force_load: Vec::new(), params: HashMap::new(), parallel: true, quiet: Duration::from_millis(500), cap: Duration::from_secs(20), fast_first: false }
     }
 
     /// Takes `module.param=value`, `modprobe.blacklist=a,b` and `viver.modules=a,b`
@@ -133,6 +138,11 @@ struct State {
     last_activity: Instant,
     report: DetectReport,
     stop: bool,
+    /// Drivers held back while the gate is closed (see DetectOptions::fast_first).
+    held: VecDeque<(String, String)>,
+    gate_open: bool,
+    /// The full coldplug walk was put off until the gate opens.
+    walk_pending: bool,
 }
 
 struct Inner {
@@ -191,6 +201,9 @@ impl Detector {
                 last_activity: now,
                 report: DetectReport::default(),
                 stop: false,
+                held: VecDeque::new(),
+                gate_open: !opts.fast_first,
+                walk_pending: false,
             }),
             cond: Condvar::new(),
             started: now,
@@ -209,7 +222,9 @@ impl Detector {
         // and everything else hangs below them. Reading their few modalias files lets the
         // loads start before the walk of the whole /sys/devices tree (thousands of
         // directories, slow on a small machine) has finished.
-        for (devpath, modalias) in pci_modaliases(&inner.opts.sysfs) {
+        let pci = pci_modaliases(&inner.opts.sysfs);
+        let has_fast_storage = pci.iter().any(|(_, modalias)| fast_storage(modalias));
+        for (devpath, modalias) in pci {
             inner.handle_modalias(&devpath, &modalias);
         }
         // Forced modules (the image's squashfs, loop, overlay) are needed only once a medium
@@ -222,13 +237,22 @@ impl Detector {
                 log::warn!("hw: viver.modules names {m}, which no module or alias matches");
             }
         }
-        for (devpath, modalias) in walk_modaliases(&inner.opts.sysfs) {
-            inner.handle_modalias(&devpath, &modalias);
+        let detector = Detector { inner };
+        if has_fast_storage && !detector.inner.lock().gate_open {
+            // The walk of the whole tree (thousands of directories) only finds drivers
+            // that would be held anyway: it runs when the gate opens, off the fast path.
+            detector.inner.lock().walk_pending = true;
+        } else {
+            detector.walk_all();
+            // Nothing to put first: every driver goes at once.
+            detector.open_gate();
         }
-        Detector { inner }
+        detector
     }
 
     pub fn wait_settled(&self) -> Settled {
+        // Settling means every device has its driver: nothing may stay held.
+        self.open_gate();
         let inner = &self.inner;
         let mut rescanned_at: Option<u64> = None;
         let mut st = inner.lock();
@@ -274,7 +298,48 @@ impl Detector {
     /// [`Detector::wait_settled`].
     pub fn idle_for(&self) -> Option<Duration> {
         let st = self.inner.lock();
+        (st.queue.is_empty() && st.busy == 0 && st.held.is_empty()).then(|| st.last_activity.elapsed())
+    }
+
+    /// Lets the held drivers load (the fast storage did not carry the image, or the
+    /// search needs every medium to decide).
+    pub fn open_gate(&self) {
+        let walk = std::mem::take(&mut self.inner.lock().walk_pending);
+        let mut st = self.inner.lock();
+        if st.gate_open && !walk {
+            return;
+        }
+        st.gate_open = true;
+        if walk {
+            drop(st);
+            self.walk_all();
+            st = self.inner.lock();
+        }
+        let held: Vec<_> = st.held.drain(..).collect();
+        if !held.is_empty() {
+            log::debug!("hw: loading the {} driver(s) held back for the fast storage", held.len());
+        }
+        st.queue.extend(held);
+        self.inner.touch(&mut st);
+    }
+
+    /// Coldplug: every modalias under /sys/devices.
+    fn walk_all(&self) {
+        for (devpath, modalias) in walk_modaliases(&self.inner.opts.sysfs) {
+            self.inner.handle_modalias(&devpath, &modalias);
+        }
+    }
+
+    /// Like [`Detector::idle_for`], but counting only the loads that are not held back.
+    pub fn idle_for_ignoring_held(&self) -> Option<Duration> {
+        let st = self.inner.lock();
         (st.queue.is_empty() && st.busy == 0).then(|| st.last_activity.elapsed())
+    }
+
+    /// True while drivers are held back behind the gate.
+    pub fn holding(&self) -> bool {
+        let st = self.inner.lock();
+        !st.gate_open && (!st.held.is_empty() || st.walk_pending)
     }
 
     /// Ends detection before the hand-over to the real system: no new load starts, and
@@ -343,11 +408,14 @@ impl Drop for Detector {
 }
 
 /// depmod's files when the directory has them, else the tables built from the .ko files.
-/// The modalias of every PCI device, by its device path (as the full walk names it).
+/// The modalias of every PCI and virtio device, by its device path (as the full walk
+/// names it): the controllers, and virtio disks whose virtio_pci is built in.
 fn pci_modaliases(sysfs: &std::path::Path) -> Vec<(String, String)> {
-    let Ok(entries) = std::fs::read_dir(sysfs.join("bus/pci/devices")) else { return Vec::new() };
+    let entries = ["bus/pci/devices", "bus/virtio/devices"]
+        .iter()
+        .filter_map(|bus| std::fs::read_dir(sysfs.join(bus)).ok())
+        .flat_map(|dir| dir.flatten());
     let mut found: Vec<(String, String)> = entries
-        .flatten()
         .filter_map(|entry| {
             let real = std::fs::canonicalize(entry.path()).ok()?;
             let alias = std::fs::read_to_string(real.join("modalias")).ok()?;
@@ -356,8 +424,38 @@ fn pci_modaliases(sysfs: &std::path::Path) -> Vec<(String, String)> {
         })
         .filter(|(_, alias)| !alias.is_empty())
         .collect();
-    found.sort();
+    found.sort_by_key(|(devpath, alias)| (storage_priority(alias), devpath.clone()));
     found
+}
+
+/// Is this the modalias of fast storage (a virtio or NVMe controller, a virtio disk)?
+fn fast_storage(modalias: &str) -> bool {
+    if let Some(rest) = modalias.strip_prefix("virtio:") {
+        // virtio device ids 2 (block) and 8 (SCSI).
+        return rest.starts_with("d00000002") || rest.starts_with("d00000008");
+    }
+    modalias.starts_with("pci:") && storage_priority(modalias) == 0
+}
+
+/// The order in which PCI drivers are loaded: the controllers of the fastest media first
+/// (the boot medium is most likely there, and the search may stop once it is found),
+/// other storage next, then USB and SD hosts, then everything else.
+fn storage_priority(modalias: &str) -> u8 {
+    let field = |key: &str, len: usize| {
+        let start = modalias.find(key)? + key.len();
+        modalias.get(start..start + len)
+    };
+    let vendor = field("pci:v", 8).unwrap_or("");
+    match (field("bc", 2).unwrap_or(""), field("sc", 2).unwrap_or("")) {
+        ("01", "08") => 0,
+        ("01", _) if vendor.eq_ignore_ascii_case("00001AF4") => 0,
+        ("01", "06") => 1,
+        ("01", "00" | "04" | "07") => 2,
+        ("01", _) => 3,
+        ("0C", "03") | ("0c", "03") => 4,
+        ("08", "05") => 5,
+        _ => 6,
+    }
 }
 
 pub fn load_tables(release_dir: &std::path::Path) -> Result<ModuleTables, HwError> {
@@ -407,11 +505,17 @@ impl Inner {
                 }
                 continue;
             }
-            self.enqueue(&m, modalias);
+            self.enqueue_tiered(&m, modalias, fast_storage(modalias));
         }
     }
 
     fn enqueue(&self, module: &str, reason: &str) {
+        self.enqueue_tiered(module, reason, true);
+    }
+
+    /// Queues a load; with the gate closed, only fast-storage drivers go to the queue and
+    /// the rest wait in `held`.
+    fn enqueue_tiered(&self, module: &str, reason: &str, fast: bool) {
         let mut st = self.lock();
         if self.tables.is_builtin(module) && self.tables.module_path(module).is_none() {
             if !st.report.builtin_skipped.iter().any(|b| b == module) {
@@ -420,6 +524,10 @@ impl Inner {
             return;
         }
         if st.modules.contains_key(module) || !st.queued.insert(module.to_string()) {
+            return;
+        }
+        if !fast && !st.gate_open {
+            st.held.push_back((module.to_string(), reason.to_string()));
             return;
         }
         st.queue.push_back((module.to_string(), reason.to_string()));
@@ -560,5 +668,23 @@ fn listen(inner: Arc<Inner>, socket: UeventSocket) {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod priority_tests {
+    use super::storage_priority;
+
+    #[test]
+    fn fast_storage_controllers_come_first() {
+        let virtio_blk = "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00";
+        let nvme = "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02";
+        let ahci = "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01";
+        let piix_ide = "pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80";
+        let xhci = "pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30";
+        let vga = "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00";
+        let order: Vec<u8> = [virtio_blk, nvme, ahci, piix_ide, xhci, vga].iter().map(|m| storage_priority(m)).collect();
+        assert_eq!(order, vec![0, 0, 1, 3, 4, 6]);
+        assert_eq!(storage_priority("garbage"), 6);
     }
 }
