@@ -13,7 +13,11 @@ fn modprobe(args: &[&str]) -> Output {
     let link = dir.join("modprobe");
     if !link.exists() {
         std::fs::create_dir_all(&dir).unwrap();
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_viver"), &link).unwrap();
+        // Tests run in parallel: another one may have made the link a moment ago.
+        match std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_viver"), &link) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => panic!("symlink {}: {e}", link.display()),
+            _ => {}
+        }
     }
     // depmod_reference() is ROOT/lib/modules/RELEASE.
     let root = depmod_reference().parent().unwrap().parent().unwrap().parent().unwrap().to_path_buf();

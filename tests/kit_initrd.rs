@@ -171,3 +171,31 @@ fn inspect_reads_concatenated_segments_and_refuses_escapes() {
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("unknown data at byte 0"));
 }
+
+#[test]
+fn host_only_takes_the_modules_the_machine_uses_plus_filesystems() {
+    let dir = scratch("initrd-host-only");
+    // A captured machine: it runs e1000e and snd_hda_intel (not in any shipped list), and
+    // sysfs shows btrfs; it has no NVMe.
+    let host = dir.join("host");
+    std::fs::create_dir_all(host.join("proc")).unwrap();
+    std::fs::write(
+        host.join("proc/modules"),
+        "e1000e 319488 0 - Live 0x0000000000000000\nsnd_hda_intel 57344 0 - Live 0x0000000000000000\n",
+    )
+    .unwrap();
+    for m in ["btrfs", "printk", "kernel"] {
+        std::fs::create_dir_all(host.join("sys/module").join(m)).unwrap();
+    }
+    let img = build_initrd(&dir, "h.img", &["--host-only", "--host-root", host.to_str().unwrap(), "--compress", "none"]);
+    let text = stdout(&run_ok(viver().arg("inspect").arg(&img)));
+    for wanted in ["/e1000e.ko", "/snd-hda-intel.ko", "/btrfs.ko", "/ext4.ko", "/squashfs.ko", "/overlay.ko", "/isofs.ko"] {
+        assert!(text.contains(wanted), "{wanted} missing from the host-only initrd:\n{text}");
+    }
+    for unwanted in ["/nvme.ko", "/xhci-pci.ko", "/virtio_blk.ko"] {
+        assert!(!text.contains(unwanted), "{unwanted} in a host-only initrd of a machine without it");
+    }
+    // Smaller than the generic one.
+    let generic = build_initrd(&dir, "g.img", &["--compress", "none"]);
+    assert!(std::fs::metadata(&img).unwrap().len() < std::fs::metadata(&generic).unwrap().len());
+}

@@ -23,6 +23,8 @@ pub struct Medium {
     pub filesystem: Option<Filesystem>,
     pub mounted_at: Option<PathBuf>,
     pub report: DeviceReport,
+    /// The probe failed in a way that may pass (device not ready yet).
+    pub retry: bool,
 }
 
 #[derive(Default)]
@@ -36,10 +38,16 @@ pub struct MediaSearch {
     /// Whole disks with a partition table whose partitions had not appeared yet, and
     /// when they were first seen: probed again until their partitions show up.
     deferred: BTreeMap<String, std::time::Instant>,
+    /// The search ended at the fastest medium before the hardware settled.
+    pub stopped_early: bool,
+    /// Candidates (device, path) already tried and rejected.
+    pub tried: Vec<(String, String)>,
+    /// Why each tried candidate was rejected, one line each.
+    pub rejections: Vec<String>,
 }
 
 /// How long a disk with a partition table may stay without partitions before it is
-/// taken as it is (an empty table).
+/// taken as it is (an empty table), and a disk that is not ready may stay so.
 const PARTITIONS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Does the device start with an MBR signature (also the protective MBR of GPT)?
@@ -70,9 +78,13 @@ impl MediaSearch {
                 && !known_parents.contains(&name);
             let candidates_before = self.candidates.len();
             let medium = self.probe(device, detector, dev_dir);
-            if may_await_partitions && medium.filesystem.is_none() && medium.report.size_bytes > 0 {
+            let awaiting_partitions = may_await_partitions
+                && medium.filesystem.is_none()
+                && medium.report.size_bytes > 0
+                && has_partition_table(&medium.device.dev_path);
+            if awaiting_partitions || medium.retry {
                 let first_seen = *self.deferred.entry(name.clone()).or_insert_with(std::time::Instant::now);
-                if first_seen.elapsed() < PARTITIONS_GRACE && has_partition_table(&medium.device.dev_path) {
+                if first_seen.elapsed() < PARTITIONS_GRACE {
                     continue;
                 }
             }
@@ -93,7 +105,7 @@ impl MediaSearch {
             rotational: device.rotational,
             ..DeviceReport::default()
         };
-        let mut medium = Medium { device: device.clone(), filesystem: None, mounted_at: None, report: report.clone() };
+        let mut medium = Medium { device: device.clone(), filesystem: None, mounted_at: None, report: report.clone(), retry: false };
         if device.size_bytes == 0 {
             // An empty CD drive or card reader: nothing to read, and reading would block.
             report.note = Some("no medium (size 0)".into());
@@ -117,6 +129,9 @@ impl MediaSearch {
                 return medium;
             }
             Err(e) => {
+                // ENXIO: the node is there but the disk behind it is not ready yet (a USB
+                // stick still being set up): worth another look.
+                medium.retry = matches!(&e, crate::disks::DiskError::Open { source, .. } if source.raw_os_error() == Some(libc::ENXIO));
                 report.note = Some(format!("unreadable: {e}"));
                 medium.report = report;
                 return medium;

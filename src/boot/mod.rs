@@ -110,7 +110,20 @@ impl Boot {
         self.timed(Stage::Config, |boot| boot.config())?;
         let detector = self.timed(Stage::Hardware, |boot| boot.hardware())?;
         let mut search = self.timed(Stage::Disks, |boot| boot.disks(&detector))?;
-        let image = self.timed(Stage::Image, |boot| boot.image(&mut search))?;
+        let image = match self.timed(Stage::Image, |boot| boot.image(&mut search)) {
+            Ok(image) => image,
+            // The search stopped at the fastest medium and every image there was
+            // rejected: look at the other media too before giving up.
+            Err(_) if search.stopped_early => {
+                ::log::warn!("every image on the fastest media was rejected; looking at the other media");
+                self.timed(Stage::Disks, |boot| {
+                    boot.resume_disks(&detector, &mut search);
+                    Ok(())
+                })?;
+                self.timed(Stage::Image, |boot| boot.image(&mut search))?
+            }
+            Err(failure) => return Err(failure),
+        };
         self.timed(Stage::Cow, |boot| boot.cow(&image, &search, &detector))?;
         // No driver load may be cut short by the exec that starts the real init.
         detector.finish();
@@ -217,7 +230,8 @@ impl Boot {
 
     fn disks(&mut self, detector: &Detector) -> Result<MediaSearch, Failure> {
         let hardware_started = Instant::now();
-        let (search, settled) = self.search_media(detector);
+        let mut search = MediaSearch::default();
+        let settled = self.search_media(detector, &mut search, true);
         match settled {
             Some((outcome, at)) => {
                 let duration_ms = at.duration_since(hardware_started).as_secs_f64() * 1000.0;
@@ -270,11 +284,11 @@ impl Boot {
     /// passes. Returns the search and when (and how) the hardware settled; None when it
     /// stopped earlier because no medium this machine could still show would beat the one
     /// found.
-    fn search_media(&self, detector: &Detector) -> (MediaSearch, Option<(Settled, Instant)>) {
-        let mut search = MediaSearch::default();
+    fn search_media(&self, detector: &Detector, search: &mut MediaSearch, may_stop_early: bool) -> Option<(Settled, Instant)> {
         let started = Instant::now();
         let deadline = started + self.settings.timeout;
         let late_present = late_media::late_classes_present(Path::new("/sys"));
+        let controllers = late_media::controller_classes(Path::new("/sys"));
         let mut settled: Option<(Settled, Instant)> = None;
         let mut generation = detector.generation();
         let mut waiting_said = false;
@@ -298,19 +312,18 @@ impl Boot {
             if now >= deadline {
                 break;
             }
-            // The fast storage is loaded and probed and holds no image: load the rest.
-            if detector.holding()
-                && search.candidates.is_empty()
-                && detector.idle_for_ignoring_held().is_some_and(|idle| idle >= FAST_STORAGE_GRACE)
-            {
-                detector.open_gate();
-            }
             if settled.is_none() {
+                if may_stop_early && self.unbeatable(search, &controllers) {
+                    search.stopped_early = true;
+                    break;
+                }
+                // The fast storage is loaded and probed and did not settle it: load the rest.
+                if detector.holding() && detector.idle_for_ignoring_held().is_some_and(|idle| idle >= FAST_STORAGE_GRACE) {
+                    detector.open_gate();
+                }
                 if detector.idle_for().is_some_and(|quiet| quiet >= self.settings.settle) {
                     // One last walk of /sys for uevents that were lost; returns at once.
                     settled = Some((detector.wait_settled(), Instant::now()));
-                } else if self.unbeatable(&search, detector) {
-                    break;
                 }
             }
             if more_to_probe {
@@ -321,15 +334,22 @@ impl Boot {
                 continue;
             };
             let late_deadline = settled_at + self.settings.media_wait;
-            let awaited = if search.candidates.is_empty() {
+            let seen: Vec<_> = search.media.values().map(|m| m.device.class).collect();
+            // Candidates that can still win: not rejected already, and sound at a glance.
+            let best_usable = search
+                .candidates
+                .iter()
+                .filter(|c| !search.tried.contains(&(c.device.name.clone(), c.medium_path.clone())))
+                .filter(|c| verify::quick(&c.image_path, c.manifest.as_ref()).is_ok())
+                .map(|c| rank::class_rank(c.device.class, c.device.rotational))
+                .min();
+            let awaited = if best_usable.is_none() && search.candidates.is_empty() {
                 None
-            } else if now >= late_deadline {
-                break;
             } else {
-                let seen: Vec<_> = search.media.values().map(|m| m.device.class).collect();
-                let best = search.candidates.iter().map(|c| rank::class_rank(c.device.class, c.device.rotational)).min();
-                let late = late_media::worth_waiting_for(&late_present, &seen, best);
-                if late.is_empty() {
+                // Something was found (if only broken copies): late media that could
+                // beat it get a little longer, nothing else does.
+                let late = late_media::worth_waiting_for(&late_present, &seen, best_usable);
+                if late.is_empty() || now >= late_deadline {
                     break;
                 }
                 Some(late)
@@ -355,17 +375,26 @@ impl Boot {
         if settled.is_none() && Instant::now() >= deadline {
             settled = Some((Settled::Capped, Instant::now()));
         }
-        (search, settled)
+        settled
+    }
+
+    /// Goes on with a search that stopped early: every driver, every medium, until the
+    /// hardware settles.
+    fn resume_disks(&mut self, detector: &Detector, search: &mut MediaSearch) {
+        search.stopped_early = false;
+        detector.open_gate();
+        self.search_media(detector, search, false);
+        self.report.devices = search.reports();
+        ::log::info!("{} device(s), {} image candidate(s)", search.media.len(), search.candidates.len());
     }
 
     /// Can the search stop before the hardware settles? Only when the user left the
     /// choice to VIVER, the best candidate passes its quick check, and no storage
     /// controller on this machine could bring a faster class of medium than it.
-    fn unbeatable(&self, search: &MediaSearch, detector: &Detector) -> bool {
+    fn unbeatable(&self, search: &MediaSearch, controllers: &[crate::disks::class::MediaClass]) -> bool {
         // Loads still under way are not waited for here: they finish before the hand-over
         // (Detector::finish), and drivers for the rest of the hardware are the real
         // system's business, as with any initrd.
-        let _ = detector;
         if self.settings.image.is_some() || self.settings.media.is_some() {
             return false;
         }
@@ -373,8 +402,7 @@ impl Boot {
             return false;
         };
         let best_rank = rank::class_rank(best.device.class, best.device.rotational);
-        let possible = late_media::controller_classes(Path::new("/sys"));
-        possible.iter().all(|class| rank::class_rank(*class, false) >= best_rank)
+        controllers.iter().all(|class| rank::class_rank(*class, false) >= best_rank)
             && verify::quick(&best.image_path, best.manifest.as_ref()).is_ok()
     }
 
@@ -388,7 +416,13 @@ impl Boot {
             }
             None => None,
         };
-        let plan = choose::plan(search.candidates.clone(), self.settings.image.as_deref(), selector.as_ref());
+        let untried: Vec<Candidate> = search
+            .candidates
+            .iter()
+            .filter(|c| !search.tried.contains(&(c.device.name.clone(), c.medium_path.clone())))
+            .cloned()
+            .collect();
+        let plan = choose::plan(untried, self.settings.image.as_deref(), selector.as_ref());
         for note in &plan.notes {
             ::log::warn!("{note}");
         }
@@ -397,7 +431,6 @@ impl Boot {
         for (candidate, reason) in &plan.excluded {
             self.report.candidates.push(candidate_report(candidate, None, "excluded", Some(reason.clone())));
         }
-        let mut rejections = Vec::new();
         let mut chosen = None;
         for (index, candidate) in order.iter().enumerate() {
             if chosen.is_some() {
@@ -410,8 +443,9 @@ impl Boot {
                     chosen = Some(image);
                 }
                 Err(reason) => {
+                    search.tried.push((candidate.device.name.clone(), candidate.medium_path.clone()));
                     ::log::warn!("rejected {} on {}: {reason}", candidate.medium_path, candidate.device.dev_path.display());
-                    rejections.push(format!("{} on {}: {reason}", candidate.medium_path, candidate.device.dev_path.display()));
+                    search.rejections.push(format!("{} on {}: {reason}", candidate.medium_path, candidate.device.dev_path.display()));
                     self.report.candidates.push(candidate_report(candidate, Some(index + 1), "rejected", Some(reason)));
                 }
             }
@@ -419,7 +453,7 @@ impl Boot {
         match chosen {
             Some(image) => Ok(image),
             None => {
-                let mut details = rejections;
+                let mut details = search.rejections.clone();
                 details.extend(plan.excluded.iter().map(|(c, why)| format!("{} on {}: {why}", c.medium_path, c.device.dev_path.display())));
                 details.extend(search.rejected.iter().cloned());
                 Err(Failure {

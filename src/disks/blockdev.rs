@@ -6,7 +6,7 @@
 
 use crate::disks::class::{self, AtaController, MediaClass, Transport};
 use crate::disks::error::DiskError;
-use log::{debug, warn};
+use log::debug;
 use nix::sys::stat::{self, Mode, SFlag};
 use serde::Serialize;
 use std::fs;
@@ -66,7 +66,9 @@ pub fn scan(sysfs: &Path) -> Result<Vec<BlockDevice>, DiskError> {
         match read_device(&sysfs, &name) {
             Ok(Some(dev)) => devices.push(dev),
             Ok(None) => debug!("disks: {name} is empty or hidden, skipped"),
-            Err(e) => warn!("disks: skipping {name}: {e}"),
+            // Usually a device caught while the kernel is still creating it: the next scan
+            // sees it whole. Debug level, or a truly broken one would flood the console.
+            Err(e) => debug!("disks: skipping {name} for now: {e}"),
         }
     }
     devices.sort_by(|a, b| a.name.cmp(&b.name));

@@ -56,6 +56,10 @@ pub struct InitrdArgs {
     /// Only the modules this machine uses (/proc/modules, /sys/module) plus filesystems.
     #[arg(long)]
     pub host_only: bool,
+    /// With --host-only: the machine's root, whose proc/modules and sys/module say what it
+    /// uses (default /; another machine's captured /proc and /sys work too).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub host_root: PathBuf,
     #[arg(long, value_enum, default_value = "gzip")]
     pub compress: initrd::InitrdCompression,
     /// The static viver binary to use as /init (default: this executable).
@@ -161,6 +165,7 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 add_modules: a.add_module,
                 rescue_shell: a.rescue_shell,
                 host_only: a.host_only,
+                host_root: a.host_root,
                 compress: a.compress,
                 init: a.init,
                 lists: a.lists,

@@ -27,6 +27,8 @@ pub struct InitrdOptions {
     pub add_modules: Vec<String>,
     pub rescue_shell: bool,
     pub host_only: bool,
+    /// Where `proc/modules` and `sys/module` of the host are (normally `/`).
+    pub host_root: PathBuf,
     pub compress: InitrdCompression,
     /// The binary that becomes /init (default: the running executable).
     pub init: Option<PathBuf>,
@@ -49,12 +51,12 @@ pub struct InitrdReport {
 
 /// The modules this machine runs: /proc/modules plus /sys/module entries that are
 /// loadable modules of the target kernel (built-ins also appear in /sys/module).
-fn host_modules(tables: &ModuleTables) -> BTreeSet<String> {
+fn host_modules(tables: &ModuleTables, host_root: &Path) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    if let Ok(text) = std::fs::read_to_string("/proc/modules") {
+    if let Ok(text) = std::fs::read_to_string(host_root.join("proc/modules")) {
         names.extend(text.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string));
     }
-    if let Ok(entries) = std::fs::read_dir("/sys/module") {
+    if let Ok(entries) = std::fs::read_dir(host_root.join("sys/module")) {
         names.extend(entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()));
     }
     names.into_iter().filter(|n| tables.module_path(n).is_some()).collect()
@@ -197,7 +199,7 @@ pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
         return Err(KitError::BadInput(format!("--add-module {bad}: no such module in {}", release_dir.display())));
     }
     if opts.host_only {
-        roots.extend(host_modules(&tables));
+        roots.extend(host_modules(&tables, &opts.host_root));
     }
     let modules = closure(&tables, &roots);
 
