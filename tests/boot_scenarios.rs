@@ -32,27 +32,6 @@ struct Artifacts {
     dir: PathBuf,
 }
 
-fn run(command: &mut Command) -> String {
-    let shown = format!("{command:?}");
-    let output = command.output().unwrap_or_else(|e| panic!("{shown}: {e}"));
-    assert!(
-        output.status.success(),
-        "{shown} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn kit(args: &[&str]) -> String {
-    run(Command::new(qemu::viver_bin()).arg("kit").args(args).env("SOURCE_DATE_EPOCH", "1764316800"))
-}
-
-fn mkdisk(args: &[&str]) {
-    run(Command::new("bash").arg(qemu::repo_dir().join("qemu-harness/mkdisk")).args(args));
-}
-
 fn manifest_id(manifest: &Path) -> String {
     let text = std::fs::read_to_string(manifest).unwrap();
     let value: toml::Table = toml::from_str(&text).unwrap();
@@ -64,22 +43,22 @@ fn artifacts() -> &'static Artifacts {
     ARTIFACTS.get_or_init(|| {
         let dir = qemu::temp_dir("boot-artifacts");
         let initrd = dir.join("initrd.img");
-        kit(&["initrd", "--modules", qemu::modules_dir().to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
+        qemu::kit(&["initrd", "--modules", qemu::modules_dir().to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
 
         let layout = dir.join("layout");
         let image = layout.join("viver/testroot.squashfs");
         std::fs::create_dir_all(image.parent().unwrap()).unwrap();
-        kit(&["image", qemu::testroot_dir().to_str().unwrap(), "-o", image.to_str().unwrap(), "--name", "testroot"]);
+        qemu::kit(&["image", qemu::testroot_dir().to_str().unwrap(), "-o", image.to_str().unwrap(), "--name", "testroot"]);
         let id = manifest_id(&image.with_extension("toml"));
 
         // A different image: the test root plus a file that says which one it is.
         let other_root = dir.join("other-root");
-        run(Command::new("cp").arg("-a").arg(qemu::testroot_dir()).arg(&other_root));
+        qemu::run_ok(Command::new("cp").arg("-a").arg(qemu::testroot_dir()).arg(&other_root));
         std::fs::write(other_root.join("etc/which-image"), "other\n").unwrap();
         let other_layout = dir.join("other-layout");
         let other = other_layout.join("viver/other.squashfs");
         std::fs::create_dir_all(other.parent().unwrap()).unwrap();
-        kit(&["image", other_root.to_str().unwrap(), "-o", other.to_str().unwrap(), "--name", "other"]);
+        qemu::kit(&["image", other_root.to_str().unwrap(), "-o", other.to_str().unwrap(), "--name", "other"]);
         let other_id = manifest_id(&other.with_extension("toml"));
         assert_ne!(id, other_id);
         Artifacts { initrd, layout, image, id, other_layout, other_id, dir }
@@ -93,7 +72,7 @@ fn disk(test: &str, kind: &str, dir: &Path, mbr: bool) -> PathBuf {
     if mbr {
         args.push("--mbr");
     }
-    mkdisk(&args);
+    qemu::mkdisk_ok(&args);
     out
 }
 
@@ -200,7 +179,7 @@ fn nvme_disk() {
 #[test]
 fn squashfs_written_straight_to_a_disk() {
     let out = qemu::target_dir().join("qemu-tmp/raw-squashfs.img");
-    mkdisk(&["squashfs", artifacts().image.to_str().unwrap(), out.to_str().unwrap()]);
+    qemu::mkdisk_ok(&["squashfs", artifacts().image.to_str().unwrap(), out.to_str().unwrap()]);
     let (_, report) = boot_ok(vm("raw-squashfs").disk_virtio(&out));
     assert_eq!(chosen(&report).1, "/dev/vda");
 }
@@ -248,8 +227,8 @@ fn two_different_images_and_viver_image_picks_the_named_one() {
     let a = artifacts();
     let both = a.dir.join("both-layout");
     if !both.exists() {
-        run(Command::new("cp").arg("-a").arg(&a.layout).arg(&both));
-        run(Command::new("sh").arg("-c").arg(format!("cp {}/viver/* {}/viver/", a.other_layout.display(), both.display())));
+        qemu::run_ok(Command::new("cp").arg("-a").arg(&a.layout).arg(&both));
+        qemu::run_ok(Command::new("sh").arg("-c").arg(format!("cp {}/viver/* {}/viver/", a.other_layout.display(), both.display())));
     }
     let hdd = disk("named", "ext4", &both, true);
     let (log, report) = boot_ok(vm("named").disk_virtio(&hdd).append("viver.image=other testroot.cmd=cat,/etc/which-image"));
@@ -325,10 +304,10 @@ fn truncated_image_on_the_fast_disk_falls_back_to_the_usb_copy() {
     let a = artifacts();
     let bad = a.dir.join("truncated-layout");
     if !bad.exists() {
-        run(Command::new("cp").arg("-a").arg(&a.layout).arg(&bad));
+        qemu::run_ok(Command::new("cp").arg("-a").arg(&a.layout).arg(&bad));
         let image = bad.join("viver/testroot.squashfs");
         let len = std::fs::metadata(&image).unwrap().len();
-        run(Command::new("truncate").arg("-s").arg((len / 2).to_string()).arg(&image));
+        qemu::run_ok(Command::new("truncate").arg("-s").arg((len / 2).to_string()).arg(&image));
     }
     let hdd = disk("fallback", "ext4", &bad, true);
     let usb = disk("fallback", "vfat", &a.layout, true);
@@ -346,7 +325,7 @@ fn corrupt_bytes_are_caught_by_full_verification() {
     let a = artifacts();
     let bad = a.dir.join("flipped-layout");
     if !bad.exists() {
-        run(Command::new("cp").arg("-a").arg(&a.layout).arg(&bad));
+        qemu::run_ok(Command::new("cp").arg("-a").arg(&a.layout).arg(&bad));
         let image = bad.join("viver/testroot.squashfs");
         let mut bytes = std::fs::read(&image).unwrap();
         let middle = bytes.len() / 2;
@@ -364,7 +343,7 @@ fn corrupt_bytes_are_caught_by_full_verification() {
 #[test]
 fn garbage_disk_is_skipped() {
     let garbage = qemu::target_dir().join("qemu-tmp/garbage.img");
-    mkdisk(&["garbage", garbage.to_str().unwrap(), "--size", "16"]);
+    qemu::mkdisk_ok(&["garbage", garbage.to_str().unwrap(), "--size", "16"]);
     let hdd = disk("garbage", "ext4", &artifacts().layout, true);
     let (_, report) = boot_ok(vm("garbage").disk_virtio(&garbage).disk_virtio(&hdd));
     assert_eq!(chosen(&report).1, "/dev/vdb1");
@@ -419,7 +398,7 @@ fn after_toram_the_medium_can_be_removed() {
 fn kit_iso_boots_from_a_cd_through_isolinux() {
     let a = artifacts();
     let iso = qemu::target_dir().join("qemu-tmp/kit.iso");
-    kit(&[
+    qemu::kit(&[
         "media", "--kind", "iso", "--kernel", qemu::kernel().to_str().unwrap(), "--initrd", a.initrd.to_str().unwrap(),
         "--image", a.image.to_str().unwrap(), "-o", iso.to_str().unwrap(),
     ]);
@@ -432,7 +411,7 @@ fn kit_iso_boots_from_a_cd_through_isolinux() {
 fn kit_usb_image_boots_from_a_usb_stick_through_syslinux() {
     let a = artifacts();
     let img = qemu::target_dir().join("qemu-tmp/kit-usb.img");
-    kit(&[
+    qemu::kit(&[
         "media", "--kind", "usb", "--kernel", qemu::kernel().to_str().unwrap(), "--initrd", a.initrd.to_str().unwrap(),
         "--image", a.image.to_str().unwrap(), "-o", img.to_str().unwrap(),
     ]);
@@ -467,7 +446,7 @@ fn an_installed_debian_system_boots_diskless_to_multi_user() {
     let layout = a.dir.join("debian-layout");
     let image = layout.join("viver/debian.squashfs");
     std::fs::create_dir_all(image.parent().unwrap()).unwrap();
-    kit(&["image", root.to_str().unwrap(), "-o", image.to_str().unwrap()]);
+    qemu::kit(&["image", root.to_str().unwrap(), "-o", image.to_str().unwrap()]);
     let hdd = disk("debian", "ext4", &layout, true);
     let log = vm("debian").memory_mb(1024).disk_virtio(&hdd).run(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert!(log.contains("VIVER-DEBIAN-UP"), "{}", log.tail(60));

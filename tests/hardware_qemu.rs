@@ -18,27 +18,6 @@ use viver::hardware::ModuleTables;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn run(command: &mut Command) -> String {
-    let shown = format!("{command:?}");
-    let output = command.output().unwrap_or_else(|e| panic!("{shown}: {e}"));
-    assert!(
-        output.status.success(),
-        "{shown} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn kit(args: &[&str]) -> String {
-    run(Command::new(qemu::viver_bin()).arg("kit").args(args).env("SOURCE_DATE_EPOCH", "1764316800"))
-}
-
-fn mkdisk(args: &[&str]) {
-    run(Command::new("bash").arg(qemu::repo_dir().join("qemu-harness/mkdisk")).args(args));
-}
-
 struct Artifacts {
     initrd: PathBuf,
     /// `viver/testroot.squashfs` + `.toml`: a medium's contents.
@@ -51,11 +30,11 @@ fn artifacts() -> &'static Artifacts {
     ARTIFACTS.get_or_init(|| {
         let dir = qemu::temp_dir("hw-artifacts");
         let initrd = dir.join("initrd.img");
-        kit(&["initrd", "--modules", qemu::modules_dir().to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
+        qemu::kit(&["initrd", "--modules", qemu::modules_dir().to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
         let layout = dir.join("layout");
         let image = layout.join("viver/testroot.squashfs");
         std::fs::create_dir_all(image.parent().unwrap()).unwrap();
-        kit(&["image", qemu::testroot_dir().to_str().unwrap(), "-o", image.to_str().unwrap(), "--name", "testroot"]);
+        qemu::kit(&["image", qemu::testroot_dir().to_str().unwrap(), "-o", image.to_str().unwrap(), "--name", "testroot"]);
         Artifacts { initrd, layout, dir }
     })
 }
@@ -73,7 +52,7 @@ fn disk(test: &str, kind: &str, mbr: bool) -> PathBuf {
     if mbr {
         args.push("--mbr");
     }
-    mkdisk(&args);
+    qemu::mkdisk_ok(&args);
     out
 }
 
@@ -193,18 +172,18 @@ fn compressed_modules_load_from_a_virtio_disk() {
     let release_dir = root.join("lib/modules").join(qemu::kernel_version());
     if !release_dir.exists() {
         std::fs::create_dir_all(release_dir.parent().unwrap()).unwrap();
-        run(Command::new("cp").arg("-as").arg(qemu::modules_dir()).arg(&release_dir));
+        qemu::run_ok(Command::new("cp").arg("-as").arg(qemu::modules_dir()).arg(&release_dir));
         for (rel, tool) in COMPRESSED {
             let file = release_dir.join(rel);
             std::fs::remove_file(&file).unwrap();
             std::fs::copy(qemu::modules_dir().join(rel), &file).unwrap();
             let args: &[&str] = if *tool == "xz" { &["-q", "--check=crc32", "--lzma2=dict=1MiB"] } else { &["-q", "--rm", "-19"] };
-            run(Command::new(tool).args(args).arg(&file));
+            qemu::run_ok(Command::new(tool).args(args).arg(&file));
         }
     }
     let initrd = a.dir.join("initrd-compressed.img");
-    kit(&["initrd", "--modules", release_dir.to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
-    let listing = run(Command::new("sh").arg("-c").arg(format!("zcat {} | cpio -t --quiet", initrd.display())));
+    qemu::kit(&["initrd", "--modules", release_dir.to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
+    let listing = qemu::run_ok(Command::new("sh").arg("-c").arg(format!("zcat {} | cpio -t --quiet", initrd.display())));
     for (rel, tool) in COMPRESSED {
         let packed = format!("{rel}.{}", if *tool == "xz" { "xz" } else { "zst" });
         assert!(listing.contains(&packed), "{packed} is not in the initrd");
@@ -235,8 +214,8 @@ fn xfs_disk() -> PathBuf {
     std::fs::write(&proto, text).unwrap();
     let _ = std::fs::remove_file(&out);
     // mkfs.xfs refuses filesystems under 300 MiB; the file stays sparse.
-    run(Command::new("truncate").arg("-s").arg("320M").arg(&out));
-    run(Command::new("mkfs.xfs").args(["-q", "-L", "viver", "-p"]).arg(&proto).arg(&out));
+    qemu::run_ok(Command::new("truncate").arg("-s").arg("320M").arg(&out));
+    qemu::run_ok(Command::new("mkfs.xfs").args(["-q", "-L", "viver", "-p"]).arg(&proto).arg(&out));
     out
 }
 

@@ -12,6 +12,7 @@
 // Each test file uses its own subset of this module.
 #![allow(dead_code, unused_imports)]
 
+mod commands;
 mod disks;
 mod initramfs;
 mod paths;
@@ -19,6 +20,7 @@ mod running;
 mod serial;
 mod vm;
 
+pub use commands::*;
 pub use disks::*;
 pub use initramfs::*;
 pub use paths::*;

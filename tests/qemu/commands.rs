@@ -1,0 +1,30 @@
+//! Running the project's own commands from a test: the kit (with a fixed
+//! SOURCE_DATE_EPOCH, so images are reproducible) and any helper that must succeed.
+
+use super::paths::viver_bin;
+use std::process::Command;
+
+/// Runs `command`, panics with its output unless it succeeds, returns its stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let shown = format!("{command:?}");
+    let output = command.output().unwrap_or_else(|e| panic!("{shown}: {e}"));
+    assert!(
+        output.status.success(),
+        "{shown} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `viver kit ARGS...` with the release binary.
+pub fn kit(args: &[&str]) -> String {
+    run_ok(Command::new(viver_bin()).arg("kit").args(args).env("SOURCE_DATE_EPOCH", "1764316800"))
+}
+
+/// `qemu-harness/mkdisk ARGS...`, which must succeed.
+pub fn mkdisk_ok(args: &[&str]) {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    super::disks::mkdisk(&args).unwrap_or_else(|e| panic!("{e}"));
+}
