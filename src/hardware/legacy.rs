@@ -152,49 +152,52 @@ fn parse_num(word: &str) -> Option<u32> {
     }
 }
 
-/// Parses one modules.pcimap line (None for comments/blank lines).
-pub fn parse_pcimap_line(line: &str) -> Option<Result<PciMapEntry, String>> {
+/// Splits a map line into its module name and `N` numbers (decimal or 0x hex); None for
+/// comments and blank lines. Both legacy maps share this shape.
+fn parse_map_line<const N: usize>(line: &str) -> Option<Result<(String, [u32; N]), String>> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
     let words: Vec<&str> = line.split_whitespace().collect();
-    if words.len() < 7 {
-        return Some(Err(format!("expected module and 6 numbers, found {} fields", words.len())));
+    if words.len() < N + 1 {
+        return Some(Err(format!("expected module and {N} numbers, found {} fields", words.len())));
     }
-    let mut n = [0u32; 6];
-    for (i, w) in words[1..7].iter().enumerate() {
+    let mut n = [0u32; N];
+    for (i, w) in words[1..=N].iter().enumerate() {
         match parse_num(w) {
             Some(v) => n[i] = v,
             None => return Some(Err(format!("{w:?} is not a number"))),
         }
     }
-    Some(Ok(PciMapEntry { module: normalize_module_name(words[0]), vendor: n[0], device: n[1], subvendor: n[2], subdevice: n[3], class: n[4], class_mask: n[5] }))
+    Some(Ok((normalize_module_name(words[0]), n)))
+}
+
+/// Parses one modules.pcimap line (None for comments/blank lines).
+pub fn parse_pcimap_line(line: &str) -> Option<Result<PciMapEntry, String>> {
+    Some(parse_map_line::<6>(line)?.map(|(module, n)| PciMapEntry {
+        module,
+        vendor: n[0],
+        device: n[1],
+        subvendor: n[2],
+        subdevice: n[3],
+        class: n[4],
+        class_mask: n[5],
+    }))
 }
 
 /// Parses one modules.usbmap line (None for comments/blank lines).
 pub fn parse_usbmap_line(line: &str) -> Option<Result<UsbMapEntry, String>> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let words: Vec<&str> = line.split_whitespace().collect();
-    if words.len() < 12 {
-        return Some(Err(format!("expected module and 11 numbers, found {} fields", words.len())));
-    }
-    let mut n = [0u32; 11];
-    for (i, w) in words[1..12].iter().enumerate() {
-        match parse_num(w) {
-            Some(v) => n[i] = v,
-            None => return Some(Err(format!("{w:?} is not a number"))),
-        }
-    }
+    let (module, n) = match parse_map_line::<11>(line)? {
+        Ok(parsed) => parsed,
+        Err(e) => return Some(Err(e)),
+    };
     let too_big = n[0] > 0xffff || n[1..5].iter().any(|v| *v > 0xffff) || n[5..].iter().any(|v| *v > 0xff);
     if too_big {
         return Some(Err("a field is out of range".into()));
     }
     Some(Ok(UsbMapEntry {
-        module: normalize_module_name(words[0]),
+        module,
         match_flags: n[0] as u16,
         id_vendor: n[1] as u16,
         id_product: n[2] as u16,
