@@ -124,7 +124,7 @@ impl Boot {
             }
             Err(failure) => return Err(failure),
         };
-        self.timed(Stage::Cow, |boot| boot.cow(&image, &search, &detector))?;
+        self.timed(Stage::Cow, |boot| boot.cow(&image, &search))?;
         // No driver load may be cut short by the exec that starts the real init.
         detector.finish();
         self.report.hardware = serde_json::to_value(detector.report()).ok();
@@ -154,10 +154,9 @@ impl Boot {
         let problems = early::mount_api_filesystems();
         early::attach_console();
         early::set_environment();
-        let logger = BootLogger::install();
+        BootLogger::install();
         self.kmsg_ratelimit = self::log::lift_kmsg_ratelimit();
         early::start_reaper();
-        let _ = logger;
         for problem in problems {
             ::log::warn!("{problem}");
             self.report.problems.push(problem);
@@ -248,7 +247,6 @@ impl Boot {
         if let Ok(value) = serde_json::to_value(detector.report()) {
             self.report.hardware = Some(value);
         }
-        let search = search;
         // Media may carry viver.conf: it can change the image, the media order, the cow.
         if !search.confs.is_empty() {
             let confs = search.confs.clone();
@@ -531,7 +529,7 @@ impl Boot {
         })
     }
 
-    fn cow(&mut self, image: &MountedImage, search: &MediaSearch, detector: &Detector) -> Result<(), Failure> {
+    fn cow(&mut self, image: &MountedImage, search: &MediaSearch) -> Result<(), Failure> {
         let failure = |message: String, details: Vec<String>| Failure { stage: Stage::Cow, message, details };
         let new_root = Path::new(NEW_ROOT);
         let mut keep_medium = None;
@@ -564,7 +562,6 @@ impl Boot {
                 // The medium was mounted read-only like every other; this one we write to.
                 nix::mount::mount(None::<&str>, &mounted, None::<&str>, nix::mount::MsFlags::MS_REMOUNT, None::<&str>)
                     .map_err(|e| failure(format!("cannot make {device} writable for the changes: {e}"), vec![]))?;
-                let _ = detector;
                 keep_medium = Some(mounted.clone());
                 cow::persistent_layer(&mounted, dir, &image.id, device).map_err(|e| failure(e.to_string(), vec![]))?
             }
