@@ -457,3 +457,22 @@ fn an_installed_debian_system_boots_diskless_to_multi_user() {
     let analyze = log.line_after("ANALYZE: ").unwrap_or_default();
     assert!(analyze.contains("(initrd)"), "systemd did not count the initrd: {analyze}");
 }
+
+#[test]
+fn changes_persist_in_an_image_file_on_a_fat_stick() {
+    let a = artifacts();
+    let layout = a.dir.join("cowfile-layout");
+    if !layout.exists() {
+        qemu::run_ok(Command::new("cp").arg("-a").arg(&a.layout).arg(&layout));
+        let cow = layout.join("cow.img");
+        qemu::run_ok(Command::new("truncate").arg("-s").arg("32M").arg(&cow));
+        qemu::run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&cow));
+    }
+    let usb = disk("cowfile", "vfat", &layout, true);
+    let cow = "viver.cow=LABEL=VIVER:/cow.img";
+    let (log, report) = boot_ok(vm("cowfile-1").usb_stick_xhci(&usb).append(cow));
+    assert_eq!(log.line_after("PERSIST: ").as_deref(), Some("none"));
+    assert!(report["cow"].as_str().unwrap_or_default().contains("/cow.img"), "{}", report["cow"]);
+    let (log, _) = boot_ok(vm("cowfile-2").usb_stick_xhci(&usb).append(cow));
+    assert_eq!(log.line_after("PERSIST: ").as_deref(), Some("boot-1"));
+}

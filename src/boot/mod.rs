@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const NEW_ROOT: &str = "/newroot";
 const IMAGE_MOUNT: &str = "/run/viver/image";
 const COW_DIR: &str = "/run/viver/cow";
+const COW_FILE_MOUNT: &str = "/run/viver/cow-file";
 const RAM_DIR: &str = "/run/viver/ram";
 const REPORT_DIR: &str = "/run/viver";
 /// The initrd's own configuration, written by the kit.
@@ -124,7 +125,7 @@ impl Boot {
             }
             Err(failure) => return Err(failure),
         };
-        self.timed(Stage::Cow, |boot| boot.cow(&image, &search))?;
+        self.timed(Stage::Cow, |boot| boot.cow(&image, &search, &detector))?;
         // No driver load may be cut short by the exec that starts the real init.
         detector.finish();
         self.report.hardware = serde_json::to_value(detector.report()).ok();
@@ -507,7 +508,7 @@ impl Boot {
         let device = if is_device.unwrap_or(false) {
             source.clone()
         } else {
-            let attached = loopdev::attach_readonly(&source, Path::new("/dev")).map_err(|e| e.to_string())?;
+            let attached = loopdev::attach(&source, Path::new("/dev"), true).map_err(|e| e.to_string())?;
             let path = attached.path.clone();
             loop_device = Some(attached);
             path
@@ -529,7 +530,7 @@ impl Boot {
         })
     }
 
-    fn cow(&mut self, image: &MountedImage, search: &MediaSearch) -> Result<(), Failure> {
+    fn cow(&mut self, image: &MountedImage, search: &MediaSearch, detector: &Detector) -> Result<(), Failure> {
         let failure = |message: String, details: Vec<String>| Failure { stage: Stage::Cow, message, details };
         let new_root = Path::new(NEW_ROOT);
         let mut keep_medium = None;
@@ -563,7 +564,18 @@ impl Boot {
                 nix::mount::mount(None::<&str>, &mounted, None::<&str>, nix::mount::MsFlags::MS_REMOUNT, None::<&str>)
                     .map_err(|e| failure(format!("cannot make {device} writable for the changes: {e}"), vec![]))?;
                 keep_medium = Some(mounted.clone());
-                cow::persistent_layer(&mounted, dir, &image.id, device).map_err(|e| failure(e.to_string(), vec![]))?
+                let target = mounted.join(dir.trim_start_matches('/'));
+                if target.is_file() {
+                    // An image file (a filesystem in a file) holds the changes: on FAT
+                    // media, which cannot carry an overlay's upper layer, this is the way.
+                    let file_mount = self
+                        .mount_cow_file(&target, detector)
+                        .map_err(|e| failure(format!("viver.cow={device}:{dir}: {e}"), vec![]))?;
+                    cow::persistent_layer(&file_mount, "/", &image.id, &format!("{device}:{dir}"))
+                        .map_err(|e| failure(e.to_string(), vec![]))?
+                } else {
+                    cow::persistent_layer(&mounted, dir, &image.id, device).map_err(|e| failure(e.to_string(), vec![]))?
+                }
             }
         };
         cow::mount_overlay(Path::new(IMAGE_MOUNT), &layer, new_root).map_err(|e| failure(e.to_string(), vec![]))?;
@@ -573,6 +585,21 @@ impl Boot {
             release_media_except(keep_medium.as_deref());
         }
         Ok(())
+    }
+
+    /// Attaches a copy-on-write image file read-write and mounts the filesystem in it.
+    fn mount_cow_file(&self, file: &Path, detector: &Detector) -> Result<PathBuf, String> {
+        let fs = crate::disks::superblock::probe_path(file)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{} holds no filesystem VIVER knows (make one with mkfs.ext4)", file.display()))?;
+        for alias in fs.kind.module_aliases() {
+            let _ = detector.load_module(alias);
+        }
+        let attached = loopdev::attach(file, Path::new("/dev"), false).map_err(|e| e.to_string())?;
+        let target = Path::new(COW_FILE_MOUNT);
+        cow::mount_fs(&attached.path, target, fs.kind.mount_type(), nix::mount::MsFlags::MS_NODEV, None)
+            .map_err(|e| e.to_string())?;
+        Ok(target.to_path_buf())
     }
 
     fn switch_root(&mut self, image: &MountedImage) -> Result<std::convert::Infallible, Failure> {

@@ -23,21 +23,21 @@ pub struct LoopDevice {
     _holder: File,
 }
 
-/// Attaches `image` read-only to a free loop device.
+/// Attaches `image` to a free loop device, read-only or not (a copy-on-write file).
 ///
 /// The device is marked autoclear: it detaches itself once the last mount of it goes,
 /// so a failed boot attempt leaves nothing behind.
-pub fn attach_readonly(image: &Path, dev_dir: &Path) -> Result<LoopDevice, LoopError> {
+pub fn attach(image: &Path, dev_dir: &Path, read_only: bool) -> Result<LoopDevice, LoopError> {
     let control_path = dev_dir.join("loop-control");
     let control = open(&control_path, false)?;
     // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
     let number = unsafe { loop_uapi::loop_ctl_get_free(control.as_raw_fd()) }.map_err(LoopError::NoFree)?;
     let device = dev_dir.join(format!("loop{number}"));
-    let backing = open(image, false)?;
-    let loop_dev = wait_for_node(&device)?;
+    let backing = open(image, !read_only)?;
+    let loop_dev = wait_for_node(&device, !read_only)?;
 
     let mut info = LoopInfo64::zeroed();
-    info.lo_flags = loop_uapi::LO_FLAGS_READ_ONLY | loop_uapi::LO_FLAGS_AUTOCLEAR;
+    info.lo_flags = loop_uapi::LO_FLAGS_AUTOCLEAR | if read_only { loop_uapi::LO_FLAGS_READ_ONLY } else { 0 };
     let name = image.as_os_str().as_encoded_bytes();
     let n = name.len().min(info.lo_file_name.len() - 1);
     info.lo_file_name[..n].copy_from_slice(&name[..n]);
@@ -71,10 +71,10 @@ fn open(path: &Path, write: bool) -> Result<File, LoopError> {
 }
 
 /// devtmpfs creates /dev/loopN a moment after LOOP_CTL_GET_FREE adds it.
-fn wait_for_node(device: &Path) -> Result<File, LoopError> {
+fn wait_for_node(device: &Path, write: bool) -> Result<File, LoopError> {
     let mut last = None;
     for _ in 0..200 {
-        match open(device, false) {
+        match open(device, write) {
             Ok(file) => return Ok(file),
             Err(e) => last = Some(e),
         }
