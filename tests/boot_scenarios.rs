@@ -476,3 +476,15 @@ fn changes_persist_in_an_image_file_on_a_fat_stick() {
     let (log, _) = boot_ok(vm("cowfile-2").usb_stick_xhci(&usb).append(cow));
     assert_eq!(log.line_after("PERSIST: ").as_deref(), Some("boot-1"));
 }
+
+#[test]
+fn two_virtio_disks_with_the_same_image_are_both_weighed() {
+    let a = artifacts();
+    let first = disk("tie-a", "ext4", &a.layout, true);
+    let second = disk("tie-b", "ext4", &a.layout, true);
+    let (log, report) = boot_ok(vm("tie").disk_virtio(&first).disk_virtio(&second));
+    assert_eq!(chosen(&report).0, "virtio");
+    let virtio = report["candidates"].as_array().unwrap().iter().filter(|c| c["media"] == "virtio").count();
+    assert_eq!(virtio, 2, "both copies should be candidates: {}", report["candidates"]);
+    assert!(log.contains("hold the same image on the same kind of medium"), "no measured tie-break:\n{}", log.tail(40));
+}

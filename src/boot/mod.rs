@@ -300,6 +300,7 @@ impl Boot {
                 std::thread::sleep(SCAN_INTERVAL - since);
             }
             last_scan = Instant::now();
+            let known_before = search.media.len();
             let more_to_probe = match search.scan(detector, Path::new("/sys"), Path::new("/dev")) {
                 Ok(more) => more,
                 Err(e) => {
@@ -307,12 +308,21 @@ impl Boot {
                     false
                 }
             };
+            let found_new = search.media.len() != known_before;
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
             if settled.is_none() {
-                if may_stop_early && self.unbeatable(search, &controllers) {
+                // Every device listed so far must be probed, and the drivers not held back
+                // must be done (a second disk may still be on its way): a second copy on
+                // the same class of medium is a tie that a measured read decides.
+                if may_stop_early
+                    && !more_to_probe
+                    && !found_new
+                    && detector.idle_for_ignoring_held().is_some()
+                    && self.unbeatable(search, &controllers)
+                {
                     search.stopped_early = true;
                     break;
                 }
