@@ -39,9 +39,10 @@ const INITRD_CONF: &str = "/etc/viver.conf";
 /// Modules every boot needs whatever the hardware: started with the device drivers so
 /// they are ready when the image is found.
 const ALWAYS_LOAD: &[&str] = &["loop", "squashfs", "overlay"];
-/// How long the fast storage's drivers must have been idle (so its disks were scanned)
-/// before the drivers held back for it are loaded.
-const FAST_STORAGE_GRACE: Duration = Duration::from_millis(60);
+/// How long the fast storage's drivers must have been idle before the drivers held back
+/// for it are loaded: long enough for its disks to show up in sysfs and be probed on a
+/// slow (emulated) machine; lost only when the fast storage holds no image.
+const FAST_STORAGE_GRACE: Duration = Duration::from_millis(300);
 /// Shortest time between two scans of the block devices.
 const SCAN_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -335,7 +336,9 @@ impl Boot {
                     settled = Some((detector.wait_settled(), Instant::now()));
                 }
             }
-            if more_to_probe {
+            // More to probe, or something new just appeared (its siblings may follow at
+            // once): look again after the short scan interval, not after a wake-up.
+            if more_to_probe || found_new {
                 continue;
             }
             let Some((_, settled_at)) = settled else {
