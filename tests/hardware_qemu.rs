@@ -29,12 +29,7 @@ fn artifacts() -> &'static Artifacts {
     static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
     ARTIFACTS.get_or_init(|| {
         let dir = qemu::temp_dir("hw-artifacts");
-        let initrd = dir.join("initrd.img");
-        qemu::kit(&["initrd", "--modules", qemu::modules_dir().to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
-        let layout = dir.join("layout");
-        let image = layout.join("viver/testroot.squashfs");
-        std::fs::create_dir_all(image.parent().unwrap()).unwrap();
-        qemu::kit(&["image", qemu::testroot_dir().to_str().unwrap(), "-o", image.to_str().unwrap(), "--name", "testroot"]);
+        let (initrd, layout) = qemu::kit_initrd_and_testroot_layout(&dir);
         Artifacts { initrd, layout, dir }
     })
 }

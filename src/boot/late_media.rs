@@ -13,9 +13,6 @@ use crate::disks::class::MediaClass;
 use crate::disks::rank::class_rank;
 use std::path::Path;
 
-/// PCI class codes (class << 8 | subclass) of the controllers whose media come late.
-const LATE_CONTROLLERS: &[(u32, MediaClass)] = &[(0x0c03, MediaClass::Usb), (0x0805, MediaClass::Mmc)];
-
 /// PCI class codes (class << 8 | subclass) of storage controllers and the best class of
 /// medium each can bring (a SATA or SCSI controller may carry an SSD).
 const STORAGE_CONTROLLERS: &[(u32, MediaClass)] = &[
@@ -54,20 +51,9 @@ pub fn controller_classes(sysfs: &Path) -> Vec<MediaClass> {
     classes
 }
 
-/// The late media classes this machine has a controller for.
-pub fn late_classes_present(sysfs: &Path) -> Vec<MediaClass> {
-    let mut present = Vec::new();
-    let Ok(entries) = std::fs::read_dir(sysfs.join("bus/pci/devices")) else { return present };
-    for entry in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("class")) else { continue };
-        let Ok(class) = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16) else { continue };
-        for (code, media) in LATE_CONTROLLERS {
-            if class >> 8 == *code && !present.contains(media) {
-                present.push(*media);
-            }
-        }
-    }
-    present
+/// The classes whose media come late (USB sticks, SD cards), among `controllers`.
+pub fn late_classes(controllers: &[MediaClass]) -> Vec<MediaClass> {
+    controllers.iter().copied().filter(|c| matches!(c, MediaClass::Usb | MediaClass::Mmc)).collect()
 }
 
 /// The late classes still worth waiting for: present, not yet seen on any block device,
@@ -115,9 +101,9 @@ mod tests {
             assert!(controllers.contains(&class), "{class:?} missing from {controllers:?}");
         }
         assert_eq!(controllers.len(), 4);
-        let present = late_classes_present(&root);
+        let present = late_classes(&controllers);
         assert_eq!(present.len(), 2, "{present:?}");
         assert!(present.contains(&MediaClass::Usb) && present.contains(&MediaClass::Mmc));
-        assert!(late_classes_present(&root.join("nowhere")).is_empty());
+        assert!(controller_classes(&root.join("nowhere")).is_empty());
     }
 }

@@ -287,8 +287,8 @@ impl Boot {
     fn search_media(&self, detector: &Detector, search: &mut MediaSearch, may_stop_early: bool) -> Option<(Settled, Instant)> {
         let started = Instant::now();
         let deadline = started + self.settings.timeout;
-        let late_present = late_media::late_classes_present(Path::new("/sys"));
         let controllers = late_media::controller_classes(Path::new("/sys"));
+        let late_present = late_media::late_classes(&controllers);
         let mut settled: Option<(Settled, Instant)> = None;
         let mut generation = detector.generation();
         let mut waiting_said = false;

@@ -290,20 +290,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("viver-disks-node-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("sdz"), b"x").unwrap();
-        let dev = BlockDevice {
-            name: "sdz".into(),
-            dev_path: "/dev/sdz".into(),
-            major: 8,
-            minor: 400,
-            size_bytes: 1,
-            partition: false,
-            parent: None,
-            class: MediaClass::Hdd,
-            transport: Transport::Sata,
-            rotational: true,
-            removable: false,
-            read_only: false,
-        };
+        let dev = BlockDevice { dev_path: "/dev/sdz".into(), ..sample("sdz", 8, 400) };
         let err = ensure_node(&dev, &dir).unwrap_err();
         assert!(err.to_string().contains("not a block device"), "{err}");
         fs::remove_dir_all(&dir).unwrap();

@@ -173,6 +173,17 @@ fn parse_map_line<const N: usize>(line: &str) -> Option<Result<(String, [u32; N]
     Some(Ok((normalize_module_name(words[0]), n)))
 }
 
+/// Adds a parsed entry to `into`; returns the problem of a bad line.
+fn keep<T>(parsed: Option<Result<T, String>>, into: &mut Vec<T>) -> Option<String> {
+    match parsed? {
+        Ok(entry) => {
+            into.push(entry);
+            None
+        }
+        Err(problem) => Some(problem),
+    }
+}
+
 /// Parses one modules.pcimap line (None for comments/blank lines).
 pub fn parse_pcimap_line(line: &str) -> Option<Result<PciMapEntry, String>> {
     Some(parse_map_line::<6>(line)?.map(|(module, n)| PciMapEntry {
@@ -240,23 +251,9 @@ impl LegacyMaps {
             };
             for (i, line) in text.lines().enumerate() {
                 let problem = if is_pci {
-                    match parse_pcimap_line(line) {
-                        Some(Ok(e)) => {
-                            maps.pci.push(e);
-                            None
-                        }
-                        Some(Err(e)) => Some(e),
-                        None => None,
-                    }
+                    keep(parse_pcimap_line(line), &mut maps.pci)
                 } else {
-                    match parse_usbmap_line(line) {
-                        Some(Ok(e)) => {
-                            maps.usb.push(e);
-                            None
-                        }
-                        Some(Err(e)) => Some(e),
-                        None => None,
-                    }
+                    keep(parse_usbmap_line(line), &mut maps.usb)
                 };
                 if let Some(p) = problem {
                     warnings.push(TableWarning::at(&path, Some(i + 1), format!("{p}; line skipped")));

@@ -28,3 +28,18 @@ pub fn mkdisk_ok(args: &[&str]) {
     let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     super::disks::mkdisk(&args).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The kit's generic initrd for the harness kernel and a medium's contents holding the
+/// test root's image (`LAYOUT/viver/testroot.squashfs` + `.toml`), built in `dir`.
+/// Returns (initrd, layout).
+pub fn kit_initrd_and_testroot_layout(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let initrd = dir.join("initrd.img");
+    let modules = super::paths::modules_dir();
+    kit(&["initrd", "--modules", modules.to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
+    let layout = dir.join("layout");
+    let image = layout.join("viver/testroot.squashfs");
+    std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+    let root = super::paths::testroot_dir();
+    kit(&["image", root.to_str().unwrap(), "-o", image.to_str().unwrap(), "--name", "testroot"]);
+    (initrd, layout)
+}
