@@ -2,7 +2,7 @@
 //! [`Settings`]; the media's `viver.conf` files are folded in later by the disk stage.
 
 use super::log::BootLogger;
-use super::settings::{ConfFile, Settings};
+use super::settings::{ConfFile, ConfSource, Settings};
 use super::Boot;
 use super::cmdline::Cmdline;
 use super::report::Failure;
@@ -16,19 +16,20 @@ impl Boot {
         self.report.cmdline = line.trim().to_string();
         self.cmdline = Cmdline::parse(&line);
         if let Ok(text) = std::fs::read_to_string(INITRD_CONF) {
-            self.initrd_confs.push(ConfFile { origin: format!("initrd:{INITRD_CONF}"), text });
+            self.initrd_confs.push(ConfFile { origin: format!("initrd:{INITRD_CONF}"), text, source: ConfSource::Initrd });
         }
         self.resolve_settings(&[]);
         Ok(())
     }
 
-    /// Folds the initrd's conf, the media's confs and the command line into settings.
+    /// Folds the media's confs, the initrd's conf and the command line into settings;
+    /// called again each time the disk stage finds a medium with a `viver.conf`.
     pub(super) fn resolve_settings(&mut self, media_confs: &[ConfFile]) {
         let mut confs = self.initrd_confs.clone();
         confs.extend_from_slice(media_confs);
         let settings = Settings::resolve(&self.cmdline, &confs);
         for problem in &settings.problems {
-            if !self.settings.problems.contains(problem) || media_confs.is_empty() {
+            if !self.settings.problems.contains(problem) {
                 ::log::warn!("{problem}");
             }
         }

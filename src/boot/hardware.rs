@@ -31,7 +31,8 @@ impl Boot {
             quiet: self.settings.settle,
             cap: self.settings.timeout,
             // Only when VIVER chooses the medium itself; a named medium may be anywhere.
-            fast_first: self.settings.media.is_none() && self.settings.image.is_none(),
+            // A named image is not: its fastest copy is still what the search wants.
+            fast_first: self.settings.media.is_none(),
         };
         let detector = Detector::start(options).map_err(|e| Failure {
             stage: Stage::Hardware,

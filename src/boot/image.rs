@@ -12,6 +12,19 @@ use crate::image::{choose, cow, loopdev, verify};
 use std::path::Path;
 
 impl Boot {
+    /// One entry per copy (device and path) in the report: a search that resumed after
+    /// every copy on the fastest media was rejected lists each copy once, with its
+    /// latest verdict.
+    fn record_candidate(&mut self, entry: CandidateReport) {
+        let same = |c: &CandidateReport| c.device == entry.device && c.path == entry.path;
+        match self.report.candidates.iter_mut().find(|c| same(c)) {
+            // A rejection stays: the copy is not tried again.
+            Some(existing) if existing.verdict == "rejected" => {}
+            Some(existing) => *existing = entry,
+            None => self.report.candidates.push(entry),
+        }
+    }
+
     pub(super) fn image(&mut self, search: &mut MediaSearch) -> Result<MountedImage, Failure> {
         let selector = match self.settings.media.as_deref().map(rank::parse_media) {
             Some(Ok(selector)) => Some(selector),
@@ -35,24 +48,24 @@ impl Boot {
         let mut order = plan.order;
         break_speed_tie(&mut order);
         for (candidate, reason) in &plan.excluded {
-            self.report.candidates.push(candidate_report(candidate, None, "excluded", Some(reason.clone())));
+            self.record_candidate(candidate_report(candidate, None, "excluded", Some(reason.clone())));
         }
         let mut chosen = None;
         for (index, candidate) in order.iter().enumerate() {
             if chosen.is_some() {
-                self.report.candidates.push(candidate_report(candidate, Some(index + 1), "not tried", None));
+                self.record_candidate(candidate_report(candidate, Some(index + 1), "not tried", None));
                 continue;
             }
             match self.try_candidate(candidate) {
                 Ok(image) => {
-                    self.report.candidates.push(candidate_report(candidate, Some(index + 1), "chosen", None));
+                    self.record_candidate(candidate_report(candidate, Some(index + 1), "chosen", None));
                     chosen = Some(image);
                 }
                 Err(reason) => {
                     search.tried.push((candidate.device.name.clone(), candidate.medium_path.clone()));
                     ::log::warn!("rejected {} on {}: {reason}", candidate.medium_path, candidate.device.dev_path.display());
                     search.rejections.push(format!("{} on {}: {reason}", candidate.medium_path, candidate.device.dev_path.display()));
-                    self.report.candidates.push(candidate_report(candidate, Some(index + 1), "rejected", Some(reason)));
+                    self.record_candidate(candidate_report(candidate, Some(index + 1), "rejected", Some(reason)));
                 }
             }
         }

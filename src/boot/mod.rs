@@ -51,6 +51,10 @@ pub(crate) struct Boot {
     started_realtime: Duration,
     started_monotonic: Duration,
     kmsg_ratelimit: Option<String>,
+    /// How many of the media's `viver.conf` files (and problems reading them) the
+    /// settings already include.
+    media_confs_applied: usize,
+    conf_problems_seen: usize,
 }
 
 /// What the image stage hands to the cow stage.
@@ -80,6 +84,8 @@ pub fn run_as_pid1() -> ! {
         started_realtime,
         started_monotonic,
         kmsg_ratelimit: None,
+        media_confs_applied: 0,
+        conf_problems_seen: 0,
     };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boot.run()));
     let failure = match outcome {

@@ -391,6 +391,16 @@ impl Detector {
         Err(first_err.unwrap_or_else(|| HwError::NotFound(name_or_alias.to_string())))
     }
 
+    /// Queues a module by name or alias without waiting for it (modules named by a
+    /// medium's viver.conf, read while detection runs). False when nothing matches.
+    pub fn request(&self, name_or_alias: &str, reason: &str) -> bool {
+        let modules = self.inner.tables.resolve(name_or_alias);
+        for module in &modules {
+            self.inner.enqueue(module, reason);
+        }
+        !modules.is_empty()
+    }
+
     pub fn report(&self) -> DetectReport {
         self.inner.lock().report.clone()
     }

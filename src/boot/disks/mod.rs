@@ -45,11 +45,6 @@ impl Boot {
         if let Ok(value) = serde_json::to_value(detector.report()) {
             self.report.hardware = Some(value);
         }
-        // Media may carry viver.conf: it can change the image, the media order, the cow.
-        if !search.confs.is_empty() {
-            let confs = search.confs.clone();
-            self.resolve_settings(&confs);
-        }
         self.report.devices = search.reports();
         ::log::info!("{} device(s), {} image candidate(s)", search.media.len(), search.candidates.len());
         if search.candidates.is_empty() {
@@ -80,9 +75,9 @@ impl Boot {
     /// passes. Returns the search and when (and how) the hardware settled; None when it
     /// stopped earlier because no medium this machine could still show would beat the one
     /// found.
-    fn search_media(&self, detector: &Detector, search: &mut MediaSearch, may_stop_early: bool) -> Option<(Settled, Instant)> {
+    fn search_media(&mut self, detector: &Detector, search: &mut MediaSearch, may_stop_early: bool) -> Option<(Settled, Instant)> {
         let started = Instant::now();
-        let deadline = started + self.settings.timeout;
+        let mut deadline = started + self.settings.timeout;
         let controllers = late::controller_classes(Path::new("/sys"));
         let late_present = late::late_classes(&controllers);
         let mut settled: Option<(Settled, Instant)> = None;
@@ -106,6 +101,12 @@ impl Boot {
                 }
             };
             let found_new = search.media.len() != known_before;
+            if search.confs.len() != self.media_confs_applied || search.conf_problems.len() != self.conf_problems_seen {
+                // A medium's viver.conf counts from the moment it is read: its timeout,
+                // settle and media_wait for the rest of this search, its modules at once.
+                self.apply_media_confs(detector, search);
+                deadline = started + self.settings.timeout;
+            }
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -186,6 +187,28 @@ impl Boot {
         settled
     }
 
+    /// Folds the media's `viver.conf` files read so far into the settings and starts the
+    /// modules they name.
+    fn apply_media_confs(&mut self, detector: &Detector, search: &MediaSearch) {
+        for problem in &search.conf_problems[self.conf_problems_seen..] {
+            ::log::warn!("{problem}");
+            self.report.problems.push(problem.clone());
+        }
+        self.conf_problems_seen = search.conf_problems.len();
+        let modules_before = self.settings.modules.clone();
+        let confs = search.confs.clone();
+        self.resolve_settings(&confs);
+        self.media_confs_applied = confs.len();
+        for module in self.settings.modules.iter().filter(|m| !modules_before.contains(m)) {
+            let origin = self.settings.origins.get("modules").cloned().unwrap_or_else(|| "viver.conf".into());
+            if !detector.request(module, &origin) {
+                let problem = format!("{origin}: modules names {module}, which no module or alias of this initrd matches");
+                ::log::warn!("{problem}");
+                self.report.problems.push(problem);
+            }
+        }
+    }
+
     /// Goes on with a search that stopped early: every driver, every medium, until the
     /// hardware settles.
     pub(super) fn resume_disks(&mut self, detector: &Detector, search: &mut MediaSearch) {
@@ -196,17 +219,26 @@ impl Boot {
         ::log::info!("{} device(s), {} image candidate(s)", search.media.len(), search.candidates.len());
     }
 
-    /// Can the search stop before the hardware settles? Only when the user left the
-    /// choice to VIVER, the best candidate passes its quick check, and no storage
-    /// controller on this machine could bring a faster class of medium than it.
+    /// Can the search stop before the hardware settles? Only when the user did not name
+    /// the media, the best candidate (of the named image, if one is named) passes its
+    /// quick check, and no storage controller on this machine could bring a faster class
+    /// of medium than it.
     fn unbeatable(&self, search: &MediaSearch, controllers: &[crate::disks::class::MediaClass]) -> bool {
         // Loads still under way are not waited for here: they finish before the hand-over
         // (Detector::finish), and drivers for the rest of the hardware are the real
         // system's business, as with any initrd.
-        if self.settings.image.is_some() || self.settings.media.is_some() {
+        // Named media may be anywhere, in any order: only the whole search can tell.
+        if self.settings.media.is_some() {
             return false;
         }
-        let Some(best) = search.candidates.iter().min_by_key(|c| rank::class_rank(c.device.class, c.device.rotational)) else {
+        // A named image (the kit's media name theirs): its fastest copy, others do not count.
+        let wanted = self.settings.image.as_deref();
+        let Some(best) = search
+            .candidates
+            .iter()
+            .filter(|c| wanted.is_none_or(|name| c.matches(name)))
+            .min_by_key(|c| rank::class_rank(c.device.class, c.device.rotational))
+        else {
             return false;
         };
         let best_rank = rank::class_rank(best.device.class, best.device.rotational);
