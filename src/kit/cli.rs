@@ -37,6 +37,9 @@ pub struct ImageArgs {
     /// Leave out extended attributes (file capabilities and SELinux labels are lost).
     #[arg(long)]
     pub no_xattrs: bool,
+    /// Bytes per chunk hash in the manifest (a power of two, 16384 to 67108864).
+    #[arg(long, default_value_t = crate::image::chunks::DEFAULT_CHUNK)]
+    pub chunk_size: u64,
 }
 
 #[derive(Args)]
@@ -146,6 +149,7 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 compressor: a.compressor,
                 name: a.name,
                 xattrs: !a.no_xattrs,
+                chunk_size: a.chunk_size,
             })?;
             println!(
                 "image {} ({}, {}, id {}), manifest {}, {} fstab entries disabled, {:.1} s",
