@@ -7,5 +7,6 @@ pub mod choose;
 pub mod cow;
 pub mod loopdev;
 pub mod manifest;
+pub mod needs;
 pub mod squashfs;
 pub mod verify;

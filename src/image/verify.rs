@@ -1,6 +1,9 @@
 //! The checks an image passes before it may become the root: a SquashFS 4 superblock
-//! whose own idea of its length fits the file, the size the manifest promises, and (on
-//! request, or when copying to RAM) the manifest's SHA-256.
+//! whose own idea of its length fits the file, the size the manifest promises, then
+//! (format 2 manifests) the chunks that hold the SquashFS metadata and the files `exec`
+//! of init needs against the manifest's chunk hashes, or every chunk with
+//! `viver.verify=full`; format 1 manifests get the whole SHA-256 with `viver.verify=full`
+//! (and when copying to RAM).
 
 use super::manifest::Manifest;
 use sha2::{Digest, Sha256};
@@ -34,6 +37,8 @@ pub enum VerifyError {
     Size { path: String, file_size: u64, expected: u64 },
     #[error("{path}: SHA-256 {found} differs from the manifest's {expected}: the image is corrupt")]
     Checksum { path: String, found: String, expected: String },
+    #[error("chunk {index} (offset {start}..{end} of {path}) does not match the manifest")]
+    Chunk { path: String, index: u64, start: u64, end: u64 },
 }
 
 fn compressor_name(id: u16) -> Option<&'static str> {
@@ -211,4 +216,243 @@ mod tests {
             let _ = read_superblock(&mut buf.as_slice(), x % 10000, "fuzz");
         }
     }
+}
+
+// ------------------------------------------------------------------ chunk checks
+
+/// How much of an image is checked against its manifest before it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Superblock and size.
+    Quick,
+    /// And the chunks of the SquashFS metadata and of the files init's exec needs.
+    Boot,
+    /// And every chunk (format 1: the whole SHA-256).
+    Full,
+}
+
+/// What was checked, for the boot report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChunkReport {
+    /// "quick", "boot" or "full": what was asked.
+    pub level: String,
+    /// True when every byte of the image was checked.
+    pub complete: bool,
+    pub chunk_size: u64,
+    pub chunks_total: u64,
+    pub chunks_verified: u64,
+    pub bytes_verified: u64,
+    pub image_bytes: u64,
+    /// The files whose chunks were checked (paths inside the image), init first.
+    pub files: Vec<String>,
+    /// Why less (or more) than asked was checked.
+    pub notes: Vec<String>,
+}
+
+/// The image seen through its chunk hashes: every byte handed out belongs to a chunk
+/// that matched the manifest. Verified chunks stay in memory while the check runs.
+pub struct ChunkedImage {
+    file: std::fs::File,
+    shown: String,
+    layout: crate::image::chunks::Layout,
+    hashes: Vec<crate::image::chunks::Hash>,
+    verified: std::cell::RefCell<std::collections::HashMap<u64, Vec<u8>>>,
+    mismatch: std::cell::RefCell<Option<VerifyError>>,
+}
+
+impl ChunkedImage {
+    pub fn open(path: &Path, manifest: &Manifest) -> Result<Option<ChunkedImage>, VerifyError> {
+        let shown = path.display().to_string();
+        let Some(chunks) = &manifest.chunks else { return Ok(None) };
+        let hashes = chunks.parsed_hashes().ok_or_else(|| VerifyError::Damaged { path: shown.clone(), what: "manifest chunk hashes".into() })?;
+        let file = std::fs::File::open(path).map_err(|source| VerifyError::Io { path: shown.clone(), source })?;
+        Ok(Some(ChunkedImage {
+            file,
+            shown,
+            layout: chunks.layout(manifest.size),
+            hashes,
+            verified: Default::default(),
+            mismatch: Default::default(),
+        }))
+    }
+
+    /// Reads and checks chunk `index` (once).
+    pub fn verify_chunk(&self, index: u64) -> Result<(), VerifyError> {
+        if self.verified.borrow().contains_key(&index) {
+            return Ok(());
+        }
+        let (start, end) = self.layout.range(index);
+        let mut data = vec![0u8; (end - start) as usize];
+        use std::os::unix::fs::FileExt;
+        self.file.read_exact_at(&mut data, start).map_err(|source| VerifyError::Io { path: self.shown.clone(), source })?;
+        let expected = self.hashes.get(index as usize).copied().unwrap_or([0; 32]);
+        if self.layout.chunk_hash(&data) != expected {
+            return Err(VerifyError::Chunk { path: self.shown.clone(), index, start, end });
+        }
+        self.verified.borrow_mut().insert(index, data);
+        Ok(())
+    }
+
+    pub fn verify_range(&self, start: u64, end: u64) -> Result<(), VerifyError> {
+        for index in self.layout.covering(start, end) {
+            self.verify_chunk(index)?;
+        }
+        Ok(())
+    }
+
+    /// Every chunk, one after the other, without keeping them.
+    pub fn verify_all(&self, mut progress: impl FnMut(u64)) -> Result<(), VerifyError> {
+        use std::os::unix::fs::FileExt;
+        let mut data = Vec::new();
+        for index in 0..self.layout.count() {
+            if self.verified.borrow().contains_key(&index) {
+                continue;
+            }
+            let (start, end) = self.layout.range(index);
+            data.resize((end - start) as usize, 0);
+            self.file.read_exact_at(&mut data, start).map_err(|source| VerifyError::Io { path: self.shown.clone(), source })?;
+            if self.layout.chunk_hash(&data) != self.hashes.get(index as usize).copied().unwrap_or([0; 32]) {
+                return Err(VerifyError::Chunk { path: self.shown.clone(), index, start, end });
+            }
+            progress(end);
+        }
+        Ok(())
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        let verified = self.verified.borrow();
+        let bytes = verified.keys().map(|i| {
+            let (s, e) = self.layout.range(*i);
+            e - s
+        });
+        (verified.len() as u64, bytes.sum())
+    }
+}
+
+impl crate::image::squashfs::Source for ChunkedImage {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), crate::image::squashfs::SquashError> {
+        let end = offset.saturating_add(buf.len() as u64);
+        let len = buf.len();
+        let read_error = |message: String| crate::image::squashfs::SquashError::Read { offset, len, message };
+        if end > self.layout.size {
+            return Err(read_error("past the end of the image".into()));
+        }
+        if let Err(e) = self.verify_range(offset, end) {
+            let message = e.to_string();
+            *self.mismatch.borrow_mut() = Some(e);
+            return Err(read_error(message));
+        }
+        let verified = self.verified.borrow();
+        let mut done = 0usize;
+        for index in self.layout.covering(offset, end) {
+            let (chunk_start, _) = self.layout.range(index);
+            let Some(data) = verified.get(&index) else { return Err(read_error("chunk not verified".into())) };
+            let from = (offset + done as u64 - chunk_start) as usize;
+            let take = (buf.len() - done).min(data.len().saturating_sub(from));
+            buf[done..done + take].copy_from_slice(&data[from..from + take]);
+            done += take;
+        }
+        Ok(())
+    }
+}
+
+/// The chunk check of `level` for the image at `path`; `inits` are the inits the
+/// hand-over would try, in order (paths inside the image). Err only for a chunk that
+/// does not match (or cannot be read): the reason to reject the copy.
+pub fn chunks(path: &Path, manifest: Option<&Manifest>, level: Level, inits: &[String]) -> Result<ChunkReport, VerifyError> {
+    let level_name = match level {
+        Level::Quick => "quick",
+        Level::Boot => "boot",
+        Level::Full => "full",
+    };
+    let mut report = ChunkReport { level: level_name.into(), ..ChunkReport::default() };
+    let Some(manifest) = manifest else {
+        report.notes.push("no manifest: only the superblock was checked".into());
+        return Ok(report);
+    };
+    report.image_bytes = manifest.size;
+    let Some(image) = ChunkedImage::open(path, manifest)? else {
+        // Format 1: no chunk hashes.
+        if level == Level::Full {
+            full(path, manifest, |_| {})?;
+            report.complete = true;
+            report.bytes_verified = manifest.size;
+            report.notes.push("format 1 manifest: the whole image's SHA-256 was checked".into());
+        } else {
+            report.notes.push("format 1 manifest (no chunk hashes): only the superblock and the size were checked".into());
+        }
+        return Ok(report);
+    };
+    report.chunk_size = image.layout.chunk;
+    report.chunks_total = image.layout.count();
+    match level {
+        Level::Quick => {}
+        Level::Full => {
+            image.verify_all(|_| {})?;
+            report.complete = true;
+        }
+        Level::Boot => {
+            if let Err(reason) = boot_chunks(&image, inits, &mut report) {
+                if let Some(mismatch) = image.mismatch.borrow_mut().take() {
+                    return Err(mismatch);
+                }
+                // The verified metadata is as the kit wrote it, yet this reader cannot
+                // follow it (or cannot decompress it): check everything instead.
+                report.notes.push(format!("{reason}; every chunk was checked instead"));
+                image.verify_all(|_| {})?;
+                report.complete = true;
+            }
+        }
+    }
+    let (chunks_verified, bytes_verified) = image.counts();
+    if report.complete {
+        report.chunks_verified = report.chunks_total;
+        report.bytes_verified = manifest.size;
+    } else {
+        report.chunks_verified = chunks_verified;
+        report.bytes_verified = bytes_verified;
+        report.complete = chunks_verified == report.chunks_total;
+    }
+    Ok(report)
+}
+
+/// The superblock's chunk, the metadata's chunks, then init's files' chunks.
+fn boot_chunks(image: &ChunkedImage, inits: &[String], report: &mut ChunkReport) -> Result<(), String> {
+    use crate::image::squashfs::{Archive, InodeKind};
+    let archive = Archive::open(image).map_err(|e| format!("superblock: {e}"))?;
+    let sb = &archive.sb;
+    image.verify_range(0, 96).map_err(|e| e.to_string())?;
+    image.verify_range(sb.metadata_start(), sb.bytes_used).map_err(|e| e.to_string())?;
+    if !sb.compressor.supported() {
+        return Err(format!("the {} compressor is not supported by VIVER's SquashFS reader", sb.compressor.name()));
+    }
+    let init = inits.iter().find_map(|candidate| match archive.lookup(candidate) {
+        Ok((_, inode)) if matches!(inode.kind, InodeKind::File { .. }) && inode.mode & 0o111 != 0 => Some(candidate.clone()),
+        _ => None,
+    });
+    let Some(init) = init else {
+        report.notes.push(format!("none of the inits {} is in the image", inits.join(", ")));
+        return Ok(());
+    };
+    let needs = crate::image::needs::resolve(&archive, &init, |inode| {
+        for extent in archive.extents(inode)? {
+            image.verify_range(extent.start, extent.start + extent.len).map_err(|e| {
+                let message = e.to_string();
+                *image.mismatch.borrow_mut() = Some(e);
+                crate::image::squashfs::SquashError::Read { offset: extent.start, len: extent.len as usize, message }
+            })?;
+        }
+        Ok(())
+    })
+    .map_err(|e| format!("following {init}: {e}"))?;
+    report.files = needs.files.iter().map(|(path, _)| path.clone()).collect();
+    if let Some(first) = report.files.first_mut() {
+        if *first != init {
+            *first = format!("{init} -> {first}");
+        }
+    }
+    for missing in needs.missing {
+        report.notes.push(format!("{missing}: needed by init, not found in the image"));
+    }
+    Ok(())
 }
