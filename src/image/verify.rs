@@ -456,3 +456,116 @@ fn boot_chunks(image: &ChunkedImage, inits: &[String], report: &mut ChunkReport)
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+    use crate::image::chunks;
+    use crate::image::manifest::{Chunks, FORMAT};
+    use std::process::Command;
+
+    /// A root whose init is a script run by a dynamically linked host shell, plus a big
+    /// file nobody needs; the image is made by mksquashfs with `comp`.
+    fn image(comp: &str, dir: &Path) -> Option<(std::path::PathBuf, Manifest)> {
+        Command::new("mksquashfs").arg("-version").output().ok()?;
+        let root = dir.join("root");
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(root.join("sbin")).ok()?;
+        std::fs::create_dir_all(root.join("bin")).ok()?;
+        std::fs::create_dir_all(root.join("usr/lib/x86_64-linux-gnu")).ok()?;
+        std::fs::write(root.join("sbin/init"), "#!/bin/dash\necho up\n").ok()?;
+        std::fs::set_permissions(root.join("sbin/init"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).ok()?;
+        std::fs::copy("/usr/bin/dash", root.join("bin/dash")).ok()?;
+        std::fs::create_dir_all(root.join("lib64")).ok()?;
+        std::fs::copy("/lib64/ld-linux-x86-64.so.2", root.join("lib64/ld-linux-x86-64.so.2")).ok()?;
+        std::fs::copy("/lib/x86_64-linux-gnu/libc.so.6", root.join("usr/lib/x86_64-linux-gnu/libc.so.6")).ok()?;
+        let big: Vec<u8> = (0..3_000_000u32).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+        std::fs::write(root.join("big.txt"), big).ok()?;
+        let path = dir.join("image.squashfs");
+        let ok = Command::new("mksquashfs")
+            .arg(&root)
+            .arg(&path)
+            .args(["-noappend", "-no-progress", "-quiet", "-all-root", "-comp", comp])
+            .status()
+            .ok()?
+            .success();
+        assert!(ok);
+        let d = chunks::digest(&mut std::fs::File::open(&path).ok()?, 64 << 10).ok()?;
+        let manifest = Manifest {
+            format: FORMAT,
+            id: "0123456789abcdef".into(),
+            name: "t".into(),
+            image: "image.squashfs".into(),
+            created: 0,
+            size: d.size,
+            checksum: format!("sha256:{}", chunks::hex(&d.sha256)),
+            compressor: comp.into(),
+            kernels: vec![],
+            chunks: Some(Chunks::from_digest(&d)),
+        };
+        Some((path, manifest))
+    }
+
+    #[test]
+    fn boot_level_checks_metadata_and_init_files_only() {
+        let dir = std::env::temp_dir().join(format!("viver-chunkcheck-{}", std::process::id()));
+        let Some((path, manifest)) = image("gzip", &dir) else { return };
+        let inits = vec!["/sbin/init".to_string()];
+        let report = chunks(&path, Some(&manifest), Level::Boot, &inits).unwrap();
+        assert_eq!(report.files, ["/sbin/init", "/bin/dash", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"], "{report:?}");
+        assert!(!report.complete && report.chunks_verified < report.chunks_total, "{report:?}");
+
+        // A byte flipped in big.txt's data: the boot check does not see it ...
+        let image_bytes = std::fs::read(&path).unwrap();
+        let archive = crate::image::squashfs::Archive::open(&image_bytes).unwrap();
+        let (_, big) = archive.lookup("/big.txt").unwrap();
+        let extents = archive.extents(&big).unwrap();
+        let layout = manifest.chunks.as_ref().unwrap().layout(manifest.size);
+        let checked: Vec<u64> = {
+            let image = ChunkedImage::open(&path, &manifest).unwrap().unwrap();
+            let mut r = ChunkReport::default();
+            boot_chunks(&image, &inits, &mut r).unwrap();
+            let v = image.verified.borrow();
+            v.keys().copied().collect()
+        };
+        let target = extents
+            .iter()
+            .flat_map(|e| (e.start..e.start + e.len).step_by(1000))
+            .find(|offset| !checked.contains(&(offset / layout.chunk)))
+            .unwrap();
+        let mut bad = image_bytes.clone();
+        bad[target as usize] ^= 0x55;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(chunks(&path, Some(&manifest), Level::Boot, &inits).is_ok());
+        // ... the full check does, and names the chunk.
+        let err = chunks(&path, Some(&manifest), Level::Full, &inits).unwrap_err().to_string();
+        assert!(err.contains(&format!("chunk {} (offset", target / layout.chunk)) && err.contains("does not match the manifest"), "{err}");
+
+        // Bytes flipped in libc's data: the boot check rejects the copy.
+        let (_, libc) = archive.lookup("/usr/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+        let e = archive.extents(&libc).unwrap()[2];
+        let mut bad = image_bytes.clone();
+        bad[(e.start + 10) as usize] ^= 0x55;
+        std::fs::write(&path, &bad).unwrap();
+        let err = chunks(&path, Some(&manifest), Level::Boot, &inits).unwrap_err();
+        assert!(matches!(err, VerifyError::Chunk { .. }), "{err}");
+
+        // And in the metadata (the last bytes of the tables).
+        let mut bad = image_bytes.clone();
+        let at = archive.sb.bytes_used as usize - 20;
+        bad[at] ^= 0x55;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(matches!(chunks(&path, Some(&manifest), Level::Boot, &inits), Err(VerifyError::Chunk { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unsupported_compressors_fall_back_to_every_chunk() {
+        let dir = std::env::temp_dir().join(format!("viver-chunkcheck-lz4-{}", std::process::id()));
+        let Some((path, manifest)) = image("lz4", &dir) else { return };
+        let report = chunks(&path, Some(&manifest), Level::Boot, &["/sbin/init".to_string()]).unwrap();
+        assert!(report.complete, "{report:?}");
+        assert!(report.notes.iter().any(|n| n.contains("lz4")), "{report:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -20,6 +20,20 @@ pub enum KitCommand {
     CheckKernel(CheckKernelArgs),
     /// List the contents of an initrd (any mix of plain, gzip, zstd, xz segments).
     Inspect(InspectArgs),
+    /// Check an image against its manifest as the boot does (viver.verify=LEVEL); prints
+    /// the report as JSON. Exit 1 when a chunk does not match.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The image (its manifest must sit beside it).
+    pub image: PathBuf,
+    #[arg(long, default_value = "boot", value_parser = ["quick", "boot", "full"])]
+    pub level: String,
+    /// The init to follow (default: the boot's list, /sbin/init first).
+    #[arg(long)]
+    pub init: Option<String>,
 }
 
 #[derive(Args)]
@@ -218,6 +232,30 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 }
                 println!("{}: {} requirement(s) missing for VIVER", a.config.display(), r.missing.len());
                 return Ok(1);
+            }
+        }
+        KitCommand::Verify(a) => {
+            use crate::image::{manifest::Manifest, verify};
+            let manifest = Manifest::load(&image::manifest_path_for(&a.image)).map_err(|e| KitError::BadInput(e.to_string()))?;
+            let level = match a.level.as_str() {
+                "quick" => verify::Level::Quick,
+                "full" => verify::Level::Full,
+                _ => verify::Level::Boot,
+            };
+            let inits: Vec<String> = match a.init {
+                Some(init) => vec![init],
+                None => crate::boot::switch_root::DEFAULT_INITS.iter().map(|s| s.to_string()).collect(),
+            };
+            verify::quick(&a.image, Some(&manifest)).map_err(|e| KitError::BadInput(e.to_string()))?;
+            match verify::chunks(&a.image, Some(&manifest), level, &inits) {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    eprintln!("checked in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+                }
+                Err(e) => {
+                    eprintln!("viver kit verify: {e}");
+                    return Ok(1);
+                }
             }
         }
         KitCommand::Inspect(a) => {
