@@ -2,8 +2,8 @@
 //! read-only under /run/viver/media/<name>, and on each medium the images and
 //! `viver.conf` files it carries.
 
-use super::report::DeviceReport;
-use super::settings::ConfFile;
+use crate::boot::report::DeviceReport;
+use crate::boot::settings::ConfFile;
 use crate::disks::blockdev::{self, BlockDevice};
 use crate::disks::superblock::{self, Filesystem, FsKind};
 use crate::hardware::detect::Detector;
