@@ -79,6 +79,11 @@ pub fn resolve<S: Source + ?Sized>(archive: &Archive<'_, S>, init: &str, mut on_
                 queue.push((lib.clone(), depth));
                 continue;
             }
+            // Already loaded under that name (ld.so matches the soname of loaded objects).
+            let loaded = |p: &String| p.rsplit('/').next() == Some(lib.as_str());
+            if needs.files.iter().any(|(p, _)| loaded(p)) || queue.iter().any(|(p, _)| loaded(p)) {
+                continue;
+            }
             let found = dirs.iter().map(|d| format!("{}/{lib}", d.trim_end_matches('/'))).find(|candidate| {
                 matches!(archive.lookup(candidate), Ok((_, Inode { kind: InodeKind::File { .. }, .. })))
             });

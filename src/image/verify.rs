@@ -243,6 +243,8 @@ pub struct ChunkReport {
     pub chunks_verified: u64,
     pub bytes_verified: u64,
     pub image_bytes: u64,
+    /// The chunks checked, as ranges of indices: `0-3,17,40-44`.
+    pub verified_chunks: String,
     /// The files whose chunks were checked (paths inside the image), init first.
     pub files: Vec<String>,
     /// Why less (or more) than asked was checked.
@@ -317,6 +319,12 @@ impl ChunkedImage {
             progress(end);
         }
         Ok(())
+    }
+
+    fn ranges(&self) -> String {
+        let mut indices: Vec<u64> = self.verified.borrow().keys().copied().collect();
+        indices.sort_unstable();
+        index_ranges(&indices)
     }
 
     fn counts(&self) -> (u64, u64) {
@@ -408,12 +416,35 @@ pub fn chunks(path: &Path, manifest: Option<&Manifest>, level: Level, inits: &[S
     if report.complete {
         report.chunks_verified = report.chunks_total;
         report.bytes_verified = manifest.size;
+        report.verified_chunks = match report.chunks_total {
+            0 => String::new(),
+            1 => "0".into(),
+            n => format!("0-{}", n - 1),
+        };
     } else {
         report.chunks_verified = chunks_verified;
         report.bytes_verified = bytes_verified;
+        report.verified_chunks = image.ranges();
         report.complete = chunks_verified == report.chunks_total;
     }
     Ok(report)
+}
+
+/// `[0, 1, 2, 5, 7, 8]` -> `0-2,5,7-8` (a sorted list).
+fn index_ranges(indices: &[u64]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < indices.len() {
+        let start = indices[i];
+        let mut end = start;
+        while i + 1 < indices.len() && indices[i + 1] <= end + 1 {
+            i += 1;
+            end = indices[i];
+        }
+        parts.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        i += 1;
+    }
+    parts.join(",")
 }
 
 /// The superblock's chunk, the metadata's chunks, then init's files' chunks.
