@@ -70,7 +70,18 @@ impl<S: Source + ?Sized> Archive<'_, S> {
         Ok(out)
     }
 
-    fn data_block(&self, start: u64, size: u32) -> Result<Vec<u8>, SquashError> {
+    fn data_block(&self, start: u64, size: u32) -> Result<std::rc::Rc<Vec<u8>>, SquashError> {
+        if let Some((at, data)) = self.last_block.borrow().as_ref() {
+            if *at == start {
+                return Ok(data.clone());
+            }
+        }
+        let data = std::rc::Rc::new(self.decompress_block(start, size)?);
+        *self.last_block.borrow_mut() = Some((start, data.clone()));
+        Ok(data)
+    }
+
+    fn decompress_block(&self, start: u64, size: u32) -> Result<Vec<u8>, SquashError> {
         let len = (size & SIZE_MASK) as usize;
         let limit = self.sb.block_size as usize;
         if len > limit + 1024 {
@@ -98,7 +109,7 @@ impl<S: Source + ?Sized> Archive<'_, S> {
             let within = (pos % block_size) as usize;
             let data = if let Some(size) = block_sizes.get(index as usize) {
                 if size & SIZE_MASK == 0 {
-                    vec![0u8; block_size.min(file_size - index * block_size) as usize]
+                    std::rc::Rc::new(vec![0u8; block_size.min(file_size - index * block_size) as usize])
                 } else {
                     let start = blocks_start
                         + block_sizes[..index as usize].iter().map(|s| u64::from(s & SIZE_MASK)).sum::<u64>();
@@ -109,10 +120,12 @@ impl<S: Source + ?Sized> Archive<'_, S> {
                 let block = self.data_block(f.start, f.size)?;
                 let tail = (file_size % block_size) as usize;
                 let from = *fragment_offset as usize;
-                block
-                    .get(from..from + tail)
-                    .ok_or_else(|| SquashError::corrupt("a fragment is shorter than its file's tail"))?
-                    .to_vec()
+                std::rc::Rc::new(
+                    block
+                        .get(from..from + tail)
+                        .ok_or_else(|| SquashError::corrupt("a fragment is shorter than its file's tail"))?
+                        .to_vec(),
+                )
             } else {
                 return Err(SquashError::corrupt("a file ends before its size"));
             };

@@ -77,6 +77,8 @@ pub struct Archive<'s, S: Source + ?Sized> {
     pub sb: Superblock,
     cache: std::cell::RefCell<HashMap<u64, std::rc::Rc<metadata::Block>>>,
     fragments: std::cell::RefCell<HashMap<u32, file::Fragment>>,
+    /// The last data block decompressed (start, bytes): ELF headers are read piece by piece.
+    last_block: std::cell::RefCell<Option<(u64, std::rc::Rc<Vec<u8>>)>>,
 }
 
 impl<'s, S: Source + ?Sized> Archive<'s, S> {
@@ -84,7 +86,7 @@ impl<'s, S: Source + ?Sized> Archive<'s, S> {
         let mut raw = [0u8; superblock::SIZE];
         source.read_at(0, &mut raw)?;
         let sb = Superblock::parse(&raw)?;
-        Ok(Archive { source, sb, cache: Default::default(), fragments: Default::default() })
+        Ok(Archive { source, sb, cache: Default::default(), fragments: Default::default(), last_block: Default::default() })
     }
 
     /// The bytes `[offset, offset + len)` of the image.
