@@ -106,6 +106,9 @@ impl Boot {
                 }
             };
             let found_new = search.media.len() != known_before;
+            if found_new {
+                self.precheck_candidates(search);
+            }
             let now = Instant::now();
             if now >= deadline {
                 break;
