@@ -110,18 +110,21 @@ impl Boot {
                 ..verify::ChunkReport::default()
             });
         } else {
-            let level = self.verify_level();
+            let level = match self.settings.verify {
+                Verify::Quick => verify::Level::Quick,
+                Verify::Boot => verify::Level::Boot,
+                Verify::Full => verify::Level::Full,
+            };
             if level == verify::Level::Full {
                 let size = candidate.manifest.as_ref().map(|m| m.size).unwrap_or(0);
                 ::log::info!("checking all of {} ({} MiB) against its manifest", candidate.medium_path, size >> 20);
             }
-            let inits = self.inits();
+            let inits: Vec<String> = match &self.settings.init {
+                Some(init) => vec![init.display().to_string()],
+                None => super::switch_root::DEFAULT_INITS.iter().map(|s| s.to_string()).collect(),
+            };
             let clock = std::time::Instant::now();
-            let report = match verify::take_precheck(&candidate.image_path, level, &inits) {
-                Some(result) => result,
-                None => verify::chunks(&candidate.image_path, candidate.manifest.as_ref(), level, &inits),
-            }
-            .map_err(|e| e.to_string())?;
+            let report = verify::chunks(&candidate.image_path, candidate.manifest.as_ref(), level, &inits).map_err(|e| e.to_string())?;
             ::log::info!(
                 "checked {} of {} chunks ({} KiB of {} KiB{}) of {} in {:.0} ms",
                 report.chunks_verified,
@@ -167,40 +170,6 @@ impl Boot {
                 verification,
             },
         })
-    }
-}
-
-impl Boot {
-    pub(super) fn verify_level(&self) -> verify::Level {
-        match self.settings.verify {
-            Verify::Quick => verify::Level::Quick,
-            Verify::Boot => verify::Level::Boot,
-            Verify::Full => verify::Level::Full,
-        }
-    }
-
-    /// The inits the hand-over will try, as paths inside the image.
-    pub(super) fn inits(&self) -> Vec<String> {
-        match &self.settings.init {
-            Some(init) => vec![init.display().to_string()],
-            None => super::switch_root::DEFAULT_INITS.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    /// Starts the chunk check of every candidate with a manifest in the background
-    /// (not with `viver.toram`, which checks while copying).
-    pub(super) fn precheck_candidates(&self, search: &MediaSearch) {
-        if self.settings.toram {
-            return;
-        }
-        let (level, inits) = (self.verify_level(), self.inits());
-        for candidate in &search.candidates {
-            if let Some(manifest) = &candidate.manifest {
-                if verify::quick(&candidate.image_path, Some(manifest)).is_ok() {
-                    verify::precheck(&candidate.image_path, manifest, level, &inits);
-                }
-            }
-        }
     }
 }
 

@@ -364,43 +364,6 @@ impl crate::image::squashfs::Source for ChunkedImage {
     }
 }
 
-/// Chunk checks started in the background as soon as a candidate is found, so they run
-/// while the hardware detection and the media search still wait on devices.
-type Precheck = (std::path::PathBuf, Level, Vec<String>, std::thread::JoinHandle<Result<ChunkReport, VerifyError>>);
-static PRECHECKS: std::sync::Mutex<Vec<Precheck>> = std::sync::Mutex::new(Vec::new());
-
-/// Starts [`chunks`] for `path` in a low-priority thread (once per path).
-pub fn precheck(path: &Path, manifest: &Manifest, level: Level, inits: &[String]) {
-    let Ok(mut running) = PRECHECKS.lock() else { return };
-    if level == Level::Quick || running.iter().any(|(p, ..)| p == path) {
-        return;
-    }
-    let (owned_path, manifest, owned_inits) = (path.to_path_buf(), manifest.clone(), inits.to_vec());
-    let spawned = std::thread::Builder::new().name("viver-precheck".into()).spawn(move || {
-        // Below the module loaders and the search: it should use the time they wait.
-        // SAFETY: plain syscalls on this thread's own id.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-        }
-        chunks(&owned_path, Some(&manifest), level, &owned_inits)
-    });
-    if let Ok(handle) = spawned {
-        running.push((path.to_path_buf(), level, inits.to_vec(), handle));
-    }
-}
-
-/// The result of a background check of `path` with the same level and inits (waits for
-/// it); None when there was none (or it was for other settings).
-pub fn take_precheck(path: &Path, level: Level, inits: &[String]) -> Option<Result<ChunkReport, VerifyError>> {
-    let handle = {
-        let mut running = PRECHECKS.lock().ok()?;
-        let index = running.iter().position(|(p, l, i, _)| p == path && *l == level && i == inits)?;
-        running.swap_remove(index).3
-    };
-    handle.join().ok()
-}
-
 /// The chunk check of `level` for the image at `path`; `inits` are the inits the
 /// hand-over would try, in order (paths inside the image). Err only for a chunk that
 /// does not match (or cannot be read): the reason to reject the copy.
@@ -625,31 +588,6 @@ mod chunk_tests {
         std::fs::write(&path, &bad).unwrap();
         assert!(matches!(chunks(&path, Some(&manifest), Level::Boot, &inits), Err(VerifyError::Chunk { .. })));
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn format_1_manifests_get_the_old_checks_and_say_so() {
-        let dir = std::env::temp_dir().join(format!("viver-chunkcheck-v1-{}", std::process::id()));
-        let Some((path, manifest)) = image("zstd", &dir) else { return };
-        let v1 = Manifest { format: crate::image::manifest::FORMAT_V1, chunks: None, ..manifest };
-        let inits = ["/sbin/init".to_string()];
-        let report = chunks(&path, Some(&v1), Level::Boot, &inits).unwrap();
-        assert!(!report.complete && report.bytes_verified == 0, "{report:?}");
-        assert!(report.notes[0].contains("format 1"), "{report:?}");
-        let report = chunks(&path, Some(&v1), Level::Full, &inits).unwrap();
-        assert!(report.complete && report.notes[0].contains("SHA-256"), "{report:?}");
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[5000] ^= 1;
-        std::fs::write(&path, bytes).unwrap();
-        assert!(matches!(chunks(&path, Some(&v1), Level::Full, &inits), Err(VerifyError::Checksum { .. })));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn index_ranges_are_compact() {
-        assert_eq!(index_ranges(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
-        assert_eq!(index_ranges(&[]), "");
-        assert_eq!(index_ranges(&[3]), "3");
     }
 
     #[test]

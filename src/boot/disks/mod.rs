@@ -106,9 +106,6 @@ impl Boot {
                 }
             };
             let found_new = search.media.len() != known_before;
-            if found_new {
-                self.precheck_candidates(search);
-            }
             let now = Instant::now();
             if now >= deadline {
                 break;
