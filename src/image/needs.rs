@@ -133,7 +133,7 @@ pub fn elf_needs(read: &dyn Fn(u64, usize) -> Result<Vec<u8>, SquashError>, size
     let mut needs = ElfNeeds { is64, ..ElfNeeds::default() };
     let mut dynamic = None;
     for i in 0..phnum as usize {
-        let ph = &table[i * phentsize as usize..(i + 1) * phentsize as usize];
+        let Some(ph) = table.get(i * phentsize as usize..(i + 1) * phentsize as usize) else { break };
         let p_type = u32_at(ph, 0).unwrap_or(0);
         let (offset, vaddr, filesz) = if is64 {
             (u64_at(ph, 8), u64_at(ph, 16), u64_at(ph, 32))

@@ -591,6 +591,31 @@ mod chunk_tests {
     }
 
     #[test]
+    fn format_1_manifests_get_the_old_checks_and_say_so() {
+        let dir = std::env::temp_dir().join(format!("viver-chunkcheck-v1-{}", std::process::id()));
+        let Some((path, manifest)) = image("zstd", &dir) else { return };
+        let v1 = Manifest { format: crate::image::manifest::FORMAT_V1, chunks: None, ..manifest };
+        let inits = ["/sbin/init".to_string()];
+        let report = chunks(&path, Some(&v1), Level::Boot, &inits).unwrap();
+        assert!(!report.complete && report.bytes_verified == 0, "{report:?}");
+        assert!(report.notes[0].contains("format 1"), "{report:?}");
+        let report = chunks(&path, Some(&v1), Level::Full, &inits).unwrap();
+        assert!(report.complete && report.notes[0].contains("SHA-256"), "{report:?}");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[5000] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(matches!(chunks(&path, Some(&v1), Level::Full, &inits), Err(VerifyError::Checksum { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn index_ranges_are_compact() {
+        assert_eq!(index_ranges(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+        assert_eq!(index_ranges(&[]), "");
+        assert_eq!(index_ranges(&[3]), "3");
+    }
+
+    #[test]
     fn unsupported_compressors_fall_back_to_every_chunk() {
         let dir = std::env::temp_dir().join(format!("viver-chunkcheck-lz4-{}", std::process::id()));
         let Some((path, manifest)) = image("lz4", &dir) else { return };
