@@ -53,8 +53,19 @@ impl TftpServer {
                     continue;
                 }
             };
+            // Refusals come from a new TID, as a transfer would (clients such as curl
+            // expect the answer of a request from another port than 69).
             let refuse = |code: u16, message: &str| {
-                let _ = self.socket.send_to(&Packet::Error { code, message: message.into() }.encode(), peer);
+                let packet = Packet::Error { code, message: message.into() }.encode();
+                let fresh = self.socket.local_addr().and_then(|a| UdpSocket::bind(SocketAddr::new(a.ip(), 0)));
+                match fresh {
+                    Ok(fresh) => {
+                        let _ = fresh.send_to(&packet, peer);
+                    }
+                    Err(_) => {
+                        let _ = self.socket.send_to(&packet, peer);
+                    }
+                }
             };
             match Packet::parse(&buf[..n]) {
                 Ok(Packet::Rrq { file, mode, options }) => {
