@@ -50,9 +50,14 @@ pub fn observe(p: &Packet, source: SocketAddr, own: Ipv4Addr) -> Option<Seen> {
         return None;
     }
     let vendor = p.get(opt::VENDOR_CLASS).unwrap_or_default();
-    let file = p.get(opt::BOOTFILE).map(<[u8]>::to_vec).unwrap_or_else(|| p.file.clone());
+    let file = p
+        .get(opt::BOOTFILE)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_else(|| p.file.clone());
     let boot_file = String::from_utf8_lossy(&file).into_owned();
-    let pxe = vendor.starts_with(b"PXEClient") || vendor.starts_with(b"HTTPClient") || !boot_file.is_empty();
+    let pxe = vendor.starts_with(b"PXEClient")
+        || vendor.starts_with(b"HTTPClient")
+        || !boot_file.is_empty();
     Some(Seen {
         server,
         addresses: p.yiaddr != Ipv4Addr::UNSPECIFIED,
@@ -121,7 +126,10 @@ pub fn tighten(setting: Setting, current: Mode, seen: &Seen) -> Option<(Mode, St
     if seen.addresses && current == Mode::Full {
         return Some((
             Mode::Proxy,
-            format!("DHCP server {} appeared on the segment: proxyDHCP only now", seen.server),
+            format!(
+                "DHCP server {} appeared on the segment: proxyDHCP only now",
+                seen.server
+            ),
         ));
     }
     None
@@ -131,7 +139,10 @@ pub fn tighten(setting: Setting, current: Mode, seen: &Seen) -> Option<(Mode, St
 pub fn survey_discover(xid: u32, mac: [u8; 6]) -> Packet {
     let mut p = Packet::request(MessageType::Discover, xid, mac);
     p.set(opt::PARAMETER_LIST, vec![1, 3, 6, 43, 54, 60, 66, 67]);
-    p.set(opt::VENDOR_CLASS, b"PXEClient:Arch:00000:UNDI:002001".to_vec());
+    p.set(
+        opt::VENDOR_CLASS,
+        b"PXEClient:Arch:00000:UNDI:002001".to_vec(),
+    );
     p.set(opt::CLIENT_ARCH, vec![0, 0]);
     p.set(opt::CLIENT_NDI, vec![1, 2, 1]);
     let mut uuid = vec![0u8];
@@ -143,7 +154,13 @@ pub fn survey_discover(xid: u32, mac: [u8; 6]) -> Packet {
 
 /// Sends the survey DISCOVER on `socket` (port 68 on the interface) to `target` and
 /// collects other servers' answers for `wait`.
-pub fn survey(socket: &UdpSocket, target: SocketAddr, mac: [u8; 6], own: Ipv4Addr, wait: Duration) -> Vec<Seen> {
+pub fn survey(
+    socket: &UdpSocket,
+    target: SocketAddr,
+    mac: [u8; 6],
+    own: Ipv4Addr,
+    wait: Duration,
+) -> Vec<Seen> {
     let xid = (std::process::id() << 8) ^ (Instant::now().elapsed().subsec_nanos());
     let discover = survey_discover(xid, mac).encode();
     let mut seen: Vec<Seen> = Vec::new();
@@ -169,21 +186,31 @@ pub fn survey(socket: &UdpSocket, target: SocketAddr, mac: [u8; 6], own: Ipv4Add
             Ok((n, from)) => {
                 if let Ok(p) = Packet::parse(&buf[..n]) {
                     if let Some(s) = observe(&p, from, own) {
-                        if !seen.iter().any(|x| x.server == s.server && x.pxe == s.pxe && x.addresses == s.addresses) {
+                        if !seen.iter().any(|x| {
+                            x.server == s.server && x.pxe == s.pxe && x.addresses == s.addresses
+                        }) {
                             log::info!(
                                 "serve: DHCP survey: {} from {} (addresses: {}, PXE: {}{})",
                                 s.message,
                                 s.server,
                                 s.addresses,
                                 s.pxe,
-                                if s.pxe { format!(", boot file {:?}", s.boot_file) } else { String::new() }
+                                if s.pxe {
+                                    format!(", boot file {:?}", s.boot_file)
+                                } else {
+                                    String::new()
+                                }
                             );
                             seen.push(s);
                         }
                     }
                 }
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => {
                 log::warn!("serve: DHCP survey: {e}");
                 break;
@@ -198,7 +225,17 @@ mod tests {
     use super::*;
 
     fn seen(addresses: bool, pxe: bool) -> Seen {
-        Seen { server: Ipv4Addr::new(10, 0, 0, 2), addresses, pxe, boot_file: if pxe { "pxelinux.0".into() } else { String::new() }, message: "Offer".into() }
+        Seen {
+            server: Ipv4Addr::new(10, 0, 0, 2),
+            addresses,
+            pxe,
+            boot_file: if pxe {
+                "pxelinux.0".into()
+            } else {
+                String::new()
+            },
+            message: "Offer".into(),
+        }
     }
 
     #[test]
@@ -207,20 +244,37 @@ mod tests {
         assert_eq!(decide(Setting::Auto, &[seen(true, false)]).0, Mode::Proxy);
         let (mode, why) = decide(Setting::Auto, &[seen(true, false), seen(true, true)]);
         assert_eq!(mode, Mode::Silent);
-        assert!(why.contains("another PXE server") && why.contains("pxelinux.0"), "{why}");
+        assert!(
+            why.contains("another PXE server") && why.contains("pxelinux.0"),
+            "{why}"
+        );
         assert_eq!(decide(Setting::Force, &[seen(true, true)]).0, Mode::Proxy);
         assert_eq!(decide(Setting::Force, &[seen(false, true)]).0, Mode::Full);
         assert_eq!(decide(Setting::Proxy, &[]).0, Mode::Proxy);
         assert_eq!(decide(Setting::Off, &[seen(true, true)]).0, Mode::Off);
-        assert!(decide(Setting::Full, &[seen(true, false)]).1.contains("although"));
+        assert!(decide(Setting::Full, &[seen(true, false)])
+            .1
+            .contains("although"));
     }
 
     #[test]
     fn only_tightens() {
-        assert_eq!(tighten(Setting::Auto, Mode::Full, &seen(true, false)).map(|t| t.0), Some(Mode::Proxy));
-        assert_eq!(tighten(Setting::Auto, Mode::Proxy, &seen(true, false)), None);
-        assert_eq!(tighten(Setting::Auto, Mode::Proxy, &seen(false, true)).map(|t| t.0), Some(Mode::Silent));
-        assert_eq!(tighten(Setting::Force, Mode::Proxy, &seen(false, true)), None);
+        assert_eq!(
+            tighten(Setting::Auto, Mode::Full, &seen(true, false)).map(|t| t.0),
+            Some(Mode::Proxy)
+        );
+        assert_eq!(
+            tighten(Setting::Auto, Mode::Proxy, &seen(true, false)),
+            None
+        );
+        assert_eq!(
+            tighten(Setting::Auto, Mode::Proxy, &seen(false, true)).map(|t| t.0),
+            Some(Mode::Silent)
+        );
+        assert_eq!(
+            tighten(Setting::Force, Mode::Proxy, &seen(false, true)),
+            None
+        );
         assert_eq!(tighten(Setting::Full, Mode::Full, &seen(true, true)), None);
     }
 
@@ -235,7 +289,11 @@ mod tests {
         assert!(s.addresses && !s.pxe);
         assert!(observe(&offer, from, Ipv4Addr::new(10, 0, 0, 2)).is_none());
         offer.file = b"undionly.kpxe".to_vec();
-        assert!(observe(&offer, from, Ipv4Addr::new(10, 0, 0, 1)).unwrap().pxe);
+        assert!(
+            observe(&offer, from, Ipv4Addr::new(10, 0, 0, 1))
+                .unwrap()
+                .pxe
+        );
         assert!(observe(&req, from, Ipv4Addr::new(10, 0, 0, 1)).is_none());
     }
 }
