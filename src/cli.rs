@@ -20,6 +20,8 @@ enum Command {
     /// Build images, initrds and boot media (`kit/viver-kit` calls these).
     #[command(subcommand)]
     Kit(crate::kit::cli::KitCommand),
+    /// Boot the LAN: DHCP/proxyDHCP + TFTP + HTTP for network-booting clients.
+    Serve(crate::serve::cli::ServeArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -34,5 +36,6 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Hw(cmd) => crate::hardware::cli::run(cmd),
         Command::Kit(cmd) => crate::kit::cli::run(cmd),
+        Command::Serve(args) => crate::serve::cli::run(args),
     }
 }

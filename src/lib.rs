@@ -13,6 +13,7 @@
 //! - [`image`]: the disk image on a medium: manifest, checks, loop device,
 //!   copy-on-write overlay.
 //! - [`kit`]: building images, initrds and boot media from an installed system.
+//! - [`serve`]: the boot server of a LAN (`viver serve`: DHCP/proxyDHCP, TFTP, HTTP).
 
 pub mod boot;
 pub mod cli;
@@ -20,4 +21,5 @@ pub mod disks;
 pub mod hardware;
 pub mod image;
 pub mod kit;
+pub mod serve;
 pub mod sys;

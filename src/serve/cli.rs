@@ -1,0 +1,154 @@
+//! `viver serve ...`: options and start.
+
+use super::dhcp::probe::Setting;
+use super::files::Served;
+use super::http::server::Limits;
+use super::ServeConfig;
+use clap::{Args, ValueEnum};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DhcpArg {
+    /// Survey the segment: proxyDHCP if a DHCP server answers, addresses if none does,
+    /// silence if another PXE server answers.
+    Auto,
+    /// Like auto, but answer PXE clients even when another PXE server does.
+    Force,
+    /// Give addresses (from --range or the interface's private subnet).
+    Full,
+    /// Boot information only, never addresses.
+    Proxy,
+    /// No DHCP: TFTP and HTTP only.
+    Off,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The SquashFS image the clients boot.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// The kernel the clients start (e.g. /boot/vmlinuz-RELEASE).
+    #[arg(long)]
+    pub kernel: PathBuf,
+    /// VIVER's initrd (`viver kit initrd`).
+    #[arg(long)]
+    pub initrd: PathBuf,
+    /// The image's manifest (served beside it).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// The LAN interface (default: the first with an IPv4 address besides loopback).
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// Serve on this address of the interface (default: its first IPv4 address).
+    #[arg(long)]
+    pub address: Option<Ipv4Addr>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub dhcp: DhcpArg,
+    /// Addresses to give in full mode, FIRST-LAST (default: up to 100 addresses in the
+    /// upper half of the interface's private subnet).
+    #[arg(long, value_parser = parse_range)]
+    pub range: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// Router (option 3) to hand out in full mode (default: none).
+    #[arg(long)]
+    pub router: Option<Ipv4Addr>,
+    /// Lease time in seconds (full mode).
+    #[arg(long, default_value_t = 3600)]
+    pub lease_time: u32,
+    /// Where leases.json and the report serve.json are kept.
+    #[arg(long, default_value = "/var/lib/viver/serve")]
+    pub state_dir: PathBuf,
+    /// Extra words for the clients' kernel command line.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub cmdline: String,
+    /// Where undionly.kpxe, ipxe.efi and snponly.efi are (Debian's `ipxe` package).
+    #[arg(long, default_value = "/usr/lib/ipxe")]
+    pub ipxe_dir: PathBuf,
+    #[arg(long, default_value_t = 80)]
+    pub http_port: u16,
+    #[arg(long, default_value_t = 69)]
+    pub tftp_port: u16,
+    /// Seconds to listen for other DHCP servers at start and at each survey.
+    #[arg(long, default_value_t = 2.0)]
+    pub survey_wait: f64,
+    /// Seconds between surveys of the segment.
+    #[arg(long, default_value_t = 60.0)]
+    pub survey_interval: f64,
+    /// Seconds a client has to send a whole HTTP request head.
+    #[arg(long, default_value_t = 10.0)]
+    pub http_timeout: f64,
+}
+
+fn parse_range(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+    let (a, b) = text
+        .split_once('-')
+        .ok_or("expected FIRST-LAST, e.g. 10.0.0.100-10.0.0.199")?;
+    let a: Ipv4Addr = a.trim().parse().map_err(|e| format!("{a}: {e}"))?;
+    let b: Ipv4Addr = b.trim().parse().map_err(|e| format!("{b}: {e}"))?;
+    if u32::from(a) > u32::from(b) {
+        return Err(format!("{a} comes after {b}"));
+    }
+    Ok((a, b))
+}
+
+fn seconds(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() && s > 0.0 {
+        s.min(86400.0)
+    } else {
+        0.1
+    })
+}
+
+pub fn run(args: ServeArgs) -> i32 {
+    let setting = match args.dhcp {
+        DhcpArg::Auto => Setting::Auto,
+        DhcpArg::Force => Setting::Force,
+        DhcpArg::Full => Setting::Full,
+        DhcpArg::Proxy => Setting::Proxy,
+        DhcpArg::Off => Setting::Off,
+    };
+    let config = ServeConfig {
+        served: Served {
+            image: args.image,
+            kernel: args.kernel,
+            initrd: args.initrd,
+            manifest: args.manifest,
+            ipxe_dir: args.ipxe_dir,
+            cmdline: args.cmdline,
+        },
+        interface: args.interface,
+        address: args.address,
+        dhcp: setting,
+        range: args.range,
+        router: args.router,
+        lease_secs: args.lease_time.max(60),
+        state_dir: args.state_dir,
+        http_port: args.http_port,
+        tftp_port: args.tftp_port,
+        survey_wait: seconds(args.survey_wait),
+        survey_interval: seconds(args.survey_interval),
+        http_limits: Limits {
+            head_timeout: seconds(args.http_timeout),
+            ..Limits::default()
+        },
+    };
+    match super::run(config) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("serve: {e}");
+            eprintln!("viver serve: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ranges() {
+        assert!(super::parse_range("10.0.0.5-10.0.0.9").is_ok());
+        assert!(super::parse_range("10.0.0.9-10.0.0.5").is_err());
+        assert!(super::parse_range("10.0.0.9").is_err());
+    }
+}
