@@ -1,4 +1,10 @@
-use viver::image::{chunks, manifest::{Chunks, Manifest}, verify};
+//! The chunk-size measurement of the README: `cargo run --release --example chunk_measure -- IMAGE.squashfs`
+//! (the manifest beside it): kit hash time, manifest size and parse time, and what the boot check reads, per chunk size.
+use viver::image::{
+    chunks,
+    manifest::{Chunks, Manifest},
+    verify,
+};
 fn main() {
     let path = std::path::PathBuf::from(std::env::args().nth(1).unwrap());
     let base = Manifest::load(&path.with_extension("toml")).unwrap();
@@ -16,6 +22,9 @@ fn main() {
         let r = verify::chunks(&path, Some(&parsed), verify::Level::Boot, &inits).unwrap();
         let check_ms = t.elapsed().as_secs_f64() * 1000.0;
         println!("chunk {kib} KiB: hash {hash_s:.2} s, manifest {} KiB (parse {parse_ms:.1} ms), boot check {} chunks {:.1} MiB in {check_ms:.0} ms; files {}", toml.len() >> 10, r.chunks_verified, r.bytes_verified as f64 / 1048576.0, r.files.len());
-        if kib == 256 { println!("{:?}", r.files); println!("{:?}", r.notes); }
+        if kib == 256 {
+            println!("{:?}", r.files);
+            println!("{:?}", r.notes);
+        }
     }
 }

@@ -89,10 +89,8 @@ pub enum ManifestError {
 impl Manifest {
     /// Parse and validate a manifest's text; `path` only names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<Manifest, ManifestError> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
-            path: path.to_string(),
-            message: e.to_string(),
-        })?;
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| ManifestError::Parse { path: path.to_string(), message: e.to_string() })?;
         if manifest.format != FORMAT && manifest.format != FORMAT_V1 {
             return Err(ManifestError::Format { path: path.to_string(), found: manifest.format });
         }
@@ -139,12 +137,7 @@ impl Chunks {
     /// the one the hashes give (so a mangled list is refused here, not at the boot).
     fn validate(&self, image_size: u64) -> Result<(), String> {
         if !self.size.is_power_of_two() || !(chunks::BLOCK..=chunks::MAX_CHUNK).contains(&self.size) {
-            return Err(format!(
-                "chunks.size {} is not a power of two between {} and {}",
-                self.size,
-                chunks::BLOCK,
-                chunks::MAX_CHUNK
-            ));
+            return Err(format!("chunks.size {} is not a power of two between {} and {}", self.size, chunks::BLOCK, chunks::MAX_CHUNK));
         }
         if image_size == 0 {
             return Err("size 0: an empty image has no chunks".into());
@@ -180,11 +173,7 @@ impl Chunks {
     }
 
     pub fn from_digest(d: &chunks::Digest2) -> Chunks {
-        Chunks {
-            size: d.chunk,
-            root: format!("sha256:{}", chunks::hex(&d.root)),
-            hashes: d.hashes.iter().map(chunks::hex).collect(),
-        }
+        Chunks { size: d.chunk, root: format!("sha256:{}", chunks::hex(&d.root)), hashes: d.hashes.iter().map(chunks::hex).collect() }
     }
 }
 

@@ -3,7 +3,7 @@
 //! libraries, transitively, found through RUNPATH/RPATH (`$ORIGIN` expanded) and the
 //! standard library directories, the way ld.so finds them on a Debian-like system.
 
-use super::squashfs::{Archive, Inode, InodeKind, SquashError, Source};
+use super::squashfs::{Archive, Inode, InodeKind, Source, SquashError};
 
 /// ld.so's default search path (after ld.so.cache, which lists these on Debian).
 const LIB_DIRS_64: &[&str] = &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
@@ -31,7 +31,11 @@ pub struct ElfNeeds {
 }
 
 /// Reads what `init` needs (a path inside the image).
-pub fn resolve<S: Source + ?Sized>(archive: &Archive<'_, S>, init: &str, mut on_file: impl FnMut(&Inode) -> Result<(), SquashError>) -> Result<Needs, SquashError> {
+pub fn resolve<S: Source + ?Sized>(
+    archive: &Archive<'_, S>,
+    init: &str,
+    mut on_file: impl FnMut(&Inode) -> Result<(), SquashError>,
+) -> Result<Needs, SquashError> {
     let mut needs = Needs::default();
     let mut queue: Vec<(String, usize)> = vec![(init.to_string(), 0)];
     while let Some((wanted, depth)) = queue.pop() {
@@ -68,9 +72,8 @@ pub fn resolve<S: Source + ?Sized>(archive: &Archive<'_, S>, init: &str, mut on_
             queue.push((interp.clone(), depth));
         }
         let origin = path.rsplit_once('/').map(|(dir, _)| if dir.is_empty() { "/" } else { dir }).unwrap_or("/").to_string();
-        let expand = |dirs: &[String]| -> Vec<String> {
-            dirs.iter().map(|d| d.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin)).collect()
-        };
+        let expand =
+            |dirs: &[String]| -> Vec<String> { dirs.iter().map(|d| d.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin)).collect() };
         let mut dirs = if elf.runpath.is_empty() { expand(&elf.rpath) } else { expand(&elf.runpath) };
         let defaults = if elf.is64 { LIB_DIRS_64 } else { LIB_DIRS_32 };
         dirs.extend(defaults.iter().map(|d| d.to_string()));
@@ -84,9 +87,10 @@ pub fn resolve<S: Source + ?Sized>(archive: &Archive<'_, S>, init: &str, mut on_
             if needs.files.iter().any(|(p, _)| loaded(p)) || queue.iter().any(|(p, _)| loaded(p)) {
                 continue;
             }
-            let found = dirs.iter().map(|d| format!("{}/{lib}", d.trim_end_matches('/'))).find(|candidate| {
-                matches!(archive.lookup(candidate), Ok((_, Inode { kind: InodeKind::File { .. }, .. })))
-            });
+            let found = dirs
+                .iter()
+                .map(|d| format!("{}/{lib}", d.trim_end_matches('/')))
+                .find(|candidate| matches!(archive.lookup(candidate), Ok((_, Inode { kind: InodeKind::File { .. }, .. }))));
             match found {
                 Some(candidate) => queue.push((candidate, depth)),
                 None => needs.missing.push(lib.clone()),
@@ -135,11 +139,8 @@ pub fn elf_needs(read: &dyn Fn(u64, usize) -> Result<Vec<u8>, SquashError>, size
     for i in 0..phnum as usize {
         let Some(ph) = table.get(i * phentsize as usize..(i + 1) * phentsize as usize) else { break };
         let p_type = u32_at(ph, 0).unwrap_or(0);
-        let (offset, vaddr, filesz) = if is64 {
-            (u64_at(ph, 8), u64_at(ph, 16), u64_at(ph, 32))
-        } else {
-            (u32_at(ph, 4), u32_at(ph, 8), u32_at(ph, 16))
-        };
+        let (offset, vaddr, filesz) =
+            if is64 { (u64_at(ph, 8), u64_at(ph, 16), u64_at(ph, 32)) } else { (u32_at(ph, 4), u32_at(ph, 8), u32_at(ph, 16)) };
         let (offset, vaddr, filesz) = (offset.unwrap_or(0), vaddr.unwrap_or(0), filesz.unwrap_or(0));
         if offset.saturating_add(filesz) > size {
             return Err(bad("a segment lies past the end of the file"));
@@ -193,7 +194,11 @@ pub fn elf_needs(read: &dyn Fn(u64, usize) -> Result<Vec<u8>, SquashError>, size
     };
     needs.needed = needed.into_iter().filter_map(string_at).collect();
     let split = |list: Vec<u64>| -> Vec<String> {
-        list.into_iter().filter_map(string_at).flat_map(|s| s.split(':').map(str::to_string).collect::<Vec<_>>()).filter(|s| !s.is_empty()).collect()
+        list.into_iter()
+            .filter_map(string_at)
+            .flat_map(|s| s.split(':').map(str::to_string).collect::<Vec<_>>())
+            .filter(|s| !s.is_empty())
+            .collect()
     };
     needs.runpath = split(runpath);
     needs.rpath = split(rpath);

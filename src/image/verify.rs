@@ -266,7 +266,8 @@ impl ChunkedImage {
     pub fn open(path: &Path, manifest: &Manifest) -> Result<Option<ChunkedImage>, VerifyError> {
         let shown = path.display().to_string();
         let Some(chunks) = &manifest.chunks else { return Ok(None) };
-        let hashes = chunks.parsed_hashes().ok_or_else(|| VerifyError::Damaged { path: shown.clone(), what: "manifest chunk hashes".into() })?;
+        let hashes =
+            chunks.parsed_hashes().ok_or_else(|| VerifyError::Damaged { path: shown.clone(), what: "manifest chunk hashes".into() })?;
         let file = std::fs::File::open(path).map_err(|source| VerifyError::Io { path: shown.clone(), source })?;
         Ok(Some(ChunkedImage {
             file,
@@ -543,7 +544,11 @@ mod chunk_tests {
         let Some((path, manifest)) = image("gzip", &dir) else { return };
         let inits = vec!["/sbin/init".to_string()];
         let report = chunks(&path, Some(&manifest), Level::Boot, &inits).unwrap();
-        assert_eq!(report.files, ["/sbin/init", "/bin/dash", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"], "{report:?}");
+        assert_eq!(
+            report.files,
+            ["/sbin/init", "/bin/dash", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"],
+            "{report:?}"
+        );
         assert!(!report.complete && report.chunks_verified < report.chunks_total, "{report:?}");
 
         // A byte flipped in big.txt's data: the boot check does not see it ...

@@ -2,7 +2,7 @@
 
 use super::inode::{Inode, InodeKind};
 use super::metadata::Cursor;
-use super::{Archive, SquashError, Source};
+use super::{Archive, Source, SquashError};
 
 /// Linux's own limit on symlinks followed in one lookup.
 const MAX_HOPS: usize = 40;
@@ -84,9 +84,7 @@ impl<S: Source + ?Sized> Archive<'_, S> {
                 _ => {}
             }
             let entries = self.list(&current).map_err(|e| match e {
-                SquashError::Corrupt(_) if !matches!(current.kind, InodeKind::Dir { .. }) => {
-                    SquashError::NotFound(path.to_string())
-                }
+                SquashError::Corrupt(_) if !matches!(current.kind, InodeKind::Dir { .. }) => SquashError::NotFound(path.to_string()),
                 other => other,
             })?;
             let entry = entries.into_iter().find(|e| e.name == name).ok_or_else(|| SquashError::NotFound(path.to_string()))?;

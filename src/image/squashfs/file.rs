@@ -1,7 +1,7 @@
 //! Where a file's bytes are: its data blocks and its fragment; reading its contents.
 
 use super::inode::{Inode, InodeKind, NO_FRAGMENT};
-use super::{Archive, SquashError, Source};
+use super::{Archive, Source, SquashError};
 
 const STORED: u32 = 1 << 24;
 const SIZE_MASK: u32 = STORED - 1;
@@ -111,8 +111,7 @@ impl<S: Source + ?Sized> Archive<'_, S> {
                 if size & SIZE_MASK == 0 {
                     std::rc::Rc::new(vec![0u8; block_size.min(file_size - index * block_size) as usize])
                 } else {
-                    let start = blocks_start
-                        + block_sizes[..index as usize].iter().map(|s| u64::from(s & SIZE_MASK)).sum::<u64>();
+                    let start = blocks_start + block_sizes[..index as usize].iter().map(|s| u64::from(s & SIZE_MASK)).sum::<u64>();
                     self.data_block(start, *size)?
                 }
             } else if *fragment != NO_FRAGMENT {

@@ -2,7 +2,7 @@
 //! the other kinds (devices, fifos, sockets) only by kind.
 
 use super::metadata::Cursor;
-use super::{Archive, SquashError, Source};
+use super::{Archive, Source, SquashError};
 
 /// Refuses absurd counts from a damaged (or hostile) table before allocating for them.
 const MAX_SYMLINK: u32 = 4096;

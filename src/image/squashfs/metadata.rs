@@ -2,7 +2,7 @@
 //! size on disk) and at most 8 KiB of data once decompressed. Inodes, directories and
 //! the fragment table live in chains of them.
 
-use super::{Archive, SquashError, Source};
+use super::{Archive, Source, SquashError};
 use std::rc::Rc;
 
 pub const BLOCK_SIZE: usize = 8192;
