@@ -166,11 +166,12 @@ fn transport_from_name(name: &str) -> Transport {
 }
 
 /// AHCI vs IDE: the PCI class says what interface the controller presents
-/// (0x0106 SATA/AHCI, 0x0101 IDE); the driver name settles non-PCI or odd cases.
+/// ([`super::controllers`]: 0x0106 SATA/AHCI, 0x0101 IDE); the driver name settles non-PCI or odd cases.
 fn ata_transport(controller: &AtaController) -> Transport {
-    match controller.pci_class.map(|c| c >> 8) {
-        Some(0x0106) => return Transport::Sata,
-        Some(0x0101) => return Transport::Ide,
+    let row = controller.pci_class.and_then(|class| super::controllers::controller(0, class));
+    match row.map(|c| c.transport) {
+        Some(Transport::Sata) => return Transport::Sata,
+        Some(Transport::Ide) => return Transport::Ide,
         _ => {}
     }
     match controller.driver.as_deref() {

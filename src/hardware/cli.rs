@@ -1,7 +1,7 @@
 //! `viver hw ...`: look at what detection would do, and write module tables.
 
 use super::coldplug::walk_modaliases;
-use super::detect::load_tables;
+use super::index::load_tables;
 use super::index::ModuleTables;
 use super::legacy::LegacyMaps;
 use std::path::{Path, PathBuf};

@@ -4,8 +4,11 @@
 //! period after the last uevent and the last finished load, with a hard cap.
 
 use super::coldplug::walk_modaliases;
+use crate::cmdline::{Cmdline, ModuleOptions};
 use super::error::HwError;
-use super::index::ModuleTables;
+use super::index::{load_tables, ModuleTables};
+use super::legacy::parse_pci_modalias;
+use crate::disks::controllers;
 use super::loader::{KernelLoader, LoadModule};
 use super::modinfo::normalize_module_name;
 use super::uevent::UeventSocket;
@@ -39,57 +42,25 @@ impl DetectOptions {
         DetectOptions { modules_dir, sysfs, blacklist: Vec::new(), force_load: Vec::new(), params: HashMap::new(), parallel: true, quiet: Duration::from_millis(500), cap: Duration::from_secs(20), fast_first: false }
     }
 
-    /// Takes `module.param=value`, `modprobe.blacklist=a,b` and `viver.modules=a,b`
-    /// from a kernel command line (double quotes group words, as the kernel does).
+    /// Takes `module.param=value`, `modprobe.blacklist=a,b`, `rd.driver.blacklist=`,
+    /// `viver.modules=a,b` and `rd.driver.pre=` from a kernel command line, read by the
+    /// one command-line parser ([`crate::cmdline`]).
     pub fn apply_cmdline(&mut self, cmdline: &str) {
-        for word in split_cmdline(cmdline) {
-            let Some((key, value)) = word.split_once('=') else { continue };
-            match key {
-                "modprobe.blacklist" => self.blacklist.extend(value.split(',').filter(|s| !s.is_empty()).map(normalize_module_name)),
-                "viver.modules" => self.force_load.extend(value.split(',').filter(|s| !s.is_empty()).map(String::from)),
-                _ => {
-                    let Some((module, param)) = key.split_once('.') else { continue };
-                    if module.is_empty() || param.is_empty() || module == "viver" || module == "modprobe" || module.contains('/') {
-                        continue;
-                    }
-                    let value = if value.contains(' ') && !value.starts_with('"') { format!("\"{value}\"") } else { value.to_string() };
-                    let entry = self.params.entry(normalize_module_name(module)).or_default();
-                    if !entry.is_empty() {
-                        entry.push(' ');
-                    }
-                    entry.push_str(&format!("{param}={value}"));
-                }
-            }
-        }
+        self.apply_module_options(Cmdline::parse(cmdline).module_options());
     }
-}
 
-/// Splits a kernel command line into words; "..." keeps spaces (quotes dropped
-/// except inside a value, where the module parser wants them).
-pub fn split_cmdline(cmdline: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in cmdline.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                if cur.contains('=') {
-                    cur.push('"');
-                }
+    /// Adds the module options of a parsed command line (or of the boot's settings).
+    pub fn apply_module_options(&mut self, options: ModuleOptions) {
+        self.blacklist.extend(options.blacklist);
+        self.force_load.extend(options.force_load);
+        for (module, words) in options.params {
+            let entry = self.params.entry(module).or_default();
+            if !entry.is_empty() {
+                entry.push(' ');
             }
-            c if c.is_whitespace() && !quoted => {
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
+            entry.push_str(&words);
         }
     }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    words
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -407,7 +378,6 @@ impl Drop for Detector {
     }
 }
 
-/// depmod's files when the directory has them, else the tables built from the .ko files.
 /// The modalias of every PCI and virtio device, by its device path (as the full walk
 /// names it): the controllers, and virtio disks whose virtio_pci is built in.
 fn pci_modaliases(sysfs: &std::path::Path) -> Vec<(String, String)> {
@@ -439,32 +409,13 @@ fn fast_storage(modalias: &str) -> bool {
 
 /// The order in which PCI drivers are loaded: the controllers of the fastest media first
 /// (the boot medium is most likely there, and the search may stop once it is found),
-/// other storage next, then USB and SD hosts, then everything else.
+/// other storage next, then USB and SD hosts, then everything else. The tiers are the
+/// controller table's ([`crate::disks::controllers`]).
 fn storage_priority(modalias: &str) -> u8 {
-    let field = |key: &str, len: usize| {
-        let start = modalias.find(key)? + key.len();
-        modalias.get(start..start + len)
-    };
-    let vendor = field("pci:v", 8).unwrap_or("");
-    match (field("bc", 2).unwrap_or(""), field("sc", 2).unwrap_or("")) {
-        ("01", "08") => 0,
-        ("01", _) if vendor.eq_ignore_ascii_case("00001AF4") => 0,
-        ("01", "06") => 1,
-        ("01", "00" | "04" | "07") => 2,
-        ("01", _) => 3,
-        ("0C", "03") | ("0c", "03") => 4,
-        ("08", "05") => 5,
-        _ => 6,
+    match parse_pci_modalias(modalias) {
+        Some(id) => controllers::tier(id.vendor, id.class),
+        None => controllers::OTHER_TIER,
     }
-}
-
-pub fn load_tables(release_dir: &std::path::Path) -> Result<ModuleTables, HwError> {
-    let has_text = ["modules.dep", "modules.alias", "modules.pcimap", "modules.usbmap"].iter().any(|f| release_dir.join(f).exists());
-    let (tables, warnings) = if has_text { ModuleTables::load(release_dir)? } else { ModuleTables::build(release_dir)? };
-    for w in &warnings {
-        log::warn!("hw: {w}");
-    }
-    Ok(tables)
 }
 
 impl Inner {

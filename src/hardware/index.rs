@@ -101,13 +101,7 @@ fn make_alias(pattern: &str, module: &str) -> Alias {
     Alias { pattern: pattern.to_string(), normalized: normalize_pattern(pattern), module: normalize_module_name(module) }
 }
 
-/// Where a resolved module came from (for `viver hw probe`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Match {
-    pub module: String,
-    /// The table entry that matched: an alias pattern, "module name", a legacy map line...
-    pub why: String,
-}
+pub use super::matches::Match;
 
 #[derive(Debug, Clone, Default)]
 pub struct ModuleTables {
@@ -671,6 +665,17 @@ impl ModuleTables {
         t.reindex();
         t
     }
+}
+
+/// depmod's files when the directory has them, else the tables built from the .ko
+/// files; the warnings about skipped lines go to the log.
+pub fn load_tables(release_dir: &std::path::Path) -> Result<ModuleTables, HwError> {
+    let has_text = ["modules.dep", "modules.alias", "modules.pcimap", "modules.usbmap"].iter().any(|f| release_dir.join(f).exists());
+    let (tables, warnings) = if has_text { ModuleTables::load(release_dir)? } else { ModuleTables::build(release_dir)? };
+    for w in &warnings {
+        log::warn!("hw: {w}");
+    }
+    Ok(tables)
 }
 
 /// One modules.alias line: Some(Ok((pattern, module))), Some(Err) when malformed,
