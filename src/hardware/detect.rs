@@ -34,12 +34,15 @@ pub struct DetectOptions {
     /// for them: on a machine that boots from NVMe, the SATA, USB and sound stacks then
     /// do not compete for the CPU with the path to the image.
     pub fast_first: bool,
+    /// Longest wait for one module: a load not done by then counts as hung, the boot
+    /// goes on without it (a blocked finit_module cannot be cancelled) and reports it.
+    pub load_timeout: Duration,
 }
 
 impl DetectOptions {
     /// Defaults for a boot: parallel, 500 ms quiet period, 20 s cap.
     pub fn new(modules_dir: PathBuf, sysfs: PathBuf) -> DetectOptions {
-        DetectOptions { modules_dir, sysfs, blacklist: Vec::new(), force_load: Vec::new(), params: HashMap::new(), parallel: true, quiet: Duration::from_millis(500), cap: Duration::from_secs(20), fast_first: false }
+        DetectOptions { modules_dir, sysfs, blacklist: Vec::new(), force_load: Vec::new(), params: HashMap::new(), parallel: true, quiet: Duration::from_millis(500), cap: Duration::from_secs(20), fast_first: false, load_timeout: Duration::from_secs(20) }
     }
 
     /// Takes `module.param=value`, `modprobe.blacklist=a,b`, `rd.driver.blacklist=`,
@@ -90,11 +93,38 @@ pub struct DetectReport {
     /// Every distinct modalias seen (walk and uevents), in the order seen: which
     /// devices were present, so each `loaded` reason can be checked against them.
     pub devices: Vec<String>,
+    /// Loads that were given up on (hung in the kernel): the boot went on without them.
+    pub stuck: Vec<StuckLoad>,
+}
+
+/// A module whose load had not finished when someone stopped waiting for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StuckLoad {
+    pub module: String,
+    /// Why it was being loaded.
+    pub reason: String,
+    /// When its load started, in ms after detection started.
+    pub since_ms: u64,
+    /// How long it had been loading when given up on.
+    pub waited_ms: u64,
+}
+
+impl std::fmt::Display for StuckLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "module {} ({}) still loading after {:.1} s (since {:.1} s into detection)",
+            self.module,
+            self.reason,
+            self.waited_ms as f64 / 1000.0,
+            self.since_ms as f64 / 1000.0
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ModState {
-    Loading,
+    Loading { since: Instant, reason: String },
     Loaded,
     Failed(String),
 }
@@ -314,20 +344,39 @@ impl Detector {
     }
 
     /// Ends detection before the hand-over to the real system: no new load starts, and
-    /// this returns once the loads under way have finished. A load cut short by exec can
-    /// leave a driver half initialised (booster #120).
-    pub fn finish(&self) {
+    /// this returns once the loads under way have finished, or after `wait` at most. A
+    /// load cut short by exec can leave a driver half initialised (booster #120); a load
+    /// hung in the kernel cannot be cancelled: those still under way are returned (and
+    /// recorded in the report) so the caller can name them.
+    pub fn finish(&self, wait: Duration) -> Vec<StuckLoad> {
+        let deadline = Instant::now() + wait;
         let mut st = self.inner.lock();
         st.stop = true;
         self.inner.cond.notify_all();
-        while st.busy > 0 {
-            st = self
-                .inner
-                .cond
-                .wait_timeout(st, Duration::from_millis(20))
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+        loop {
+            let loading = st.modules.values().any(|m| matches!(m, ModState::Loading { .. }));
+            if st.busy == 0 && !loading {
+                return Vec::new();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let stuck = self.inner.under_way(&st);
+                for s in &stuck {
+                    if !st.report.stuck.iter().any(|r| r.module == s.module) {
+                        st.report.stuck.push(s.clone());
+                    }
+                }
+                return stuck;
+            }
+            let step = (deadline - now).min(Duration::from_millis(20));
+            st = self.inner.cond.wait_timeout(st, step).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
         }
+    }
+
+    /// The loads under way now, with since when.
+    pub fn loads_under_way(&self) -> Vec<StuckLoad> {
+        let st = self.inner.lock();
+        self.inner.under_way(&st)
     }
 
     pub fn wait_for_change(&self, since: u64, timeout: Duration) -> u64 {
@@ -344,22 +393,53 @@ impl Detector {
     }
 
     /// Resolves a module name or alias ("fs-ext4", "squashfs", "loop", "overlay"),
-    /// loads it with its dependencies and waits. Builtins succeed at once.
+    /// loads it with its dependencies and waits, at most `load_timeout`: the load runs
+    /// on a thread of its own, so a driver whose init never returns cannot block the
+    /// caller. Builtins succeed at once.
     pub fn load_module(&self, name_or_alias: &str) -> Result<(), HwError> {
         let modules = self.inner.tables.resolve(name_or_alias);
         if modules.is_empty() {
             return Err(HwError::NotFound(name_or_alias.to_string()));
         }
-        let mut first_err = None;
-        for m in &modules {
-            match self.inner.ensure_loaded(m, &format!("requested as {name_or_alias}"), 0) {
-                Ok(()) => return Ok(()),
-                Err(reason) => {
-                    first_err.get_or_insert(HwError::Module { module: m.clone(), reason });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = Arc::clone(&self.inner);
+        let name = name_or_alias.to_string();
+        let candidates = modules.clone();
+        let spawned = std::thread::Builder::new().name(format!("load {name}")).spawn(move || {
+            let mut first_err = None;
+            for m in &candidates {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.ensure_loaded(m, &format!("requested as {name}"), 0)))
+                    .unwrap_or_else(|_| Err(format!("module {m}: internal error while loading (see the message above)")));
+                match outcome {
+                    Ok(()) => {
+                        let _ = tx.send(Ok(()));
+                        return;
+                    }
+                    Err(reason) => {
+                        first_err.get_or_insert(HwError::Module { module: m.clone(), reason });
+                    }
                 }
             }
+            let _ = tx.send(Err(first_err.unwrap_or_else(|| HwError::NotFound(name))));
+        });
+        if let Err(e) = spawned {
+            return Err(HwError::Module { module: name_or_alias.to_string(), reason: format!("cannot start a loader thread: {e}") });
         }
-        Err(first_err.unwrap_or_else(|| HwError::NotFound(name_or_alias.to_string())))
+        match rx.recv_timeout(self.inner.opts.load_timeout) {
+            Ok(result) => result,
+            Err(_) => {
+                let stuck = self.inner.under_way(&self.inner.lock());
+                let named: Vec<String> = stuck.iter().filter(|s| modules.contains(&s.module) || stuck.len() == 1).map(|s| s.to_string()).collect();
+                Err(HwError::Module {
+                    module: modules.join(","),
+                    reason: format!(
+                        "gave up waiting after {:.1} s (the boot goes on without it){}",
+                        self.inner.opts.load_timeout.as_secs_f64(),
+                        if named.is_empty() { String::new() } else { format!(": {}", named.join("; ")) }
+                    ),
+                })
+            }
+        }
     }
 
     pub fn report(&self) -> DetectReport {
@@ -524,14 +604,52 @@ impl Inner {
         result
     }
 
+    /// The modules being loaded now, with since when (see [`StuckLoad`]).
+    fn under_way(&self, st: &State) -> Vec<StuckLoad> {
+        let now = Instant::now();
+        let mut out: Vec<StuckLoad> = st
+            .modules
+            .iter()
+            .filter_map(|(module, state)| match state {
+                ModState::Loading { since, reason } => Some(StuckLoad {
+                    module: module.clone(),
+                    reason: reason.clone(),
+                    since_ms: since.duration_since(self.started).as_millis() as u64,
+                    waited_ms: now.duration_since(*since).as_millis() as u64,
+                }),
+                _ => None,
+            })
+            .collect();
+        out.sort_by_key(|s| s.since_ms);
+        out
+    }
+
     fn load_one(&self, module: &str, reason: &str) -> Result<(), String> {
         let mut st = self.lock();
         loop {
             match st.modules.get(module) {
                 Some(ModState::Loaded) => return Ok(()),
                 Some(ModState::Failed(e)) => return Err(e.clone()),
-                Some(ModState::Loading) => {
-                    st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+                Some(ModState::Loading { since, reason: why }) => {
+                    // Another thread loads it: wait, but not longer than a load may take.
+                    let (since, why) = (*since, why.clone());
+                    let waited = since.elapsed();
+                    if waited >= self.opts.load_timeout || st.stop {
+                        let stuck = StuckLoad {
+                            module: module.to_string(),
+                            reason: why,
+                            since_ms: since.duration_since(self.started).as_millis() as u64,
+                            waited_ms: waited.as_millis() as u64,
+                        };
+                        log::warn!("hw: {stuck}; going on without it");
+                        let text = stuck.to_string();
+                        if !st.report.stuck.iter().any(|r| r.module == module) {
+                            st.report.stuck.push(stuck);
+                        }
+                        return Err(text);
+                    }
+                    let step = (self.opts.load_timeout - waited).min(Duration::from_millis(100));
+                    st = self.cond.wait_timeout(st, step).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
                 }
                 None => break,
             }
@@ -543,8 +661,10 @@ impl Inner {
             }
             return Ok(());
         }
-        st.modules.insert(module.to_string(), ModState::Loading);
+        st.modules.insert(module.to_string(), ModState::Loading { since: Instant::now(), reason: reason.to_string() });
         drop(st);
+        // If the loader panics, the module must not stay "loading" for ever.
+        let guard = LoadingGuard { inner: self, module, reason };
 
         let path = self.tables.module_path(module).map(|p| p.to_path_buf()).unwrap_or_default();
         let params = self.opts.params.get(module).cloned().unwrap_or_default();
@@ -553,19 +673,44 @@ impl Inner {
             Ok(()) | Err(HwError::LoadFailed { errno: Errno::EEXIST, .. }) => Ok(()),
             Err(e) => Err(errno_text(&e)),
         };
+        std::mem::forget(guard);
         let ms = t0.elapsed().as_millis() as u64;
         match &outcome {
             Ok(()) => log::info!("hw: loaded {module} in {ms} ms ({reason})"),
             Err(e) => log::warn!("hw: module {module} failed to load: {e} ({reason})"),
         }
-        let mut st = self.lock();
-        st.modules.insert(module.to_string(), match &outcome {
-            Ok(()) => ModState::Loaded,
-            Err(e) => ModState::Failed(e.clone()),
-        });
-        st.report.loaded.push(LoadRecord { module: module.to_string(), reason: reason.to_string(), ms, error: outcome.clone().err() });
-        self.touch(&mut st);
+        self.record(module, reason, ms, outcome.clone());
         outcome
+    }
+
+    fn record(&self, module: &str, reason: &str, ms: u64, outcome: Result<(), String>) {
+        let mut st = self.lock();
+        st.modules.insert(
+            module.to_string(),
+            match &outcome {
+                Ok(()) => ModState::Loaded,
+                Err(e) => ModState::Failed(e.clone()),
+            },
+        );
+        // A load given up on that finished after all is no longer stuck.
+        st.report.stuck.retain(|s| s.module != module);
+        st.report.loaded.push(LoadRecord { module: module.to_string(), reason: reason.to_string(), ms, error: outcome.err() });
+        self.touch(&mut st);
+    }
+}
+
+/// Marks a module failed when its load unwinds (a panic in the loader).
+struct LoadingGuard<'a> {
+    inner: &'a Inner,
+    module: &'a str,
+    reason: &'a str,
+}
+
+impl Drop for LoadingGuard<'_> {
+    fn drop(&mut self) {
+        let error = format!("internal error while loading {} (see the message above)", self.module);
+        log::warn!("hw: module {} failed to load: {error} ({})", self.module, self.reason);
+        self.inner.record(self.module, self.reason, 0, Err(error));
     }
 }
 
@@ -584,7 +729,12 @@ fn work(inner: Arc<Inner>) {
                 st = inner.cond.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let _ = inner.ensure_loaded(&job.0, &job.1, 0);
+        // A panic here must not leave `busy` raised nor kill the worker: the module
+        // counts as failed (see LoadingGuard) and the worker takes the next job.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.ensure_loaded(&job.0, &job.1, 0)));
+        if outcome.is_err() {
+            log::warn!("hw: internal error while loading {} ({}); counted as failed", job.0, job.1);
+        }
         let mut st = inner.lock();
         st.busy -= 1;
         inner.touch(&mut st);
