@@ -26,7 +26,10 @@ fn iso_holds_kernel_initrd_loader_and_image() {
     let cfg = run_ok(Command::new("xorriso").arg("-osirrox").arg("on").arg("-indev").arg(&iso).args(["-extract", "/isolinux/isolinux.cfg"]).arg(dir.join("isolinux.cfg")));
     drop(cfg);
     let cfg = std::fs::read_to_string(dir.join("isolinux.cfg")).unwrap();
-    assert!(cfg.contains("append initrd=/boot/initrd.img console=ttyS0 console=tty0 viver.debug"), "{cfg}");
+    // The medium names the image it carries, by id, so that image is booted first.
+    let manifest: toml::Table = toml::from_str(&std::fs::read_to_string(image.with_extension("toml")).unwrap()).unwrap();
+    let id = manifest["id"].as_str().unwrap();
+    assert!(cfg.contains(&format!("append initrd=/boot/initrd.img console=ttyS0 console=tty0 viver.image={id} viver.debug")), "{cfg}");
     // isohybrid: an MBR signature so the same file boots from a USB stick.
     let bytes = std::fs::read(&iso).unwrap();
     assert_eq!(&bytes[510..512], &[0x55, 0xaa]);

@@ -1,8 +1,29 @@
 //! The first things PID 1 does: the kernel's virtual filesystems, a console on fds 0-2,
 //! and a reaper for orphans.
 
+use super::log::BootLogger;
+use super::report::Failure;
+use super::Boot;
 use nix::mount::{mount, MsFlags};
 use std::path::Path;
+
+impl Boot {
+    pub(super) fn early(&mut self) -> Result<(), Failure> {
+        let problems = mount_api_filesystems();
+        attach_console();
+        set_environment();
+        BootLogger::install();
+        self.kmsg_ratelimit = super::log::lift_kmsg_ratelimit();
+        start_reaper();
+        for problem in problems {
+            ::log::warn!("{problem}");
+            self.report.problems.push(problem);
+        }
+        self.report.kernel = kernel_release();
+        ::log::info!("VIVER {} on Linux {}", env!("CARGO_PKG_VERSION"), self.report.kernel);
+        Ok(())
+    }
+}
 
 /// The API filesystems, mounted where every Linux program expects them. /run gets the
 /// options systemd's initrd interface asks for, since it is handed over as it is.

@@ -5,6 +5,12 @@
 //! prefix, so a key means the same thing in either place and is documented once (README,
 //! "Parameters"). A bad value never stops the boot: it is reported in
 //! [`Settings::problems`], the default is kept, and the boot goes on.
+//!
+//! Order, weakest first: defaults, the media's `viver.conf` files (in the order the media
+//! were probed), the initrd's own `/etc/viver.conf`, the command line. A medium is
+//! anybody's stick: its file may tune the search and choose among images, but may not
+//! point writes at another device, nor set what is decided before any medium can be read
+//! ([`NOT_FROM_MEDIA`]).
 
 use super::cmdline::Cmdline;
 use super::stage::Stage;
@@ -84,6 +90,9 @@ pub struct Settings {
     pub break_before: Option<Stage>,
     /// Everything that was not understood, one sentence each.
     pub problems: Vec<String>,
+    /// Where each key that is not a default came from (`command line viver.timeout`,
+    /// `/dev/vda1:/viver.conf`), by key name without `viver.`.
+    pub origins: BTreeMap<String, String>,
 }
 
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -114,25 +123,49 @@ impl Default for Settings {
             init_args: Vec::new(),
             break_before: None,
             problems: Vec::new(),
+            origins: BTreeMap::new(),
         }
     }
 }
 
-/// A `viver.conf` that was found, with where it was found (for messages).
+/// A `viver.conf` that was found, with where it was found (for messages) and what it
+/// may set.
 #[derive(Debug, Clone)]
 pub struct ConfFile {
     pub origin: String,
     pub text: String,
+    pub source: ConfSource,
 }
+
+/// Whose file a `viver.conf` is: that decides which keys it may set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfSource {
+    /// The initrd's own `/etc/viver.conf`: part of the boot files, trusted like the
+    /// command line.
+    Initrd,
+    /// A medium's: the device that carries it, with its filesystem's label and UUID.
+    Medium { dev_path: String, label: Option<String>, uuid: Option<String> },
+}
+
+/// Keys a medium's `viver.conf` may not set, and why (in the refusal's words).
+pub const NOT_FROM_MEDIA: &[(&str, &str)] = &[
+    ("blacklist", "drivers are loading before any medium can be read: use modprobe.blacklist= on the command line or the initrd's viver.conf"),
+    ("parallel", "drivers are loading before any medium can be read: use viver.parallel= on the command line or the initrd's viver.conf"),
+    ("break", "a shell before a stage is asked for on the command line"),
+];
 
 /// Command-line prefixes that are never module parameters.
 const NOT_MODULE_PREFIXES: &[&str] = &["viver", "rd", "systemd", "udev", "modprobe", "console", "BOOT_IMAGE"];
 
 impl Settings {
-    /// Defaults, then each configuration file in order, then the command line.
+    /// Defaults, then the media's files (in the order given), then the initrd's, then
+    /// the command line.
     pub fn resolve(cmdline: &Cmdline, confs: &[ConfFile]) -> Settings {
         let mut settings = Settings::default();
-        for conf in confs {
+        for conf in confs.iter().filter(|c| c.source != ConfSource::Initrd) {
+            settings.apply_conf(conf);
+        }
+        for conf in confs.iter().filter(|c| c.source == ConfSource::Initrd) {
             settings.apply_conf(conf);
         }
         settings.apply_cmdline(cmdline);
@@ -150,9 +183,26 @@ impl Settings {
         };
         for (key, value) in table {
             let origin = format!("{} key {key}", conf.origin);
-            match toml_to_word(&value) {
-                Some(word) => self.apply(&key, Some(&word), &origin),
-                None => self.problems.push(format!("{origin}: value {value} is not a string, number, boolean or list of them")),
+            let Some(word) = toml_to_word(&value) else {
+                self.problems.push(format!("{origin}: value {value} is not a string, number, boolean or list of them"));
+                continue;
+            };
+            match &conf.source {
+                ConfSource::Initrd => self.apply(&key, Some(&word), &origin),
+                ConfSource::Medium { dev_path, label, uuid } => {
+                    if let Some((_, why)) = NOT_FROM_MEDIA.iter().find(|(k, _)| *k == key) {
+                        self.problems.push(format!("{origin}: refused, a medium's viver.conf may not set {key}: {why}"));
+                        continue;
+                    }
+                    if key == "cow" {
+                        match medium_cow(&word, dev_path, label.as_deref(), uuid.as_deref()) {
+                            Ok(word) => self.apply(&key, Some(&word), &origin),
+                            Err(why) => self.problems.push(format!("{origin}: refused, {why}")),
+                        }
+                        continue;
+                    }
+                    self.apply(&key, Some(&word), &origin);
+                }
             }
         }
     }
@@ -242,9 +292,37 @@ impl Settings {
             }
             Ok(())
         })();
-        if let Err(what) = result {
-            self.problems.push(format!("{origin}: {what}"));
+        match result {
+            Ok(()) => {
+                self.origins.insert(key.to_string(), origin.to_string());
+            }
+            Err(what) => self.problems.push(format!("{origin}: {what}")),
         }
+    }
+}
+
+/// A medium's `cow =`: writes may stay in RAM or go to the medium itself, never to
+/// another device (a stranger's stick must not be able to make VIVER write to the
+/// machine's disks). The device is pinned to the medium's own path, so a second disk
+/// with the same label cannot be picked instead. Returns the value to apply.
+fn medium_cow(value: &str, dev_path: &str, label: Option<&str>, uuid: Option<&str>) -> Result<String, String> {
+    match parse_cow(value) {
+        Ok(CowSpec::Persistent { device, dir }) => {
+            let itself = device == dev_path
+                || device.strip_prefix("LABEL=").is_some_and(|l| Some(l) == label)
+                || device.strip_prefix("UUID=").is_some_and(|u| uuid.is_some_and(|own| own.eq_ignore_ascii_case(u)));
+            if itself {
+                Ok(format!("{dev_path}:{dir}"))
+            } else {
+                Err(format!(
+                    "cow={value} points at another device than the medium carrying this file ({dev_path}); \
+                     a medium's viver.conf may keep changes only on the medium itself: use viver.cow= on the \
+                     command line or in the initrd's viver.conf to write elsewhere"
+                ))
+            }
+        }
+        // RAM or no layer: the parser reports a bad value in the words it uses everywhere.
+        _ => Ok(value.to_string()),
     }
 }
 
@@ -335,8 +413,11 @@ mod tests {
     use super::*;
 
     fn resolve(line: &str, confs: &[&str]) -> Settings {
-        let confs: Vec<ConfFile> =
-            confs.iter().enumerate().map(|(i, t)| ConfFile { origin: format!("conf{i}"), text: t.to_string() }).collect();
+        let confs: Vec<ConfFile> = confs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ConfFile { origin: format!("conf{i}"), text: t.to_string(), source: ConfSource::Initrd })
+            .collect();
         Settings::resolve(&Cmdline::parse(line), &confs)
     }
 
@@ -430,9 +511,79 @@ mod tests {
                 text.push_str(pieces[(x % pieces.len() as u64) as usize]);
             }
             let (line, conf) = text.split_once('\n').unwrap_or((&text, ""));
-            let confs = [ConfFile { origin: "random".into(), text: conf.to_string() }];
+            let confs = [
+                ConfFile { origin: "random".into(), text: conf.to_string(), source: ConfSource::Initrd },
+                ConfFile { origin: "stick".into(), text: conf.to_string(), source: stick() },
+            ];
             let _ = Settings::resolve(&Cmdline::parse(line), &confs);
         }
     }
-}
 
+    fn stick() -> ConfSource {
+        ConfSource::Medium { dev_path: "/dev/sdb1".into(), label: Some("STICK".into()), uuid: Some("1234-ABCD".into()) }
+    }
+
+    fn with_medium(line: &str, initrd: Option<&str>, medium: &str) -> Settings {
+        let mut confs = vec![ConfFile { origin: "/dev/sdb1:/viver.conf".into(), text: medium.into(), source: stick() }];
+        if let Some(text) = initrd {
+            confs.push(ConfFile { origin: "initrd:/etc/viver.conf".into(), text: text.into(), source: ConfSource::Initrd });
+        }
+        Settings::resolve(&Cmdline::parse(line), &confs)
+    }
+
+    #[test]
+    fn a_medium_may_tune_the_search_and_choose_the_image() {
+        let s = with_medium(
+            "",
+            None,
+            "timeout = 7\nsettle = 0.5\nmedia_wait = 0\nmodules = [\"vfat\"]\nimage = \"desk\"\nmedia = \"usb\"\ntoram = true\nverify = \"full\"\npanic = \"reboot\"",
+        );
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert_eq!((s.timeout, s.settle, s.media_wait), (Duration::from_secs(7), Duration::from_millis(500), Duration::ZERO));
+        assert_eq!(s.modules, vec!["vfat"]);
+        assert_eq!((s.image.as_deref(), s.media.as_deref()), (Some("desk"), Some("usb")));
+        assert!(s.toram && s.verify == Verify::Full && s.panic == PanicPolicy::Reboot);
+        assert_eq!(s.origins.get("timeout").map(String::as_str), Some("/dev/sdb1:/viver.conf key timeout"));
+    }
+
+    #[test]
+    fn a_medium_may_not_point_writes_at_another_device() {
+        for other in ["LABEL=DATA", "/dev/sda1", "UUID=feed-beef:/cow", "LABEL=DATA:/viver-cow"] {
+            let s = with_medium("", None, &format!("cow = \"{other}\""));
+            assert_eq!(s.cow, CowSpec::Tmpfs { size: "50%".into() }, "{other} accepted");
+            assert!(
+                s.problems.iter().any(|p| p.contains("refused") && p.contains("another device") && p.contains("/dev/sdb1")),
+                "{other}: {:?}",
+                s.problems
+            );
+        }
+        // On itself, by any of its names: pinned to its device path.
+        for itself in ["LABEL=STICK:/keep", "UUID=1234-abcd:/keep", "/dev/sdb1:/keep"] {
+            let s = with_medium("", None, &format!("cow = \"{itself}\""));
+            assert_eq!(s.cow, CowSpec::Persistent { device: "/dev/sdb1".into(), dir: "/keep".into() }, "{itself}");
+        }
+        let s = with_medium("", None, "cow = \"tmpfs:1g\"");
+        assert_eq!(s.cow, CowSpec::Tmpfs { size: "1g".into() });
+        // The trusted sources may.
+        let s = with_medium("viver.cow=LABEL=DATA", None, "cow = \"LABEL=OTHER\"");
+        assert_eq!(s.cow, CowSpec::Persistent { device: "LABEL=DATA".into(), dir: "/viver-cow".into() });
+        let s = with_medium("", Some("cow = \"LABEL=DATA\""), "");
+        assert_eq!(s.cow, CowSpec::Persistent { device: "LABEL=DATA".into(), dir: "/viver-cow".into() });
+    }
+
+    #[test]
+    fn a_medium_may_not_set_what_is_decided_before_it_is_read() {
+        let s = with_medium("", None, "blacklist = [\"e1000\"]\nparallel = false\nbreak = \"image\"");
+        assert!(s.blacklist.is_empty() && s.parallel && s.break_before.is_none());
+        assert_eq!(s.problems.iter().filter(|p| p.contains("refused, a medium's viver.conf may not set")).count(), 3, "{:?}", s.problems);
+    }
+
+    #[test]
+    fn the_initrd_and_the_command_line_win_over_a_medium() {
+        let s = with_medium("viver.media_wait=2", Some("timeout = 20"), "timeout = 5\nmedia_wait = 9\nsettle = 1");
+        assert_eq!(s.timeout, Duration::from_secs(20));
+        assert_eq!(s.media_wait, Duration::from_secs(2));
+        assert_eq!(s.settle, Duration::from_secs(1));
+        assert_eq!(s.origins.get("timeout").map(String::as_str), Some("initrd:/etc/viver.conf key timeout"));
+    }
+}

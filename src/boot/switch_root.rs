@@ -2,6 +2,10 @@
 //! the initramfs's files are deleted (its memory would otherwise stay taken for good),
 //! the new root becomes `/`, and its init replaces us as PID 1.
 
+use super::log::BootLogger;
+use super::report::{Failure, StageTiming};
+use super::stage::Stage;
+use super::{Boot, MountedImage, NEW_ROOT, REPORT_DIR};
 use nix::mount::{mount, MsFlags};
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
@@ -15,6 +19,43 @@ pub enum SwitchError {
     Move { from: String, to: String, errno: nix::Error },
     #[error("{what}: {errno}")]
     Sys { what: String, errno: nix::Error },
+}
+
+impl Boot {
+    pub(super) fn switch_root(&mut self, image: &MountedImage) -> Result<std::convert::Infallible, Failure> {
+        let new_root = Path::new(NEW_ROOT);
+        let failure = |message: String| Failure { stage: Stage::SwitchRoot, message, details: vec![] };
+        let init = find_init(new_root, self.settings.init.as_deref()).map_err(|e| failure(e.to_string()))?;
+        self.report.init = Some(init.display().to_string());
+        self.report.image = Some(image.chosen.clone());
+        let c = &image.chosen;
+        let line = format!(
+            "booting image {} ({}) from {} ({}){}, changes in {}, init {}",
+            c.name,
+            c.id,
+            c.device,
+            c.media,
+            if c.toram { ", copied to RAM" } else { "" },
+            self.report.cow.as_deref().unwrap_or("?"),
+            init.display()
+        );
+        // The report's own switch-root timing can only cover what happened up to here.
+        let total = super::log::uptime() - self.started_monotonic.as_secs_f64();
+        self.report.stages.push(StageTiming { stage: Stage::SwitchRoot, start: super::log::uptime(), duration_ms: 0.0 });
+        let lines = BootLogger::get().map(|l| {
+            l.console_always(&line);
+            l.console_always(&format!("initramfs done in {:.0} ms", total * 1000.0));
+            l.lines()
+        });
+        if let Err(e) = self.report.write(Path::new(REPORT_DIR), &lines.unwrap_or_default()) {
+            ::log::warn!("could not write {REPORT_DIR}/boot.json: {e}");
+        }
+        super::log::restore_kmsg_ratelimit(self.kmsg_ratelimit.take());
+        let mut args = systemd_handover(new_root, &init, self.started_realtime, self.started_monotonic);
+        args.extend(self.settings.init_args.iter().cloned());
+        let error = switch_root(new_root, &init, &args, &[]);
+        Err(failure(error.to_string()))
+    }
 }
 
 /// The inits tried when `init=` is not given, in the order of the field.

@@ -442,6 +442,16 @@ impl Detector {
         }
     }
 
+    /// Queues a module by name or alias without waiting for it (modules named by a
+    /// medium's viver.conf, read while detection runs). False when nothing matches.
+    pub fn request(&self, name_or_alias: &str, reason: &str) -> bool {
+        let modules = self.inner.tables.resolve(name_or_alias);
+        for module in &modules {
+            self.inner.enqueue(module, reason);
+        }
+        !modules.is_empty()
+    }
+
     pub fn report(&self) -> DetectReport {
         self.inner.lock().report.clone()
     }

@@ -52,7 +52,7 @@ pub fn build(opts: &MediaOptions) -> Result<u64, KitError> {
     let image_spec = format!("{}@@{}", disk.display(), offset);
     let scratch = ScratchDir::new("disk")?;
     let cfg = scratch.path.join("syslinux.cfg");
-    std::fs::write(&cfg, super::loader_config(&opts.append)).at(&cfg)?;
+    std::fs::write(&cfg, super::loader_config(&super::media_append(opts)?)).at(&cfg)?;
     let mut dirs: Vec<String> = vec!["::/syslinux".into(), "::/boot".into()];
     if opts.image.is_some() {
         dirs.push("::/viver".into());

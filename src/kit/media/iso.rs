@@ -25,7 +25,7 @@ pub fn build(opts: &MediaOptions) -> Result<u64, KitError> {
         std::fs::copy(src, stage.join(name)).at(&stage.join(name))?;
     }
     let cfg = stage.join("isolinux.cfg");
-    std::fs::write(&cfg, super::loader_config(&opts.append)).at(&cfg)?;
+    std::fs::write(&cfg, super::loader_config(&super::media_append(opts)?)).at(&cfg)?;
 
     let mut cmd = Command::new(xorriso);
     cmd.args(["-as", "mkisofs", "-quiet", "-o"])

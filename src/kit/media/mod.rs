@@ -38,6 +38,27 @@ pub fn kernel_append(extra: &str) -> String {
     }
 }
 
+/// What the medium's boot loader passes besides the fixed part: the image the medium
+/// carries, by id (`viver.image=ID`), so this medium's image is booted even when a
+/// faster disk or a stranger's stick holds another one (copies of the same image on
+/// faster media still win), then the user's `--append`.
+pub fn media_append(opts: &MediaOptions) -> Result<String, KitError> {
+    let mut words = Vec::new();
+    if let Some(image) = &opts.image {
+        let user_names_one = opts.append.split_whitespace().any(|w| w.starts_with("viver.image="));
+        if !user_names_one {
+            let manifest_path = super::image::manifest_path_for(image);
+            let manifest = crate::image::manifest::Manifest::load(&manifest_path)
+                .map_err(|e| KitError::BadInput(format!("{e} (the image needs its manifest; build both with `viver kit image`)")))?;
+            words.push(format!("viver.image={}", manifest.id));
+        }
+    }
+    if !opts.append.trim().is_empty() {
+        words.push(opts.append.trim().to_string());
+    }
+    Ok(words.join(" "))
+}
+
 /// The syslinux/isolinux configuration: boot at once, no menu, serial mirrored.
 pub fn loader_config(append: &str) -> String {
     format!(

@@ -2,8 +2,8 @@
 //! read-only under /run/viver/media/<name>, and on each medium the images and
 //! `viver.conf` files it carries.
 
-use super::report::DeviceReport;
-use super::settings::ConfFile;
+use crate::boot::report::DeviceReport;
+use crate::boot::settings::{ConfFile, ConfSource};
 use crate::disks::blockdev::{self, BlockDevice};
 use crate::disks::superblock::{self, Filesystem, FsKind};
 use crate::hardware::detect::Detector;
@@ -35,6 +35,8 @@ pub struct MediaSearch {
     /// Image files that were found but could not be candidates, with the reason.
     pub rejected: Vec<String>,
     pub confs: Vec<ConfFile>,
+    /// `viver.conf` files that were found but could not be read, one sentence each.
+    pub conf_problems: Vec<String>,
     /// Whole disks with a partition table whose partitions had not appeared yet, and
     /// when they were first seen: probed again until their partitions show up.
     deferred: BTreeMap<String, std::time::Instant>,
@@ -177,7 +179,7 @@ impl MediaSearch {
                 }
                 self.candidates.extend(findings.candidates);
                 self.rejected.extend(findings.rejected);
-                self.read_confs(&device, &target);
+                self.read_confs(&device, &filesystem, &target);
             }
             Err(e) => {
                 let _ = std::fs::remove_dir(&target);
@@ -189,7 +191,7 @@ impl MediaSearch {
         medium
     }
 
-    fn read_confs(&mut self, device: &BlockDevice, mounted_at: &Path) {
+    fn read_confs(&mut self, device: &BlockDevice, filesystem: &Filesystem, mounted_at: &Path) {
         use std::os::unix::fs::MetadataExt;
         // On case-insensitive media two of the paths can be the same file: read it once.
         let mut read = Vec::new();
@@ -200,9 +202,19 @@ impl MediaSearch {
                 continue;
             }
             read.push(meta.ino());
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                log::info!("found {} on {}", rel, device.dev_path.display());
-                self.confs.push(ConfFile { origin: format!("{}:/{rel}", device.dev_path.display()), text });
+            let origin = format!("{}:/{rel}", device.dev_path.display());
+            match std::fs::read(&path).map(String::from_utf8) {
+                Ok(Ok(text)) => {
+                    log::info!("found {} on {}", rel, device.dev_path.display());
+                    let source = ConfSource::Medium {
+                        dev_path: device.dev_path.display().to_string(),
+                        label: filesystem.label.clone(),
+                        uuid: filesystem.uuid.clone(),
+                    };
+                    self.confs.push(ConfFile { origin, text, source });
+                }
+                Ok(Err(_)) => self.conf_problems.push(format!("{origin}: not UTF-8 text, ignored")),
+                Err(e) => self.conf_problems.push(format!("{origin}: cannot read it: {e}")),
             }
         }
     }

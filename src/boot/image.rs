@@ -1,0 +1,191 @@
+//! Stage `image`: the candidates in the order of the policy, each checked until one
+//! passes; the chosen copy is attached to a loop device (or copied to RAM) and mounted.
+
+use super::disks::search::MediaSearch;
+use super::report::{CandidateReport, ChosenImage, Failure};
+use super::settings::Verify;
+use super::stage::Stage;
+use super::{Boot, MountedImage, IMAGE_MOUNT, RAM_DIR};
+use crate::disks::rank;
+use crate::image::candidate::Candidate;
+use crate::image::{choose, cow, loopdev, verify};
+use std::path::Path;
+
+impl Boot {
+    /// One entry per copy (device and path) in the report: a search that resumed after
+    /// every copy on the fastest media was rejected lists each copy once, with its
+    /// latest verdict.
+    fn record_candidate(&mut self, entry: CandidateReport) {
+        let same = |c: &CandidateReport| c.device == entry.device && c.path == entry.path;
+        match self.report.candidates.iter_mut().find(|c| same(c)) {
+            // A rejection stays: the copy is not tried again.
+            Some(existing) if existing.verdict == "rejected" => {}
+            Some(existing) => *existing = entry,
+            None => self.report.candidates.push(entry),
+        }
+    }
+
+    pub(super) fn image(&mut self, search: &mut MediaSearch) -> Result<MountedImage, Failure> {
+        let selector = match self.settings.media.as_deref().map(rank::parse_media) {
+            Some(Ok(selector)) => Some(selector),
+            Some(Err(e)) => {
+                ::log::warn!("viver.media: {e}; using the default order");
+                self.report.problems.push(format!("viver.media: {e}"));
+                None
+            }
+            None => None,
+        };
+        let untried: Vec<Candidate> = search
+            .candidates
+            .iter()
+            .filter(|c| !search.tried.contains(&(c.device.name.clone(), c.medium_path.clone())))
+            .cloned()
+            .collect();
+        let plan = choose::plan(untried, self.settings.image.as_deref(), selector.as_ref());
+        for note in &plan.notes {
+            ::log::warn!("{note}");
+        }
+        let mut order = plan.order;
+        break_speed_tie(&mut order);
+        for (candidate, reason) in &plan.excluded {
+            self.record_candidate(candidate_report(candidate, None, "excluded", Some(reason.clone())));
+        }
+        let mut chosen = None;
+        for (index, candidate) in order.iter().enumerate() {
+            if chosen.is_some() {
+                self.record_candidate(candidate_report(candidate, Some(index + 1), "not tried", None));
+                continue;
+            }
+            match self.try_candidate(candidate) {
+                Ok(image) => {
+                    self.record_candidate(candidate_report(candidate, Some(index + 1), "chosen", None));
+                    chosen = Some(image);
+                }
+                Err(reason) => {
+                    search.tried.push((candidate.device.name.clone(), candidate.medium_path.clone()));
+                    ::log::warn!("rejected {} on {}: {reason}", candidate.medium_path, candidate.device.dev_path.display());
+                    search.rejections.push(format!("{} on {}: {reason}", candidate.medium_path, candidate.device.dev_path.display()));
+                    self.record_candidate(candidate_report(candidate, Some(index + 1), "rejected", Some(reason)));
+                }
+            }
+        }
+        match chosen {
+            Some(image) => Ok(image),
+            None => {
+                let mut details = search.rejections.clone();
+                details.extend(plan.excluded.iter().map(|(c, why)| format!("{} on {}: {why}", c.medium_path, c.device.dev_path.display())));
+                details.extend(search.rejected.iter().cloned());
+                Err(Failure {
+                    stage: Stage::Image,
+                    message: match &self.settings.image {
+                        Some(name) if order.is_empty() => format!("No image named {name:?} was found (viver.image=)."),
+                        _ => "Every image found was rejected.".into(),
+                    },
+                    details,
+                })
+            }
+        }
+    }
+
+    /// Checks one candidate and mounts it at IMAGE_MOUNT; the error is the reason to reject it.
+    fn try_candidate(&mut self, candidate: &Candidate) -> Result<MountedImage, String> {
+        let info = verify::quick(&candidate.image_path, candidate.manifest.as_ref()).map_err(|e| e.to_string())?;
+        let shown = candidate.image_path.display().to_string();
+        let mut source = candidate.image_path.clone();
+        if self.settings.toram {
+            ::log::info!("copying {} ({} MiB) to RAM", candidate.medium_path, info.bytes_used >> 20);
+            let mut last_percent = 0;
+            let (copy, digest) = cow::copy_to_ram(&candidate.image_path, Path::new(RAM_DIR), |done, total| {
+                let percent = if total == 0 { 100 } else { done * 100 / total };
+                if percent >= last_percent + 10 || percent == 100 {
+                    last_percent = percent;
+                    ::log::info!("  {percent}% ({} of {} MiB)", done >> 20, total >> 20);
+                }
+            })
+            .map_err(|e| {
+                let _ = nix::mount::umount2(RAM_DIR, nix::mount::MntFlags::MNT_DETACH);
+                e.to_string()
+            })?;
+            if let Some(manifest) = &candidate.manifest {
+                if let Err(e) = verify::check_digest(&shown, &digest, manifest) {
+                    let _ = nix::mount::umount2(RAM_DIR, nix::mount::MntFlags::MNT_DETACH);
+                    return Err(e.to_string());
+                }
+            }
+            source = copy;
+        } else if self.settings.verify == Verify::Full {
+            if let Some(manifest) = &candidate.manifest {
+                ::log::info!("checking the SHA-256 of {} ({} MiB)", candidate.medium_path, manifest.size >> 20);
+                verify::full(&candidate.image_path, manifest, |_| {}).map_err(|e| e.to_string())?;
+            }
+        }
+        let is_device = std::fs::metadata(&source).map(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_block_device()
+        });
+        // Held until the mount below has the device (see LoopDevice).
+        let mut loop_device = None;
+        let device = if is_device.unwrap_or(false) {
+            source.clone()
+        } else {
+            let attached = loopdev::attach(&source, Path::new("/dev"), true).map_err(|e| e.to_string())?;
+            let path = attached.path.clone();
+            loop_device = Some(attached);
+            path
+        };
+        cow::mount_image(&device, Path::new(IMAGE_MOUNT)).map_err(|e| e.to_string())?;
+        drop(loop_device);
+        Ok(MountedImage {
+            id: candidate.id.clone(),
+            chosen: ChosenImage {
+                name: candidate.name.clone(),
+                id: candidate.id.clone(),
+                path: candidate.medium_path.clone(),
+                device: candidate.device.dev_path.display().to_string(),
+                media: candidate.device.class.to_string(),
+                toram: self.settings.toram,
+                compressor: Some(info.compressor.to_string()),
+                size_bytes: info.bytes_used,
+            },
+        })
+    }
+}
+
+/// Same image, same class of medium: a short read decides which copy is faster.
+fn break_speed_tie(order: &mut [Candidate]) {
+    if order.len() < 2 {
+        return;
+    }
+    let (a, b) = (&order[0], &order[1]);
+    if a.id != b.id
+        || rank::class_rank(a.device.class, a.device.rotational) != rank::class_rank(b.device.class, b.device.rotational)
+        || a.device.name == b.device.name
+    {
+        return;
+    }
+    let speed = |c: &Candidate| rank::measure_read_mbps(&c.device.dev_path, 4 << 20).unwrap_or(0.0);
+    let (speed_a, speed_b) = (speed(a), speed(b));
+    ::log::info!(
+        "{} and {} hold the same image on the same kind of medium: {speed_a:.0} vs {speed_b:.0} MB/s",
+        a.device.dev_path.display(),
+        b.device.dev_path.display()
+    );
+    if speed_b > speed_a * 1.1 {
+        order.swap(0, 1);
+    }
+}
+
+fn candidate_report(c: &Candidate, rank: Option<usize>, verdict: &str, reason: Option<String>) -> CandidateReport {
+    CandidateReport {
+        name: c.name.clone(),
+        id: c.id.clone(),
+        path: c.medium_path.clone(),
+        device: c.device.dev_path.display().to_string(),
+        media: c.device.class.to_string(),
+        rank,
+        verdict: verdict.to_string(),
+        reason,
+    }
+}
+
+
