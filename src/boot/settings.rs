@@ -12,7 +12,7 @@
 //! point writes at another device, nor set what is decided before any medium can be read
 //! ([`NOT_FROM_MEDIA`]).
 
-use super::cmdline::Cmdline;
+use crate::cmdline::Cmdline;
 use super::stage::Stage;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -154,8 +154,6 @@ pub const NOT_FROM_MEDIA: &[(&str, &str)] = &[
     ("break", "a shell before a stage is asked for on the command line"),
 ];
 
-/// Command-line prefixes that are never module parameters.
-const NOT_MODULE_PREFIXES: &[&str] = &["viver", "rd", "systemd", "udev", "modprobe", "console", "BOOT_IMAGE"];
 
 impl Settings {
     /// Defaults, then the media's files (in the order given), then the initrd's, then
@@ -233,21 +231,9 @@ impl Settings {
     /// not loaded yet, and hands them to nobody; modprobe used to read them from
     /// /proc/cmdline, so we do.
     fn maybe_module_param(&mut self, key: &str, value: Option<&str>) {
-        let Some((module, param)) = key.split_once('.') else { return };
-        if module.is_empty() || param.is_empty() || NOT_MODULE_PREFIXES.contains(&module) {
-            return;
+        if let Some((module, word)) = crate::cmdline::module_param(key, value) {
+            crate::cmdline::push_param(&mut self.module_params, module, &word);
         }
-        let module = module.replace('-', "_");
-        let word = match value {
-            Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
-            Some(v) => format!("{param}={v}"),
-            None => param.to_string(),
-        };
-        let entry = self.module_params.entry(module).or_default();
-        if !entry.is_empty() {
-            entry.push(' ');
-        }
-        entry.push_str(&word);
     }
 
     /// One setting, by its name without `viver.`; `origin` says where it came from.

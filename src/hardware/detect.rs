@@ -172,6 +172,12 @@ impl Detector {
     /// directory: depmod's files when present, else built from the .ko files.
     pub fn start(opts: DetectOptions) -> Result<Detector, HwError> {
         let tables = load_tables(&opts.modules_dir)?;
+        Ok(Detector::start_with_tables(opts, tables))
+    }
+
+    /// [`start`](Self::start) with the tables given (empty tables: the kernel's
+    /// built-in drivers only, when the initrd has no modules for the running kernel).
+    pub fn start_with_tables(opts: DetectOptions, tables: ModuleTables) -> Detector {
         // The kernel's own module requests (crypto-crc32c, fs-*) must reach our modprobe.
         super::modprobe::point_kernel_at_modprobe(std::path::Path::new("/proc/sys"));
         let socket = match UeventSocket::open() {
@@ -182,7 +188,7 @@ impl Detector {
             }
         };
         let loader = Arc::new(KernelLoader { release_dir: opts.modules_dir.clone() });
-        Ok(Detector::start_with(opts, tables, loader, socket))
+        Detector::start_with(opts, tables, loader, socket)
     }
 
     /// [`start`](Self::start) with the tables, loader and (optional) uevent source given.
@@ -797,5 +803,94 @@ mod priority_tests {
         let order: Vec<u8> = [virtio_blk, nvme, ahci, piix_ide, xhci, vga].iter().map(|m| storage_priority(m)).collect();
         assert_eq!(order, vec![0, 0, 1, 3, 4, 6]);
         assert_eq!(storage_priority("garbage"), 6);
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+    use std::path::Path;
+
+    fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardware/mini")
+    }
+
+    fn sysfs(tag: &str, devices: &[(&str, &str)]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("viver-deadline-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("devices")).unwrap();
+        for (dev, alias) in devices {
+            let d = root.join("devices").join(dev);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("modalias"), format!("{alias}\n")).unwrap();
+        }
+        root
+    }
+
+    const AHCI: &str = "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01";
+
+    /// A loader whose call for `hang` never returns (a driver init that blocks for
+    /// ever), and which panics for `boom`.
+    struct Loader {
+        hang: &'static str,
+    }
+
+    impl LoadModule for Loader {
+        fn load(&self, module: &str, _path: &Path, _params: &str) -> Result<(), HwError> {
+            if module == self.hang {
+                loop {
+                    std::thread::park();
+                }
+            }
+            if module == "ext4" {
+                panic!("a bug in the loader");
+            }
+            Ok(())
+        }
+    }
+
+    fn options(sysfs: PathBuf) -> DetectOptions {
+        let mut o = DetectOptions::new(fixture(), sysfs);
+        o.quiet = Duration::from_millis(50);
+        o.cap = Duration::from_secs(2);
+        o.load_timeout = Duration::from_millis(300);
+        o
+    }
+
+    #[test]
+    fn a_load_that_never_returns_is_given_up_on_and_named() {
+        let sysfs = sysfs("hang", &[("pci0000:00/0000:00:1f.2", AHCI)]);
+        let (tables, _) = ModuleTables::load(&fixture()).unwrap();
+        // libata is a dependency of ahci: its load hangs, ahci's worker waits for it.
+        let det = Detector::start_with(options(sysfs), tables, Arc::new(Loader { hang: "libata" }), None);
+        assert_eq!(det.wait_settled(), Settled::Capped, "a hung load keeps the hardware busy");
+        let under_way: Vec<String> = det.loads_under_way().into_iter().map(|s| s.module).collect();
+        assert_eq!(under_way, vec!["libata".to_string()]);
+        // A request that needs it returns with the module's name instead of blocking.
+        let err = det.load_module("libata").unwrap_err().to_string();
+        assert!(err.contains("module libata") && err.contains("still loading"), "{err}");
+        // The hand-over waits a bounded time, then names what it leaves behind.
+        let stuck = det.finish(Duration::from_millis(100));
+        assert_eq!(stuck.iter().map(|s| s.module.as_str()).collect::<Vec<_>>(), vec!["libata"]);
+        assert!(stuck[0].reason.contains("dependency of"), "{:?}", stuck[0]);
+        let report = det.report();
+        assert_eq!(report.stuck.iter().map(|s| s.module.as_str()).collect::<Vec<_>>(), vec!["libata"]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["stuck"][0]["module"], "libata");
+    }
+
+    #[test]
+    fn a_panic_in_a_load_counts_as_a_failed_module() {
+        let sysfs = sysfs("panic", &[]);
+        let (tables, _) = ModuleTables::load(&fixture()).unwrap();
+        let mut o = options(sysfs);
+        o.force_load = vec!["ext4".into()];
+        let det = Detector::start_with(o, tables, Arc::new(Loader { hang: "none" }), None);
+        assert_eq!(det.wait_settled(), Settled::Quiet, "the panicking worker must not stay busy");
+        let report = det.report();
+        let ext4 = report.loaded.iter().find(|r| r.module == "ext4").expect("ext4 recorded");
+        assert!(ext4.error.as_deref().unwrap_or_default().contains("internal error"), "{ext4:?}");
+        assert!(det.load_module("ext4").is_err());
+        assert!(det.finish(Duration::from_millis(100)).is_empty());
     }
 }
