@@ -332,7 +332,8 @@ fn corrupt_bytes_are_caught_by_full_verification() {
     let (_, report) = boot_ok(vm("flipped").disk_virtio(&hdd).usb_stick_xhci(&usb).append("viver.verify=full"));
     assert_eq!(chosen(&report).0, "usb");
     let reasons = report["candidates"].to_string();
-    assert!(reasons.contains("SHA-256"), "{reasons}");
+    assert!(reasons.contains("does not match the manifest"), "{reasons}");
+    assert_eq!(report["image"]["verification"]["complete"], true, "{}", report["image"]);
 }
 
 #[test]
@@ -496,4 +497,153 @@ fn two_virtio_disks_with_the_same_image_are_both_weighed() {
     let virtio = report["candidates"].as_array().unwrap().iter().filter(|c| c["media"] == "virtio").count();
     assert_eq!(virtio, 2, "both copies should be candidates: {}", report["candidates"]);
     assert!(log.contains("hold the same image on the same kind of medium"), "no measured tie-break:\n{}", log.tail(40));
+}
+
+// ---------------------------------------------------------------- corrupt images (issue 8, section 2)
+
+/// A layout `viver/<name>.squashfs` + manifest of a copy of the test root changed by
+/// `change`, made with `compressor`.
+fn variant_layout(name: &str, compressor: &str, change: impl FnOnce(&Path)) -> PathBuf {
+    let a = artifacts();
+    let root = a.dir.join(format!("{name}-root"));
+    let layout = a.dir.join(format!("{name}-layout"));
+    if layout.exists() {
+        return layout;
+    }
+    qemu::run_ok(Command::new("cp").arg("-a").arg(qemu::testroot_dir()).arg(&root));
+    change(&root);
+    let image = layout.join(format!("viver/{name}.squashfs"));
+    std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+    qemu::kit(&["image", root.to_str().unwrap(), "-o", image.to_str().unwrap(), "--name", name, "--compressor", compressor]);
+    layout
+}
+
+fn rejected(report: &Value) -> Vec<&Value> {
+    report["candidates"].as_array().unwrap().iter().filter(|c| c["verdict"] == "rejected").collect()
+}
+
+/// Issue 8's case: bytes flipped throughout the virtio copy (same size, superblock and
+/// manifest intact) and a good copy on a USB stick.
+#[test]
+fn a_copy_corrupt_throughout_is_rejected_by_its_chunks_and_the_usb_copy_boots() {
+    let a = artifacts();
+    let bad = a.dir.join("corrupt-throughout-layout");
+    if !bad.exists() {
+        qemu::run_ok(Command::new("cp").arg("-a").arg(&a.layout).arg(&bad));
+        let image = bad.join("viver/testroot.squashfs");
+        let mut bytes = std::fs::read(&image).unwrap();
+        let len = bytes.len();
+        for offset in (4096..len).step_by(8192) {
+            bytes[offset] ^= 0x5a;
+        }
+        std::fs::write(&image, &bytes).unwrap();
+        assert_eq!(std::fs::metadata(&image).unwrap().len() as usize, len);
+    }
+    let hdd = disk("corrupt-all", "ext4", &bad, true);
+    let usb = disk("corrupt-all", "vfat", &a.layout, true);
+    let (log, report) = boot_ok(vm("corrupt-all").disk_virtio(&hdd).usb_stick_xhci(&usb));
+    assert!(log.contains("VIVER-TESTROOT-UP"));
+    assert_eq!(chosen(&report).0, "usb", "{}", report["candidates"]);
+    let rejected = rejected(&report);
+    assert_eq!(rejected.len(), 1, "{}", report["candidates"]);
+    assert_eq!(rejected[0]["media"], "virtio");
+    let reason = rejected[0]["reason"].as_str().unwrap();
+    let words: Vec<&str> = reason.split_whitespace().collect();
+    assert_eq!(words[0], "chunk", "{reason}");
+    assert!(words[1].parse::<u64>().is_ok() && words[2] == "(offset", "{reason}");
+    assert!(reason.ends_with("does not match the manifest"), "{reason}");
+    // The USB copy passed the same check.
+    let v = &report["image"]["verification"];
+    assert_eq!(v["level"], "boot", "{v}");
+    assert!(v["files"].as_array().unwrap().iter().any(|f| f.as_str().unwrap().contains("/bin/busybox")), "{v}");
+}
+
+/// Corruption only inside a big file init does not need: the boot goes on, the report
+/// says what was checked, and reading that file fails with EIO rather than returning
+/// wrong bytes. gzip is used because its zlib streams carry an adler32 the kernel
+/// checks on every block (xz's CRC32 too; zstd blocks from mksquashfs carry none).
+#[test]
+fn corruption_in_a_file_init_does_not_need_boots_and_reading_it_gives_eio() {
+    let layout = variant_layout("bigfile", "gzip", |root| {
+        let text: String = (0..1_200_000u32).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(root.join("big.txt"), text).unwrap();
+    });
+    let image = layout.join("viver/bigfile.squashfs");
+    // Once per artifacts directory (the layout is built once too).
+    let flipped = artifacts().dir.join("bigfile.flipped");
+    if !flipped.exists() {
+        let mut bytes = std::fs::read(&image).unwrap();
+        let offset = {
+            let archive = viver::image::squashfs::Archive::open(&bytes).unwrap();
+            let (_, big) = archive.lookup("/big.txt").unwrap();
+            let extents = archive.extents(&big).unwrap();
+            assert!(extents.len() > 20, "{extents:?}");
+            let middle = extents[extents.len() / 2];
+            middle.start + middle.len / 2
+        };
+        for i in 0..16 {
+            bytes[offset as usize + i] ^= 0xff;
+        }
+        std::fs::write(&image, &bytes).unwrap();
+        std::fs::write(&flipped, b"done\n").unwrap();
+    }
+    let hdd = disk("bigfile", "ext4", &layout, true);
+    let (log, report) = boot_ok(vm("bigfile").disk_virtio(&hdd).append("testroot.cmd=cat,/big.txt,>/dev/null"));
+    assert_eq!(chosen(&report).2, "bigfile");
+    let v = &report["image"]["verification"];
+    assert_eq!(v["level"], "boot", "{v}");
+    assert_eq!(v["complete"], false, "{v}");
+    let (verified, total) = (v["chunks_verified"].as_u64().unwrap(), v["chunks_total"].as_u64().unwrap());
+    assert!(verified > 0 && verified < total, "{v}");
+    assert!(v["bytes_verified"].as_u64().unwrap() < v["image_bytes"].as_u64().unwrap(), "{v}");
+    assert!(!v["verified_chunks"].as_str().unwrap().is_empty(), "{v}");
+    let files: Vec<&str> = v["files"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
+    assert_eq!(files, ["/sbin/init", "/bin/busybox"], "{v}");
+    // The damaged file: an I/O error, not wrong bytes.
+    let out = log.section("CMD-BEGIN cat /big.txt >/dev/null", "CMD-END rc=1").unwrap_or_else(|| panic!("{}", log.tail(30)));
+    assert!(out.iter().any(|l| l.trim() == "cat: read error: Input/output error"), "{out:?}");
+}
+
+/// The hand-over fails after the point of no return (init= names a file that exists and
+/// is executable but is no program): the failure policy still runs, once.
+#[test]
+fn an_init_that_cannot_exec_ends_in_the_panic_policy_not_a_reboot_loop() {
+    let layout = variant_layout("brokeninit", "zstd", |root| {
+        std::fs::write(root.join("sbin/broken-init"), [0x13u8; 4096]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("sbin/broken-init"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    });
+    let hdd = disk("brokeninit", "ext4", &layout, true);
+    let log = vm("brokeninit")
+        .disk_virtio(&hdd)
+        .append(&format!("init=/sbin/broken-init {FAIL_FAST}"))
+        .run(BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(log.contains("VIVER could not boot: the switch-root stage failed"), "{}", log.tail(30));
+    assert!(log.contains("starting /sbin/broken-init: ENOEXEC"), "{}", log.tail(30));
+    assert!(log.contains("Rebooting in 0 seconds"), "{}", log.tail(20));
+    assert_eq!(log.text.matches("Run /init as init process").count(), 1, "booted more than once");
+    assert!(!log.contains("Kernel panic"), "{}", log.tail(30));
+
+    // With the rescue shell in the initrd, it starts although the initramfs is gone.
+    let a = artifacts();
+    let rescue = a.dir.join("initrd-rescue.img");
+    if !rescue.exists() {
+        let modules = qemu::modules_dir();
+        qemu::kit(&["initrd", "--modules", modules.to_str().unwrap(), "--rescue-shell", "-o", rescue.to_str().unwrap()]);
+    }
+    let mut running = Vm::new("brokeninit-shell")
+        .kernel(qemu::kernel())
+        .initrd(&rescue)
+        .memory_mb(768)
+        .disk_virtio(&hdd)
+        .append("init=/sbin/broken-init")
+        .spawn()
+        .unwrap();
+    running.wait_for_line("the switch-root stage failed", BOOT_TIMEOUT).unwrap();
+    running.wait_for_line("Starting the initrd's rescue shell", Duration::from_secs(60)).unwrap();
+    running.wait_for_line("(viver rescue)", Duration::from_secs(60)).unwrap();
+    let log = running.serial();
+    assert!(!log.contains("The rescue shell could not start"), "{}", log.tail(20));
+    running.kill();
 }

@@ -45,6 +45,18 @@ fn image_leaves_out_what_must_not_travel_and_adapts_the_copy() {
     assert_eq!(m.name, "debian");
     assert_eq!(m.image, "debian.squashfs");
     assert_eq!(m.compressor, "gzip");
+    // Format 2: BitTorrent v2 piece hashes, recomputed here from the bytes the plain way.
+    assert_eq!(m.format, 2);
+    let chunks = m.chunks.as_ref().expect("format 2 has [chunks]");
+    assert_eq!(chunks.size, 256 << 10);
+    assert_eq!(chunks.hashes.len() as u64, (bytes.len() as u64).div_ceil(chunks.size));
+    let mut level: Vec<[u8; 32]> = bytes.chunks(16384).map(|b| Sha256::digest(b).into()).collect();
+    level.resize(level.len().next_power_of_two(), [0; 32]);
+    while level.len() > 1 {
+        level = level.chunks(2).map(|p| Sha256::digest([p[0], p[1]].concat()).into()).collect();
+    }
+    let root: String = level[0].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(chunks.root, format!("sha256:{root}"));
     assert_eq!(m.kernels, vec!["6.1.0-56-amd64".to_string()]);
     // No temporary files left behind.
     let names: Vec<String> = std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();

@@ -10,6 +10,53 @@ use std::time::Duration;
 /// Where the initrd's rescue shell lives when the kit added one (`--rescue-shell`).
 pub const RESCUE_SHELLS: &[&str] = &["/bin/sh", "/bin/busybox"];
 
+/// The initrd's rescue shell, opened before the initramfs is freed: after that its file
+/// is gone (and `/bin/sh` names the new root's, which may be what failed), but an open
+/// descriptor still runs it (fexecve). Close-on-exec: the real init does not inherit it.
+static KEPT_SHELL: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+
+/// Opens the initrd's rescue shell, if it has one, for [`apply_policy`] after the hand-over.
+pub fn keep_rescue_shell() {
+    if KEPT_SHELL.get().is_some() {
+        return;
+    }
+    // Only a real binary can be run from a descriptor (a script would need its path).
+    for shell in ["/bin/busybox", "/bin/sh"] {
+        if let Ok(file) = std::fs::File::open(shell) {
+            let _ = KEPT_SHELL.set(file.into());
+            return;
+        }
+    }
+}
+
+/// Runs the kept rescue shell in the foreground and waits for it; false if there is none
+/// or it could not start.
+fn run_kept_shell() -> bool {
+    use std::os::fd::AsFd;
+    let Some(fd) = KEPT_SHELL.get() else { return false };
+    // Everything the child needs is made before the fork.
+    let argv = [c"sh"];
+    let envp = [c"PS1=(viver rescue) # ", c"PATH=/usr/sbin:/usr/bin:/sbin:/bin", c"HOME=/"];
+    super::early::REAPER_PAUSED.store(true, std::sync::atomic::Ordering::Release);
+    // SAFETY: the child only calls fexecve and _exit, both async-signal-safe.
+    let started = match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let _ = nix::unistd::fexecve(fd.as_fd(), &argv, &envp);
+            unsafe { libc::_exit(127) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            let status = nix::sys::wait::waitpid(child, None);
+            !matches!(status, Ok(nix::sys::wait::WaitStatus::Exited(_, 127)))
+        }
+        Err(e) => {
+            say(&format!("could not start the rescue shell: {e}"));
+            false
+        }
+    };
+    super::early::REAPER_PAUSED.store(false, std::sync::atomic::Ordering::Release);
+    started
+}
+
 
 pub fn render(failure: &Failure) -> String {
     let mut text = String::new();
@@ -53,7 +100,12 @@ pub fn apply_policy(policy: PanicPolicy, wait: Duration) -> ! {
     let _ = nix::unistd::sync();
     match policy {
         PanicPolicy::Shell => {
-            if let Some(shell) = RESCUE_SHELLS.iter().find(|s| std::path::Path::new(s).exists()) {
+            if KEPT_SHELL.get().is_some() {
+                say("Starting the initrd's rescue shell (kept open across the hand-over). Leave it with 'exit' to reboot.");
+                if !run_kept_shell() {
+                    say("The rescue shell could not start.");
+                }
+            } else if let Some(shell) = RESCUE_SHELLS.iter().find(|s| std::path::Path::new(s).exists()) {
                 say(&format!("Starting a rescue shell ({shell}). Leave it with 'exit' to reboot."));
                 run_shell(shell);
             } else {

@@ -92,6 +92,7 @@ impl Boot {
         let info = verify::quick(&candidate.image_path, candidate.manifest.as_ref()).map_err(|e| e.to_string())?;
         let shown = candidate.image_path.display().to_string();
         let mut source = candidate.image_path.clone();
+        let verification;
         if self.settings.toram {
             ::log::info!("copying {} ({} MiB) to RAM", candidate.medium_path, info.bytes_used >> 20);
             let mut last_percent = 0;
@@ -113,11 +114,44 @@ impl Boot {
                 }
             }
             source = copy;
-        } else if self.settings.verify == Verify::Full {
-            if let Some(manifest) = &candidate.manifest {
-                ::log::info!("checking the SHA-256 of {} ({} MiB)", candidate.medium_path, manifest.size >> 20);
-                verify::full(&candidate.image_path, manifest, |_| {}).map_err(|e| e.to_string())?;
+            verification = candidate.manifest.as_ref().map(|m| verify::ChunkReport {
+                level: "full".into(),
+                complete: true,
+                bytes_verified: m.size,
+                image_bytes: m.size,
+                notes: vec!["copied to RAM: the whole image's SHA-256 was checked".into()],
+                ..verify::ChunkReport::default()
+            });
+        } else {
+            let level = match self.settings.verify {
+                Verify::Quick => verify::Level::Quick,
+                Verify::Boot => verify::Level::Boot,
+                Verify::Full => verify::Level::Full,
+            };
+            if level == verify::Level::Full {
+                let size = candidate.manifest.as_ref().map(|m| m.size).unwrap_or(0);
+                ::log::info!("checking all of {} ({} MiB) against its manifest", candidate.medium_path, size >> 20);
             }
+            let inits: Vec<String> = match &self.settings.init {
+                Some(init) => vec![init.display().to_string()],
+                None => super::switch_root::DEFAULT_INITS.iter().map(|s| s.to_string()).collect(),
+            };
+            let clock = std::time::Instant::now();
+            let report = verify::chunks(&candidate.image_path, candidate.manifest.as_ref(), level, &inits).map_err(|e| e.to_string())?;
+            ::log::info!(
+                "checked {} of {} chunks ({} KiB of {} KiB{}) of {} in {:.0} ms",
+                report.chunks_verified,
+                report.chunks_total,
+                report.bytes_verified >> 10,
+                report.image_bytes >> 10,
+                if report.files.is_empty() { String::new() } else { format!("; metadata and {}", report.files.join(", ")) },
+                candidate.medium_path,
+                clock.elapsed().as_secs_f64() * 1000.0
+            );
+            for note in &report.notes {
+                ::log::info!("  {note}");
+            }
+            verification = Some(report);
         }
         let is_device = std::fs::metadata(&source).map(|m| {
             use std::os::unix::fs::FileTypeExt;
@@ -146,6 +180,7 @@ impl Boot {
                 toram: self.settings.toram,
                 compressor: Some(info.compressor.to_string()),
                 size_bytes: info.bytes_used,
+                verification,
             },
         })
     }

@@ -58,6 +58,9 @@ pub struct ChosenImage {
     pub toram: bool,
     pub compressor: Option<String>,
     pub size_bytes: u64,
+    /// What of it was checked against its manifest before it was used (`complete: false`:
+    /// only the chunks listed in `verified_chunks`).
+    pub verification: Option<crate::image::verify::ChunkReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]

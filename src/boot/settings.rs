@@ -48,7 +48,10 @@ pub enum CowSpec {
 pub enum Verify {
     /// Superblock, size against the manifest. Reads a few KiB.
     Quick,
-    /// Also the SHA-256 of the whole image (reads all of it; always done for `toram`).
+    /// Also the chunks (format 2 manifests) that hold the SquashFS metadata and the files
+    /// init's exec needs: what the hand-over reads before the point of no return.
+    Boot,
+    /// Every chunk, i.e. the whole image (format 1: its SHA-256; always done for `toram`).
     Full,
 }
 
@@ -118,7 +121,7 @@ impl Default for Settings {
             blacklist: Vec::new(),
             module_params: BTreeMap::new(),
             parallel: true,
-            verify: Verify::Quick,
+            verify: Verify::Boot,
             init: None,
             init_args: Vec::new(),
             break_before: None,
@@ -265,8 +268,9 @@ impl Settings {
                 "verify" => {
                     self.verify = match non_empty(value)? {
                         "quick" => Verify::Quick,
+                        "boot" => Verify::Boot,
                         "full" => Verify::Full,
-                        other => return Err(format!("{other:?} is not quick or full")),
+                        other => return Err(format!("{other:?} is not quick, boot or full")),
                     }
                 }
                 "break" => {

@@ -19,6 +19,8 @@ pub enum SwitchError {
     Move { from: String, to: String, errno: nix::Error },
     #[error("{what}: {errno}")]
     Sys { what: String, errno: nix::Error },
+    #[error("reading {path} back from the new root failed, so the boot stops before the initramfs is freed: {source}")]
+    ReadBack { path: String, source: std::io::Error },
 }
 
 impl Boot {
@@ -167,9 +169,51 @@ fn free_initramfs(keep: &Path) {
     walk(Path::new("/"), root_meta.dev(), keep);
 }
 
+/// Opens and reads `init` (a path inside `new_root`) and the interpreter exec will load
+/// for it (a `#!` line's, an ELF's PT_INTERP, one level of each) through the new root,
+/// so an unreadable image stops the boot while the initramfs, and its rescue shell, are
+/// still there. Returns the files read.
+pub fn read_back(new_root: &Path, init: &Path) -> Result<Vec<PathBuf>, SwitchError> {
+    let mut wanted = vec![init.to_path_buf()];
+    let mut read = Vec::new();
+    while let Some(path) = wanted.pop() {
+        if read.len() >= 4 {
+            break;
+        }
+        let shown = path.display().to_string();
+        let real = resolve_in_root(new_root, &path).ok_or_else(|| SwitchError::ReadBack {
+            path: shown.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not found in the new root"),
+        })?;
+        let bytes = std::fs::read(&real).map_err(|source| SwitchError::ReadBack { path: shown.clone(), source })?;
+        read.push(path);
+        if let Some(interpreter) = crate::image::needs::shebang(&bytes) {
+            wanted.push(PathBuf::from(interpreter));
+            continue;
+        }
+        let reader = |offset: u64, len: usize| -> Result<Vec<u8>, crate::image::squashfs::SquashError> {
+            let start = (offset as usize).min(bytes.len());
+            Ok(bytes[start..start.saturating_add(len).min(bytes.len())].to_vec())
+        };
+        if let Ok(Some(elf)) = crate::image::needs::elf_needs(&reader, bytes.len() as u64) {
+            if let Some(interp) = elf.interp {
+                wanted.push(PathBuf::from(interp));
+            }
+        }
+    }
+    Ok(read)
+}
+
 /// Makes `new_root` the root and executes `init` there with `args`. Only returns on error.
 pub fn switch_root(new_root: &Path, init: &Path, args: &[String], env: &[(String, String)]) -> SwitchError {
     let sys = |what: &str, errno: nix::Error| SwitchError::Sys { what: what.to_string(), errno };
+    // The point of no return is the freeing of the initramfs: before it, init and its
+    // interpreter must have been read from the new root, and the rescue shell is kept
+    // open so the failure policy can still start it once its file is gone.
+    if let Err(e) = read_back(new_root, init) {
+        return e;
+    }
+    super::failure::keep_rescue_shell();
     if let Err(e) = move_api_mounts(new_root) {
         return e;
     }

@@ -5,7 +5,7 @@
 //! its choice to a person (`name`, `created`, `kernels`).
 //!
 //! ```toml
-//! format = 1
+//! format = 2
 //! id = "3f9c0a6b5e7d1c24"
 //! name = "debian"
 //! image = "debian.squashfs"
@@ -14,14 +14,25 @@
 //! checksum = "sha256:9c1e...0f"
 //! compressor = "zstd"
 //! kernels = ["6.1.0-56-amd64"]
+//!
+//! [chunks]
+//! size = 262144                 # bytes per chunk: a power of two, 16 KiB .. 64 MiB
+//! root = "sha256:4be1...77"     # BitTorrent v2 (BEP 52) pieces root of the image
+//! hashes = ["0f3a...", ...]     # one per chunk, in order: BEP 52's piece layer
 //! ```
+//!
+//! Format 1 (no `[chunks]`) is still read: such an image gets only the quick checks
+//! (and the whole SHA-256 with `viver.verify=full`), and the boot report says so.
 
+use super::chunks;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The only manifest layout this build understands; a newer one is rejected with a
-/// message rather than half-read.
-pub const FORMAT: u32 = 1;
+/// The manifest layout the kit writes; [`FORMAT_V1`] is still read, a newer one is
+/// rejected with a message rather than half-read.
+pub const FORMAT: u32 = 2;
+/// The layout without chunk hashes.
+pub const FORMAT_V1: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +57,21 @@ pub struct Manifest {
     /// Kernel releases found under the root's `/lib/modules`.
     #[serde(default)]
     pub kernels: Vec<String>,
+    /// Per-chunk hashes (format 2; absent in format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<Chunks>,
+}
+
+/// `[chunks]`: see [`crate::image::chunks`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chunks {
+    /// Bytes per chunk (BEP 52 piece length).
+    pub size: u64,
+    /// `sha256:<64 hex>`: the Merkle root over all 16 KiB blocks (BEP 52 pieces root).
+    pub root: String,
+    /// 64 hex digits per chunk.
+    pub hashes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +80,7 @@ pub enum ManifestError {
     Read { path: String, source: std::io::Error },
     #[error("manifest {path} is not valid TOML for a VIVER manifest: {message}")]
     Parse { path: String, message: String },
-    #[error("manifest {path} has format {found}, this VIVER reads format {FORMAT}")]
+    #[error("manifest {path} has format {found}, this VIVER reads formats {FORMAT_V1} and {FORMAT}")]
     Format { path: String, found: u32 },
     #[error("manifest {path}: {message}")]
     Invalid { path: String, message: String },
@@ -67,10 +93,16 @@ impl Manifest {
             path: path.to_string(),
             message: e.to_string(),
         })?;
-        if manifest.format != FORMAT {
+        if manifest.format != FORMAT && manifest.format != FORMAT_V1 {
             return Err(ManifestError::Format { path: path.to_string(), found: manifest.format });
         }
         let invalid = |message: String| ManifestError::Invalid { path: path.to_string(), message };
+        match (&manifest.chunks, manifest.format) {
+            (Some(_), FORMAT_V1) => return Err(invalid("format 1 has no [chunks]; say format = 2".into())),
+            (None, FORMAT) => return Err(invalid("format 2 needs [chunks]".into())),
+            (Some(chunks), _) => chunks.validate(manifest.size).map_err(invalid)?,
+            (None, _) => {}
+        }
         if manifest.id.len() != 16 || !manifest.id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid(format!("id {:?} is not 16 hex digits", manifest.id)));
         }
@@ -102,6 +134,60 @@ impl Manifest {
     }
 }
 
+impl Chunks {
+    /// Sizes and counts agree with the image, every hash is 64 hex digits, and the root is
+    /// the one the hashes give (so a mangled list is refused here, not at the boot).
+    fn validate(&self, image_size: u64) -> Result<(), String> {
+        if !self.size.is_power_of_two() || !(chunks::BLOCK..=chunks::MAX_CHUNK).contains(&self.size) {
+            return Err(format!(
+                "chunks.size {} is not a power of two between {} and {}",
+                self.size,
+                chunks::BLOCK,
+                chunks::MAX_CHUNK
+            ));
+        }
+        if image_size == 0 {
+            return Err("size 0: an empty image has no chunks".into());
+        }
+        let layout = self.layout(image_size);
+        if self.hashes.len() as u64 != layout.count() {
+            return Err(format!(
+                "chunks.hashes has {} entries, {} bytes in chunks of {} need {}",
+                self.hashes.len(),
+                image_size,
+                self.size,
+                layout.count()
+            ));
+        }
+        let hashes = self.parsed_hashes().ok_or("chunks.hashes: every entry must be 64 hex digits")?;
+        let root = self.root_hash().ok_or_else(|| format!("chunks.root {:?} is not sha256:<64 hex digits>", self.root))?;
+        if layout.root(&hashes) != root {
+            return Err("chunks.root is not the Merkle root of chunks.hashes".into());
+        }
+        Ok(())
+    }
+
+    pub fn layout(&self, image_size: u64) -> chunks::Layout {
+        chunks::Layout { size: image_size, chunk: self.size }
+    }
+
+    pub fn parsed_hashes(&self) -> Option<Vec<chunks::Hash>> {
+        self.hashes.iter().map(|h| chunks::parse_hex(h)).collect()
+    }
+
+    pub fn root_hash(&self) -> Option<chunks::Hash> {
+        chunks::parse_hex(self.root.strip_prefix("sha256:")?)
+    }
+
+    pub fn from_digest(d: &chunks::Digest2) -> Chunks {
+        Chunks {
+            size: d.chunk,
+            root: format!("sha256:{}", chunks::hex(&d.root)),
+            hashes: d.hashes.iter().map(chunks::hex).collect(),
+        }
+    }
+}
+
 /// The id of an image whose SHA-256 is `sha256_hex`.
 pub fn id_from_checksum(sha256_hex: &str) -> String {
     sha256_hex.chars().take(16).collect()
@@ -112,8 +198,15 @@ mod tests {
     use super::*;
 
     fn sample() -> Manifest {
+        let bytes: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        let d = chunks::digest(&mut bytes.as_slice(), 256 << 10).unwrap();
+        Manifest { format: FORMAT, size: d.size, chunks: Some(Chunks::from_digest(&d)), ..sample_v1() }
+    }
+
+    fn sample_v1() -> Manifest {
         Manifest {
-            format: FORMAT,
+            format: FORMAT_V1,
+            chunks: None,
             id: "3f9c0a6b5e7d1c24".into(),
             name: "debian".into(),
             image: "debian.squashfs".into(),
@@ -127,17 +220,42 @@ mod tests {
 
     #[test]
     fn round_trips_through_toml() {
-        let m = sample();
+        let m = Manifest { format: FORMAT, ..sample() };
         assert_eq!(Manifest::parse(&m.to_toml(), "x").unwrap(), m);
+        let v1 = sample_v1();
+        assert_eq!(Manifest::parse(&v1.to_toml(), "x").unwrap(), v1);
+    }
+
+    #[test]
+    fn chunks_must_agree_with_the_image_and_the_format() {
+        let good = Manifest { format: FORMAT, ..sample() };
+        let text = good.to_toml();
+        assert!(text.contains("[chunks]"), "{text}");
+        let invalid = |text: &str| matches!(Manifest::parse(text, "x"), Err(ManifestError::Invalid { .. }));
+        // format 1 with chunks, format 2 without.
+        assert!(invalid(&text.replace("format = 2", "format = 1")));
+        let v2_without = sample_v1().to_toml().replace("format = 1", "format = 2");
+        assert!(invalid(&v2_without));
+        // A size the hashes do not cover, a chunk size that is no power of two or too small.
+        assert!(invalid(&text.replace(&format!("size = {}", good.size), "size = 5000000")));
+        assert!(invalid(&text.replace("size = 262144", "size = 262000")));
+        assert!(invalid(&text.replace("size = 262144", "size = 8192")));
+        // One hash changed: the root no longer matches.
+        let first = &good.chunks.as_ref().unwrap().hashes[0];
+        assert!(invalid(&text.replace(first.as_str(), &"0".repeat(64))));
+        assert!(invalid(&text.replace(first.as_str(), "xyz")));
+        // Unknown fields stay refused, in the table too.
+        let extra = text.replace("[chunks]\n", "[chunks]\nextra = 1\n");
+        assert!(matches!(Manifest::parse(&extra, "x"), Err(ManifestError::Parse { .. })), "{extra}");
     }
 
     #[test]
     fn rejects_newer_format_and_bad_fields() {
-        let text = sample().to_toml().replace("format = 1", "format = 2");
-        assert!(matches!(Manifest::parse(&text, "x"), Err(ManifestError::Format { found: 2, .. })));
-        let text = sample().to_toml().replace("sha256:", "md5:");
+        let text = sample_v1().to_toml().replace("format = 1", "format = 3");
+        assert!(matches!(Manifest::parse(&text, "x"), Err(ManifestError::Format { found: 3, .. })));
+        let text = sample_v1().to_toml().replace("sha256:", "md5:");
         assert!(matches!(Manifest::parse(&text, "x"), Err(ManifestError::Invalid { .. })));
-        let text = sample().to_toml().replace("debian.squashfs", "../etc/passwd");
+        let text = sample_v1().to_toml().replace("debian.squashfs", "../etc/passwd");
         assert!(matches!(Manifest::parse(&text, "x"), Err(ManifestError::Invalid { .. })));
         assert!(matches!(Manifest::parse("not toml [", "x"), Err(ManifestError::Parse { .. })));
     }

@@ -2,8 +2,11 @@
 //! that exposes it, and the copy-on-write overlay that becomes the new root.
 
 pub mod candidate;
+pub mod chunks;
 pub mod choose;
 pub mod cow;
 pub mod loopdev;
 pub mod manifest;
+pub mod needs;
+pub mod squashfs;
 pub mod verify;

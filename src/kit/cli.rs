@@ -20,6 +20,20 @@ pub enum KitCommand {
     CheckKernel(CheckKernelArgs),
     /// List the contents of an initrd (any mix of plain, gzip, zstd, xz segments).
     Inspect(InspectArgs),
+    /// Check an image against its manifest as the boot does (viver.verify=LEVEL); prints
+    /// the report as JSON. Exit 1 when a chunk does not match.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The image (its manifest must sit beside it).
+    pub image: PathBuf,
+    #[arg(long, default_value = "boot", value_parser = ["quick", "boot", "full"])]
+    pub level: String,
+    /// The init to follow (default: the boot's list, /sbin/init first).
+    #[arg(long)]
+    pub init: Option<String>,
 }
 
 #[derive(Args)]
@@ -37,6 +51,9 @@ pub struct ImageArgs {
     /// Leave out extended attributes (file capabilities and SELinux labels are lost).
     #[arg(long)]
     pub no_xattrs: bool,
+    /// Bytes per chunk hash in the manifest (a power of two, 16384 to 67108864).
+    #[arg(long, default_value_t = crate::image::chunks::DEFAULT_CHUNK)]
+    pub chunk_size: u64,
 }
 
 #[derive(Args)]
@@ -146,6 +163,7 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 compressor: a.compressor,
                 name: a.name,
                 xattrs: !a.no_xattrs,
+                chunk_size: a.chunk_size,
             })?;
             println!(
                 "image {} ({}, {}, id {}), manifest {}, {} fstab entries disabled, {:.1} s",
@@ -214,6 +232,30 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 }
                 println!("{}: {} requirement(s) missing for VIVER", a.config.display(), r.missing.len());
                 return Ok(1);
+            }
+        }
+        KitCommand::Verify(a) => {
+            use crate::image::{manifest::Manifest, verify};
+            let manifest = Manifest::load(&image::manifest_path_for(&a.image)).map_err(|e| KitError::BadInput(e.to_string()))?;
+            let level = match a.level.as_str() {
+                "quick" => verify::Level::Quick,
+                "full" => verify::Level::Full,
+                _ => verify::Level::Boot,
+            };
+            let inits: Vec<String> = match a.init {
+                Some(init) => vec![init],
+                None => crate::boot::switch_root::DEFAULT_INITS.iter().map(|s| s.to_string()).collect(),
+            };
+            verify::quick(&a.image, Some(&manifest)).map_err(|e| KitError::BadInput(e.to_string()))?;
+            match verify::chunks(&a.image, Some(&manifest), level, &inits) {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    eprintln!("checked in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+                }
+                Err(e) => {
+                    eprintln!("viver kit verify: {e}");
+                    return Ok(1);
+                }
             }
         }
         KitCommand::Inspect(a) => {

@@ -9,7 +9,8 @@
 use super::atomic::{source_date_epoch, PendingOutput, ScratchDir};
 use super::error::{IoContext, KitError};
 use super::{fstab, tools};
-use crate::image::manifest::{id_from_checksum, Manifest, FORMAT};
+use crate::image::chunks;
+use crate::image::manifest::{id_from_checksum, Chunks, Manifest, FORMAT};
 use sha2::{Digest, Sha256};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ pub struct ImageOptions {
     pub name: Option<String>,
     /// Keep extended attributes (file capabilities such as ping's cap_net_raw live there).
     pub xattrs: bool,
+    /// Bytes per chunk hash in the manifest ([`chunks::DEFAULT_CHUNK`]).
+    pub chunk_size: u64,
 }
 
 pub struct ImageResult {
@@ -111,6 +114,14 @@ pub fn manifest_path_for(image: &Path) -> PathBuf {
 
 pub fn build_image(opts: &ImageOptions) -> Result<ImageResult, KitError> {
     check_root(&opts.root)?;
+    if !opts.chunk_size.is_power_of_two() || !(chunks::BLOCK..=chunks::MAX_CHUNK).contains(&opts.chunk_size) {
+        return Err(KitError::BadInput(format!(
+            "chunk size {} must be a power of two from {} to {}",
+            opts.chunk_size,
+            chunks::BLOCK,
+            chunks::MAX_CHUNK
+        )));
+    }
     if !COMPRESSORS.contains(&opts.compressor.as_str()) {
         return Err(KitError::BadInput(format!("unknown compressor {:?}; use one of {}", opts.compressor, COMPRESSORS.join(", "))));
     }
@@ -200,17 +211,24 @@ pub fn build_image(opts: &ImageOptions) -> Result<ImageResult, KitError> {
         tools::run_captured("mksquashfs", &mut cmd)?;
     }
 
-    let (hex, size) = sha256_file(&image_out.temp_path)?;
+    // One pass: the SHA-256 of the whole image and its chunk hashes.
+    let digest = {
+        let path = &image_out.temp_path;
+        let mut file = std::fs::File::open(path).at(path)?;
+        chunks::digest(&mut file, opts.chunk_size).at(path)?
+    };
+    let hex = chunks::hex(&digest.sha256);
     let manifest = Manifest {
         format: FORMAT,
         id: id_from_checksum(&hex),
         name,
         image: image_name,
         created,
-        size,
+        size: digest.size,
         checksum: format!("sha256:{hex}"),
         compressor: opts.compressor.clone(),
         kernels: kernel_releases(&opts.root),
+        chunks: Some(Chunks::from_digest(&digest)),
     };
     {
         let mut f = std::fs::File::create(&manifest_out.temp_path).at(&manifest_out.temp_path)?;
