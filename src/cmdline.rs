@@ -83,7 +83,6 @@ fn split_words(line: &str) -> Vec<String> {
     words
 }
 
-
 /// What a kernel command line says about modules, the way modprobe read it: the
 /// blacklist, the modules to load anyway, and `module.param=value` words per module.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -219,7 +218,12 @@ mod tests {
         assert_eq!(c.last("viver.timeout"), Some(&kv("viver.timeout", Some("7"))));
         assert_eq!(c.last("viver.debug"), Some(&kv("viver.debug", None)));
         assert_eq!(c.last("bad"), Some(&kv("bad", Some("\u{fffd}\u{fffd}ok"))));
-        assert_eq!(problems, vec!["kernel command line: the word \"bad=\\xff\\xfeok\" (byte 16) is not UTF-8; read as \"bad=\u{fffd}\u{fffd}ok\"".to_string()]);
+        assert_eq!(
+            problems,
+            vec![
+                "kernel command line: the word \"bad=\\xff\\xfeok\" (byte 16) is not UTF-8; read as \"bad=\u{fffd}\u{fffd}ok\"".to_string()
+            ]
+        );
         let (c, problems) = Cmdline::from_bytes(b"quiet");
         assert!(problems.is_empty());
         assert_eq!(c.params, vec![kv("quiet", None)]);
@@ -237,7 +241,12 @@ mod tests {
         let params: Vec<(&str, &str)> = o.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
             params,
-            vec![("ahci", "mobile_lpm_policy=1"), ("i915", "modeset"), ("libata", "force=\"1:noncq 2:udma\""), ("usb_storage", "delay_use=0")]
+            vec![
+                ("ahci", "mobile_lpm_policy=1"),
+                ("i915", "modeset"),
+                ("libata", "force=\"1:noncq 2:udma\""),
+                ("usb_storage", "delay_use=0")
+            ]
         );
     }
 }

@@ -2,10 +2,10 @@
 //! [`Settings`]; the media's `viver.conf` files are folded in later by the disk stage.
 
 use super::log::BootLogger;
+use super::report::Failure;
 use super::settings::{ConfFile, ConfSource, Settings};
 use super::Boot;
 use crate::cmdline::Cmdline;
-use super::report::Failure;
 
 /// The initrd's own configuration, written by the kit.
 const INITRD_CONF: &str = "/etc/viver.conf";

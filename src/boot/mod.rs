@@ -5,12 +5,12 @@
 //! (or, as a last resort, a panic) into a readable report and the `viver.panic=` policy.
 
 // The stages, in the order of a boot.
-pub mod early;
 pub mod config;
-pub mod hardware;
-pub mod disks;
-pub mod image;
 pub mod cow;
+pub mod disks;
+pub mod early;
+pub mod hardware;
+pub mod image;
 pub mod switch_root;
 
 // What the stages share.
@@ -20,11 +20,11 @@ pub mod report;
 pub mod settings;
 pub mod stage;
 
-use crate::cmdline::Cmdline;
 use self::log::BootLogger;
 use self::report::{BootReport, ChosenImage, Failure, StageTiming};
 use self::settings::{ConfFile, Settings};
 use self::stage::Stage;
+use crate::cmdline::Cmdline;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -278,9 +278,7 @@ fn environment(inherited: impl Iterator<Item = (std::ffi::OsString, std::ffi::Os
 /// phase (booster's way; systemd dropped the old `RD_TIMESTAMP` variable). Returns the
 /// arguments to put before the user's.
 pub fn systemd_handover(new_root: &Path, init: &Path, start_realtime: Duration, start_monotonic: Duration) -> Vec<String> {
-    let is_systemd = resolve_in_root(new_root, init)
-        .and_then(|real| real.file_name().map(|n| n == "systemd"))
-        .unwrap_or(false);
+    let is_systemd = resolve_in_root(new_root, init).and_then(|real| real.file_name().map(|n| n == "systemd")).unwrap_or(false);
     if !is_systemd {
         return Vec::new();
     }

@@ -4,14 +4,14 @@
 //! period after the last uevent and the last finished load, with a hard cap.
 
 use super::coldplug::walk_modaliases;
-use crate::cmdline::{Cmdline, ModuleOptions};
 use super::error::HwError;
 use super::index::{load_tables, ModuleTables};
 use super::legacy::parse_pci_modalias;
-use crate::disks::controllers;
 use super::loader::{KernelLoader, LoadModule};
 use super::modinfo::normalize_module_name;
 use super::uevent::UeventSocket;
+use crate::cmdline::{Cmdline, ModuleOptions};
+use crate::disks::controllers;
 use nix::errno::Errno;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -42,7 +42,18 @@ pub struct DetectOptions {
 impl DetectOptions {
     /// Defaults for a boot: parallel, 500 ms quiet period, 20 s cap.
     pub fn new(modules_dir: PathBuf, sysfs: PathBuf) -> DetectOptions {
-        DetectOptions { modules_dir, sysfs, blacklist: Vec::new(), force_load: Vec::new(), params: HashMap::new(), parallel: true, quiet: Duration::from_millis(500), cap: Duration::from_secs(20), fast_first: false, load_timeout: Duration::from_secs(20) }
+        DetectOptions {
+            modules_dir,
+            sysfs,
+            blacklist: Vec::new(),
+            force_load: Vec::new(),
+            params: HashMap::new(),
+            parallel: true,
+            quiet: Duration::from_millis(500),
+            cap: Duration::from_secs(20),
+            fast_first: false,
+            load_timeout: Duration::from_secs(20),
+        }
     }
 
     /// Takes `module.param=value`, `modprobe.blacklist=a,b`, `rd.driver.blacklist=`,
@@ -414,8 +425,9 @@ impl Detector {
         let spawned = std::thread::Builder::new().name(format!("load {name}")).spawn(move || {
             let mut first_err = None;
             for m in &candidates {
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.ensure_loaded(m, &format!("requested as {name}"), 0)))
-                    .unwrap_or_else(|_| Err(format!("module {m}: internal error while loading (see the message above)")));
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.ensure_loaded(m, &format!("requested as {name}"), 0)))
+                        .unwrap_or_else(|_| Err(format!("module {m}: internal error while loading (see the message above)")));
                 match outcome {
                     Ok(()) => {
                         let _ = tx.send(Ok(()));
@@ -435,7 +447,8 @@ impl Detector {
             Ok(result) => result,
             Err(_) => {
                 let stuck = self.inner.under_way(&self.inner.lock());
-                let named: Vec<String> = stuck.iter().filter(|s| modules.contains(&s.module) || stuck.len() == 1).map(|s| s.to_string()).collect();
+                let named: Vec<String> =
+                    stuck.iter().filter(|s| modules.contains(&s.module) || stuck.len() == 1).map(|s| s.to_string()).collect();
                 Err(HwError::Module {
                     module: modules.join(","),
                     reason: format!(

@@ -234,7 +234,11 @@ impl ModuleTables {
             if let Some(&i) = seen.get(&name) {
                 let old_is_update = raws[i].path.starts_with("updates/");
                 if old_is_update || !path.starts_with("updates/") {
-                    warnings.push(TableWarning::at(release_dir.join(&path), None, format!("module {name} also at {}; ignored", raws[i].path)));
+                    warnings.push(TableWarning::at(
+                        release_dir.join(&path),
+                        None,
+                        format!("module {name} also at {}; ignored", raws[i].path),
+                    ));
                     continue;
                 }
                 raws[i] = Raw { name, path, info, exports, undefined };
@@ -288,7 +292,9 @@ impl ModuleTables {
                         match by_name.get(&normalize_module_name(dep)) {
                             Some(&d) if !deps.contains(&d) => deps.push(d),
                             Some(_) => {}
-                            None => warnings.push(TableWarning::at(&r.path, None, format!("module {} depends on unknown module {dep}", r.name))),
+                            None => {
+                                warnings.push(TableWarning::at(&r.path, None, format!("module {} depends on unknown module {dep}", r.name)))
+                            }
                         }
                     }
                 }
@@ -298,7 +304,11 @@ impl ModuleTables {
         let (sorted_deps, in_cycle) = depmod_dependency_order(&direct);
         for (i, r) in raws.iter().enumerate() {
             if in_cycle[i] {
-                warnings.push(TableWarning::at(&r.path, None, format!("module {} is in a dependency cycle; left out of modules.dep", r.name)));
+                warnings.push(TableWarning::at(
+                    &r.path,
+                    None,
+                    format!("module {} is in a dependency cycle; left out of modules.dep", r.name),
+                ));
             }
         }
         for (i, r) in raws.into_iter().enumerate() {
@@ -308,7 +318,8 @@ impl ModuleTables {
             t.modules.push(ModuleEntry { name: r.name, path: PathBuf::from(r.path), deps, softdeps });
         }
         // Modules in a cycle cannot be loaded in any order: they are dropped (depmod does too).
-        let cyclic: HashSet<String> = in_cycle.iter().enumerate().filter(|(_, c)| **c).filter_map(|(i, _)| t.modules.get(i).map(|m| m.name.clone())).collect();
+        let cyclic: HashSet<String> =
+            in_cycle.iter().enumerate().filter(|(_, c)| **c).filter_map(|(i, _)| t.modules.get(i).map(|m| m.name.clone())).collect();
         if !cyclic.is_empty() {
             let keep: BTreeSet<String> = t.modules.iter().map(|m| m.name.clone()).filter(|n| !cyclic.contains(n)).collect();
             let aliases_all = std::mem::take(&mut t.aliases);
@@ -359,7 +370,11 @@ impl ModuleTables {
                         Some(&j) => resolved.push(j),
                         None => {
                             let module = t.modules.get(i).map(|m| m.name.clone()).unwrap_or_default();
-                            warnings.push(TableWarning::at(&dep_file, None, format!("module {module} depends on {d}, which has no line of its own; ignored")));
+                            warnings.push(TableWarning::at(
+                                &dep_file,
+                                None,
+                                format!("module {module} depends on {d}, which has no line of its own; ignored"),
+                            ));
                         }
                     }
                 }
@@ -394,9 +409,15 @@ impl ModuleTables {
                 match (parts.next(), parts.next(), parts.next()) {
                     (Some("softdep"), Some(module), Some(rest)) => match t.by_name.get(&normalize_module_name(module)) {
                         Some(&i) => t.modules[i].softdeps.push(rest.trim().to_string()),
-                        None => warnings.push(TableWarning::at(&softdep_file, Some(n), format!("softdep for unknown module {module}; skipped"))),
+                        None => {
+                            warnings.push(TableWarning::at(&softdep_file, Some(n), format!("softdep for unknown module {module}; skipped")))
+                        }
                     },
-                    _ => warnings.push(TableWarning::at(&softdep_file, Some(n), format!("expected \"softdep MODULE ...\", got {line:?}; skipped"))),
+                    _ => warnings.push(TableWarning::at(
+                        &softdep_file,
+                        Some(n),
+                        format!("expected \"softdep MODULE ...\", got {line:?}; skipped"),
+                    )),
                 }
             }
         }
@@ -466,7 +487,12 @@ impl ModuleTables {
             builtin_lines: self.builtin_lines.clone(),
             builtins: self.builtins.clone(),
             // By name: "x.ko" in modules.order stands for x.ko.xz too.
-            order_lines: self.order_lines.iter().filter(|l| module_name_from_path(l).is_some_and(|n| names.contains(&n))).cloned().collect(),
+            order_lines: self
+                .order_lines
+                .iter()
+                .filter(|l| module_name_from_path(l).is_some_and(|n| names.contains(&n)))
+                .cloned()
+                .collect(),
             legacy: self.legacy.subset(&names),
             ..Default::default()
         };

@@ -245,11 +245,8 @@ impl LegacyMaps {
                 Err(e) => return Err(HwError::io(&path, e)),
             };
             for (i, line) in text.lines().enumerate() {
-                let problem = if is_pci {
-                    keep(parse_pcimap_line(line), &mut maps.pci)
-                } else {
-                    keep(parse_usbmap_line(line), &mut maps.usb)
-                };
+                let problem =
+                    if is_pci { keep(parse_pcimap_line(line), &mut maps.pci) } else { keep(parse_usbmap_line(line), &mut maps.usb) };
                 if let Some(p) = problem {
                     warnings.push(TableWarning::at(&path, Some(i + 1), format!("{p}; line skipped")));
                 }
@@ -269,7 +266,11 @@ impl LegacyMaps {
         }
         if let Some(id) = parse_pci_modalias(modalias) {
             for e in self.pci.iter().filter(|e| e.matches(&id)) {
-                push(&mut out, &e.module, format!("modules.pcimap {:08x}:{:08x} class {:06x}/{:06x}", e.vendor, e.device, e.class, e.class_mask));
+                push(
+                    &mut out,
+                    &e.module,
+                    format!("modules.pcimap {:08x}:{:08x} class {:06x}/{:06x}", e.vendor, e.device, e.class, e.class_mask),
+                );
             }
             if !out.is_empty() {
                 for f in storage_followers_for_pci(id.vendor, id.class) {
@@ -545,7 +546,15 @@ mod tests {
     #[test]
     fn controller_class_pulls_in_storage_stack() {
         let maps = LegacyMaps {
-            pci: vec![PciMapEntry { module: "ahci".into(), vendor: PCI_ANY, device: PCI_ANY, subvendor: PCI_ANY, subdevice: PCI_ANY, class: 0x010601, class_mask: 0xffffff }],
+            pci: vec![PciMapEntry {
+                module: "ahci".into(),
+                vendor: PCI_ANY,
+                device: PCI_ANY,
+                subvendor: PCI_ANY,
+                subdevice: PCI_ANY,
+                class: 0x010601,
+                class_mask: 0xffffff,
+            }],
             usb: vec![],
         };
         let r: Vec<String> = maps.resolve("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01").into_iter().map(|m| m.module).collect();

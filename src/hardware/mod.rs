@@ -11,8 +11,8 @@ pub mod index;
 pub mod legacy;
 pub mod loader;
 pub mod matches;
-pub mod modprobe;
 pub mod modinfo;
+pub mod modprobe;
 pub mod uevent;
 
 pub use detect::{DetectOptions, DetectReport, Detector, LoadRecord, Settled};

@@ -129,9 +129,10 @@ pub fn main(args: &[OsString]) -> i32 {
             return 1;
         }
     };
-    let release = req.release.clone().unwrap_or_else(|| {
-        nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
-    });
+    let release = req
+        .release
+        .clone()
+        .unwrap_or_else(|| nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default());
     let root = req.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let dir = root.join("lib/modules").join(&release);
     let tables = match load_tables(&dir) {
