@@ -438,7 +438,7 @@ impl Detector {
                     }
                 }
             }
-            let _ = tx.send(Err(first_err.unwrap_or_else(|| HwError::NotFound(name))));
+            let _ = tx.send(Err(first_err.unwrap_or(HwError::NotFound(name))));
         });
         if let Err(e) = spawned {
             return Err(HwError::Module { module: name_or_alias.to_string(), reason: format!("cannot start a loader thread: {e}") });
