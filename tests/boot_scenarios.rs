@@ -647,3 +647,21 @@ fn an_init_that_cannot_exec_ends_in_the_panic_policy_not_a_reboot_loop() {
     assert!(!log.contains("The rescue shell could not start"), "{}", log.tail(20));
     running.kill();
 }
+
+// ---------------------------------------------------------------- PID 1 never hangs, never panics
+
+#[test]
+fn a_command_line_word_that_is_not_utf8_costs_only_that_word() {
+    let disk = disk("cmdline-bytes", "ext4", &artifacts().layout, true);
+    // viver.media_wait after the bad word must still apply; the bad word also reaches
+    // init's environment (the kernel passes unknown key=value words on).
+    let vm = vm("cmdline-bytes").disk_virtio(&disk).append_bytes(b"junk=\xff\xfe").append("viver.media_wait=1");
+    let (_, report) = boot_ok(vm);
+    assert_eq!(chosen(&report).1, "/dev/vda1");
+    assert_eq!(report["settings"]["media_wait"], 1.0, "the words after the bad one were lost: {}", report["settings"]);
+    let problems: Vec<&str> = report["problems"].as_array().unwrap().iter().filter_map(|p| p.as_str()).collect();
+    assert!(
+        problems.iter().any(|p| p.contains("the word \"junk=\\xff\\xfe\"") && p.contains("not UTF-8")),
+        "the report does not name the word: {problems:?}"
+    );
+}
