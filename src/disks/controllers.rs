@@ -9,7 +9,7 @@
 //! and late-media wait (`boot::late_media`). The early stop is only sound while these
 //! agree, which is why there is one table.
 
-use super::class::{MediaClass, Transport};
+use super::kinds::{MediaClass, Transport};
 
 /// Red Hat's PCI vendor id, which virtio devices carry.
 pub const VIRTIO_VENDOR: u32 = 0x1af4;
