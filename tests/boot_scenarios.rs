@@ -665,3 +665,27 @@ fn a_command_line_word_that_is_not_utf8_costs_only_that_word() {
         "the report does not name the word: {problems:?}"
     );
 }
+
+#[test]
+fn an_initrd_for_another_kernel_release_says_which_releases_it_has() {
+    // The harness kernel's modules under another release name: the kernel finds no
+    // /lib/modules/$(uname -r). Debian's virtio_blk is a module, so no medium can appear:
+    // the boot must fail with a report naming the initrd's releases, not stop at once.
+    let dir = qemu::temp_dir("other-release");
+    let other = dir.join("6.1.0-0-other");
+    qemu::run_ok(Command::new("cp").arg("-al").arg(qemu::modules_dir()).arg(&other));
+    let initrd = dir.join("initrd.img");
+    qemu::kit(&["initrd", "--modules", other.to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
+    let hdd = disk("other-release", "ext4", &artifacts().layout, true);
+    let log = Vm::new("other-release")
+        .kernel(qemu::kernel())
+        .initrd(&initrd)
+        .memory_mb(768)
+        .disk_virtio(&hdd)
+        .append(&format!("viver.timeout=3 {FAIL_FAST}"))
+        .run(BOOT_TIMEOUT)
+        .unwrap();
+    assert!(log.contains("VIVER could not boot: the disks stage failed"), "{}", log.tail(40));
+    assert!(log.contains("it has modules for: 6.1.0-0-other"), "the report does not name the initrd's release:\n{}", log.tail(40));
+    assert!(!log.contains("Kernel panic"), "{}", log.tail(40));
+}
