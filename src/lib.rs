@@ -17,6 +17,7 @@
 
 pub mod boot;
 pub mod cli;
+pub mod cmdline;
 pub mod disks;
 pub mod hardware;
 pub mod image;

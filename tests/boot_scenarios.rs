@@ -647,3 +647,45 @@ fn an_init_that_cannot_exec_ends_in_the_panic_policy_not_a_reboot_loop() {
     assert!(!log.contains("The rescue shell could not start"), "{}", log.tail(20));
     running.kill();
 }
+
+// ---------------------------------------------------------------- PID 1 never hangs, never panics
+
+#[test]
+fn a_command_line_word_that_is_not_utf8_costs_only_that_word() {
+    let disk = disk("cmdline-bytes", "ext4", &artifacts().layout, true);
+    // viver.media_wait after the bad word must still apply; the bad word also reaches
+    // init's environment (the kernel passes unknown key=value words on).
+    let vm = vm("cmdline-bytes").disk_virtio(&disk).append_bytes(b"junk=\xff\xfe").append("viver.media_wait=1");
+    let (_, report) = boot_ok(vm);
+    assert_eq!(chosen(&report).1, "/dev/vda1");
+    assert_eq!(report["settings"]["media_wait"], 1.0, "the words after the bad one were lost: {}", report["settings"]);
+    let problems: Vec<&str> = report["problems"].as_array().unwrap().iter().filter_map(|p| p.as_str()).collect();
+    assert!(
+        problems.iter().any(|p| p.contains("the word \"junk=\\xff\\xfe\"") && p.contains("not UTF-8")),
+        "the report does not name the word: {problems:?}"
+    );
+}
+
+#[test]
+fn an_initrd_for_another_kernel_release_says_which_releases_it_has() {
+    // The harness kernel's modules under another release name: the kernel finds no
+    // /lib/modules/$(uname -r). Debian's virtio_blk is a module, so no medium can appear:
+    // the boot must fail with a report naming the initrd's releases, not stop at once.
+    let dir = qemu::temp_dir("other-release");
+    let other = dir.join("6.1.0-0-other");
+    qemu::run_ok(Command::new("cp").arg("-al").arg(qemu::modules_dir()).arg(&other));
+    let initrd = dir.join("initrd.img");
+    qemu::kit(&["initrd", "--modules", other.to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
+    let hdd = disk("other-release", "ext4", &artifacts().layout, true);
+    let log = Vm::new("other-release")
+        .kernel(qemu::kernel())
+        .initrd(&initrd)
+        .memory_mb(768)
+        .disk_virtio(&hdd)
+        .append(&format!("viver.timeout=3 {FAIL_FAST}"))
+        .run(BOOT_TIMEOUT)
+        .unwrap();
+    assert!(log.contains("VIVER could not boot: the disks stage failed"), "{}", log.tail(40));
+    assert!(log.contains("it has modules for: 6.1.0-0-other"), "the report does not name the initrd's release:\n{}", log.tail(40));
+    assert!(!log.contains("Kernel panic"), "{}", log.tail(40));
+}

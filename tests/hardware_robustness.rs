@@ -3,7 +3,9 @@
 
 mod hardware_common;
 
-use viver::hardware::fuzzing;
+// The fuzz targets' entry points, kept out of the viver crate (and of /init).
+#[path = "../fuzz/helpers/hardware.rs"]
+mod fuzzing;
 
 struct XorShift(u64);
 impl XorShift {
@@ -70,7 +72,12 @@ fn fixture(rel: &str) -> Vec<u8> {
 fn table_parsers_survive_garbage() {
     let seeds = vec![fixture("mini/modules.alias"), fixture("mini/modules.dep"), fixture("bad/modules.alias"), fixture("bad/modules.dep")];
     run(fuzzing::alias_file, &seeds, 5000);
-    let seeds = vec![fixture("bad/modules.pcimap"), fixture("bad/modules.usbmap"), b"pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01".to_vec(), b"usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00".to_vec()];
+    let seeds = vec![
+        fixture("bad/modules.pcimap"),
+        fixture("bad/modules.usbmap"),
+        b"pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01".to_vec(),
+        b"usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00".to_vec(),
+    ];
     run(fuzzing::legacy_maps, &seeds, 5000);
 }
 
@@ -86,7 +93,8 @@ fn matcher_survives_garbage() {
 
 #[test]
 fn uevent_parser_survives_garbage() {
-    let seeds = vec![b"add@/devices/pci0000:00/0000:00:04.0\0ACTION=add\0MODALIAS=pci:v1\0SEQNUM=1\0".to_vec(), b"libudev\0\xfe\xed".to_vec()];
+    let seeds =
+        vec![b"add@/devices/pci0000:00/0000:00:04.0\0ACTION=add\0MODALIAS=pci:v1\0SEQNUM=1\0".to_vec(), b"libudev\0\xfe\xed".to_vec()];
     run(fuzzing::uevent, &seeds, 5000);
 }
 

@@ -4,7 +4,7 @@
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let (line, conf) = text.split_once('\n').unwrap_or((&text, ""));
-    let cmdline = viver::boot::cmdline::Cmdline::parse(line);
+    let cmdline = viver::cmdline::Cmdline::parse(line);
     let confs = [viver::boot::settings::ConfFile { origin: "fuzz".into(), text: conf.to_string() }];
     let _ = viver::boot::settings::Settings::resolve(&cmdline, &confs);
 });

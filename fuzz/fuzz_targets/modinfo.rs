@@ -1,3 +1,5 @@
 #![no_main]
-//! cargo fuzz run modinfo: arbitrary bytes into viver::hardware::fuzzing::modinfo (must not panic).
-libfuzzer_sys::fuzz_target!(|data: &[u8]| viver::hardware::fuzzing::modinfo(data));
+//! cargo fuzz run modinfo: arbitrary bytes into fuzzing::modinfo (must not panic).
+#[path = "../helpers/hardware.rs"]
+mod fuzzing;
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzzing::modinfo(data));

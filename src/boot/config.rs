@@ -2,21 +2,49 @@
 //! [`Settings`]; the media's `viver.conf` files are folded in later by the disk stage.
 
 use super::log::BootLogger;
+use super::report::Failure;
 use super::settings::{ConfFile, ConfSource, Settings};
 use super::Boot;
-use super::cmdline::Cmdline;
-use super::report::Failure;
+use crate::cmdline::Cmdline;
 
 /// The initrd's own configuration, written by the kit.
 const INITRD_CONF: &str = "/etc/viver.conf";
 
 impl Boot {
     pub(super) fn config(&mut self) -> Result<(), Failure> {
-        let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        self.report.cmdline = line.trim().to_string();
-        self.cmdline = Cmdline::parse(&line);
-        if let Ok(text) = std::fs::read_to_string(INITRD_CONF) {
-            self.initrd_confs.push(ConfFile { origin: format!("initrd:{INITRD_CONF}"), text, source: ConfSource::Initrd });
+        // Bytes, decoded lossily: one byte that is not UTF-8 costs its word, not every
+        // setting, and the report names the word.
+        let bytes = match std::fs::read("/proc/cmdline") {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let problem = format!("cannot read /proc/cmdline ({e}): booting with the defaults");
+                ::log::warn!("{problem}");
+                self.report.problems.push(problem);
+                Vec::new()
+            }
+        };
+        let (cmdline, problems) = Cmdline::from_bytes(&bytes);
+        self.report.cmdline = String::from_utf8_lossy(&bytes).trim().to_string();
+        self.cmdline = cmdline;
+        for problem in problems {
+            ::log::warn!("{problem}");
+            self.report.problems.push(problem);
+        }
+        match std::fs::read(INITRD_CONF) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => self.initrd_confs.push(ConfFile { origin: format!("initrd:{INITRD_CONF}"), text, source: ConfSource::Initrd }),
+                Err(e) => {
+                    let problem = format!("initrd:{INITRD_CONF}: not UTF-8 text ({}), ignored", e.utf8_error());
+                    ::log::warn!("{problem}");
+                    self.report.problems.push(problem);
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let problem = format!("initrd:{INITRD_CONF}: cannot be read ({e}), ignored");
+                ::log::warn!("{problem}");
+                self.report.problems.push(problem);
+            }
         }
         self.resolve_settings(&[]);
         Ok(())

@@ -5,7 +5,30 @@ use super::report::Failure;
 use super::stage::Stage;
 use super::Boot;
 use crate::hardware::detect::{DetectOptions, Detector};
-use std::path::PathBuf;
+use crate::hardware::index::ModuleTables;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Longest wait at the hand-over for driver loads still under way.
+pub(super) const HAND_OVER_WAIT: Duration = Duration::from_secs(10);
+
+/// The kernel releases an initrd has modules for (`/lib/modules/*`), sorted.
+fn releases_in(modules_root: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(modules_root)
+        .map(|dir| dir.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// What to say when the initrd has no modules for the running kernel `release`.
+pub(super) fn missing_release_note(release: &str, releases: &[String]) -> String {
+    let has = if releases.is_empty() { "none at all".to_string() } else { releases.join(", ") };
+    format!(
+        "this initrd has no modules for the running kernel {release} (/lib/modules/{release} is missing; it has modules for: {has}); \
+         going on with the kernel's built-in drivers only: boot the kernel the initrd was made for, or make the initrd for this one"
+    )
+}
 
 /// Modules every boot needs whatever the hardware: started with the device drivers so
 /// they are ready when the image is found.
@@ -33,7 +56,19 @@ impl Boot {
             // Only when VIVER chooses the medium itself; a named medium may be anywhere.
             // A named image is not: its fastest copy is still what the search wants.
             fast_first: self.settings.media.is_none(),
+            // One module that never finishes loading must not hold the boot longer than
+            // the devices may take to appear.
+            load_timeout: self.settings.timeout,
         };
+        if !options.modules_dir.is_dir() {
+            // Kernel and initrd of different releases, the most common mistake: the
+            // built-in drivers may still reach a medium; fail only if none appears.
+            let note = missing_release_note(release, &releases_in(Path::new("/lib/modules")));
+            ::log::warn!("{note}");
+            self.report.problems.push(note.clone());
+            self.hardware_notes.push(note);
+            return Ok(Detector::start_with_tables(options, ModuleTables::default()));
+        }
         let detector = Detector::start(options).map_err(|e| Failure {
             stage: Stage::Hardware,
             message: format!("hardware detection could not start: {e}"),

@@ -5,27 +5,26 @@
 //! (or, as a last resort, a panic) into a readable report and the `viver.panic=` policy.
 
 // The stages, in the order of a boot.
-pub mod early;
 pub mod config;
-pub mod hardware;
-pub mod disks;
-pub mod image;
 pub mod cow;
+pub mod disks;
+pub mod early;
+pub mod hardware;
+pub mod image;
 pub mod switch_root;
 
 // What the stages share.
-pub mod cmdline;
 pub mod failure;
 pub mod log;
 pub mod report;
 pub mod settings;
 pub mod stage;
 
-use self::cmdline::Cmdline;
 use self::log::BootLogger;
 use self::report::{BootReport, ChosenImage, Failure, StageTiming};
 use self::settings::{ConfFile, Settings};
 use self::stage::Stage;
+use crate::cmdline::Cmdline;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -55,6 +54,9 @@ pub(crate) struct Boot {
     /// settings already include.
     media_confs_applied: usize,
     conf_problems_seen: usize,
+    /// What the hardware stage could not do (no modules for this kernel): repeated in a
+    /// failure report, since it is the likely cause.
+    hardware_notes: Vec<String>,
 }
 
 /// What the image stage hands to the cow stage.
@@ -86,6 +88,7 @@ pub fn run_as_pid1() -> ! {
         kmsg_ratelimit: None,
         media_confs_applied: 0,
         conf_problems_seen: 0,
+        hardware_notes: Vec::new(),
     };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boot.run()));
     let failure = match outcome {
@@ -130,7 +133,14 @@ impl Boot {
         };
         self.timed(Stage::Cow, |boot| boot.cow(&image, &search, &detector))?;
         // No driver load may be cut short by the exec that starts the real init.
-        detector.finish();
+        // A load hung in the kernel cannot be cancelled: after a bounded wait the boot goes
+        // on and names it.
+        let wait = self.settings.timeout.min(hardware::HAND_OVER_WAIT);
+        for stuck in detector.finish(wait) {
+            let text = format!("{stuck}: handing over without it");
+            ::log::warn!("{text}");
+            self.report.problems.push(text);
+        }
         self.report.hardware = serde_json::to_value(detector.report()).ok();
         self.report.devices = search.reports();
         self.timed(Stage::SwitchRoot, |boot| boot.switch_root(&image))

@@ -12,8 +12,8 @@
 //! point writes at another device, nor set what is decided before any medium can be read
 //! ([`NOT_FROM_MEDIA`]).
 
-use super::cmdline::Cmdline;
 use super::stage::Stage;
+use crate::cmdline::Cmdline;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -152,13 +152,13 @@ pub enum ConfSource {
 
 /// Keys a medium's `viver.conf` may not set, and why (in the refusal's words).
 pub const NOT_FROM_MEDIA: &[(&str, &str)] = &[
-    ("blacklist", "drivers are loading before any medium can be read: use modprobe.blacklist= on the command line or the initrd's viver.conf"),
+    (
+        "blacklist",
+        "drivers are loading before any medium can be read: use modprobe.blacklist= on the command line or the initrd's viver.conf",
+    ),
     ("parallel", "drivers are loading before any medium can be read: use viver.parallel= on the command line or the initrd's viver.conf"),
     ("break", "a shell before a stage is asked for on the command line"),
 ];
-
-/// Command-line prefixes that are never module parameters.
-const NOT_MODULE_PREFIXES: &[&str] = &["viver", "rd", "systemd", "udev", "modprobe", "console", "BOOT_IMAGE"];
 
 impl Settings {
     /// Defaults, then the media's files (in the order given), then the initrd's, then
@@ -236,21 +236,9 @@ impl Settings {
     /// not loaded yet, and hands them to nobody; modprobe used to read them from
     /// /proc/cmdline, so we do.
     fn maybe_module_param(&mut self, key: &str, value: Option<&str>) {
-        let Some((module, param)) = key.split_once('.') else { return };
-        if module.is_empty() || param.is_empty() || NOT_MODULE_PREFIXES.contains(&module) {
-            return;
+        if let Some((module, word)) = crate::cmdline::module_param(key, value) {
+            crate::cmdline::push_param(&mut self.module_params, module, &word);
         }
-        let module = module.replace('-', "_");
-        let word = match value {
-            Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
-            Some(v) => format!("{param}={v}"),
-            None => param.to_string(),
-        };
-        let entry = self.module_params.entry(module).or_default();
-        if !entry.is_empty() {
-            entry.push(' ');
-        }
-        entry.push_str(&word);
     }
 
     /// One setting, by its name without `viver.`; `origin` says where it came from.
@@ -471,14 +459,8 @@ mod tests {
         assert_eq!(parse_cow("2G"), Ok(CowSpec::Tmpfs { size: "2g".into() }));
         assert_eq!(parse_cow("tmpfs:25%"), Ok(CowSpec::Tmpfs { size: "25%".into() }));
         assert_eq!(parse_cow("none"), Ok(CowSpec::None));
-        assert_eq!(
-            parse_cow("LABEL=DATA:/cow"),
-            Ok(CowSpec::Persistent { device: "LABEL=DATA".into(), dir: "/cow".into() })
-        );
-        assert_eq!(
-            parse_cow("/dev/sdb1"),
-            Ok(CowSpec::Persistent { device: "/dev/sdb1".into(), dir: "/viver-cow".into() })
-        );
+        assert_eq!(parse_cow("LABEL=DATA:/cow"), Ok(CowSpec::Persistent { device: "LABEL=DATA".into(), dir: "/cow".into() }));
+        assert_eq!(parse_cow("/dev/sdb1"), Ok(CowSpec::Persistent { device: "/dev/sdb1".into(), dir: "/viver-cow".into() }));
         for bad in ["2GG", "%", "/dev/", "LABEL=", "UUID=x:relative", "/dev/sda1:/../etc", "lots"] {
             assert!(parse_cow(bad).is_err(), "{bad} accepted");
         }
@@ -502,8 +484,8 @@ mod tests {
     #[test]
     fn random_command_lines_and_confs_never_panic() {
         let pieces = [
-            "viver.", "image", "media", "cow", "=", "\"", " ", "--", "tmpfs:", "%", "LABEL=", ":/", "..", "timeout",
-            "1e308", "-1", "NaN", "panic", "break", "rd.break", "a.b", ".", "=", "[", "]", "{", "}", "\n", "toram", "\0", "é",
+            "viver.", "image", "media", "cow", "=", "\"", " ", "--", "tmpfs:", "%", "LABEL=", ":/", "..", "timeout", "1e308", "-1", "NaN",
+            "panic", "break", "rd.break", "a.b", ".", "=", "[", "]", "{", "}", "\n", "toram", "\0", "é",
         ];
         let mut x: u64 = 0x2545F4914F6CDD1D;
         for _ in 0..5000 {

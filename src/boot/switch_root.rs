@@ -235,16 +235,41 @@ pub fn switch_root(new_root: &Path, init: &Path, args: &[String], env: &[(String
 
 /// Replaces this process with `init`; returns only the error.
 pub fn exec(init: &Path, args: &[String], env: &[(String, String)]) -> SwitchError {
-    let to_c = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
-    let program = to_c(&init.display().to_string());
+    use std::os::unix::ffi::OsStrExt;
+    let program = c_bytes(init.as_os_str().as_bytes());
     let mut argv = vec![program.clone()];
-    argv.extend(args.iter().map(|a| to_c(a)));
-    let mut envp: Vec<CString> = std::env::vars().map(|(k, v)| to_c(&format!("{k}={v}"))).collect();
-    envp.extend(env.iter().map(|(k, v)| to_c(&format!("{k}={v}"))));
+    argv.extend(args.iter().map(|a| c_bytes(a.as_bytes())));
+    // The `_os` form: the kernel puts unknown `key=value` words of the command line into
+    // init's environment, bytes that need not be UTF-8 (std::env::vars would panic).
+    let envp = environment(std::env::vars_os(), env);
     match nix::unistd::execve(&program, &argv, &envp) {
         Err(errno) => SwitchError::Sys { what: format!("starting {}", init.display()), errno },
         Ok(never) => match never {},
     }
+}
+
+/// A C string of `bytes`, NULs dropped (they cannot be passed on).
+fn c_bytes(bytes: &[u8]) -> CString {
+    let clean: Vec<u8> = bytes.iter().copied().filter(|b| *b != 0).collect();
+    CString::new(clean).unwrap_or_default()
+}
+
+/// The environment for the new init: the inherited variables as the bytes they are,
+/// with `extra` added (replacing a variable of the same name).
+fn environment(inherited: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>, extra: &[(String, String)]) -> Vec<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out: Vec<CString> = Vec::new();
+    for (key, value) in inherited {
+        if extra.iter().any(|(k, _)| k.as_bytes() == key.as_bytes()) {
+            continue;
+        }
+        let mut word = key.as_bytes().to_vec();
+        word.push(b'=');
+        word.extend_from_slice(value.as_bytes());
+        out.push(c_bytes(&word));
+    }
+    out.extend(extra.iter().map(|(k, v)| c_bytes(format!("{k}={v}").as_bytes())));
+    out
 }
 
 /// When the new init is systemd, the state it would have received from a systemd
@@ -253,9 +278,7 @@ pub fn exec(init: &Path, args: &[String], env: &[(String, String)]) -> SwitchErr
 /// phase (booster's way; systemd dropped the old `RD_TIMESTAMP` variable). Returns the
 /// arguments to put before the user's.
 pub fn systemd_handover(new_root: &Path, init: &Path, start_realtime: Duration, start_monotonic: Duration) -> Vec<String> {
-    let is_systemd = resolve_in_root(new_root, init)
-        .and_then(|real| real.file_name().map(|n| n == "systemd"))
-        .unwrap_or(false);
+    let is_systemd = resolve_in_root(new_root, init).and_then(|real| real.file_name().map(|n| n == "systemd")).unwrap_or(false);
     if !is_systemd {
         return Vec::new();
     }
@@ -286,6 +309,21 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn the_environment_keeps_bytes_that_are_not_utf8() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let inherited = vec![
+            (OsString::from("PATH"), OsString::from("/bin")),
+            (OsString::from("weird"), OsString::from_vec(b"a\xffb".to_vec())),
+            (OsString::from("TERM"), OsString::from("dumb")),
+        ];
+        let env = environment(inherited.into_iter(), &[("TERM".into(), "linux".into())]);
+        let words: Vec<&[u8]> = env.iter().map(|c| c.as_bytes()).collect();
+        assert_eq!(words, vec![&b"PATH=/bin"[..], &b"weird=a\xffb"[..], &b"TERM=linux"[..]]);
+        assert_eq!(c_bytes(b"a\0b").as_bytes(), b"ab");
     }
 
     #[test]

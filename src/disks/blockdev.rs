@@ -43,24 +43,14 @@ const IGNORED_PREFIXES: &[&str] = &["loop", "ram", "zram", "dm-", "md", "nbd"];
 /// Devices of size 0 (empty card readers, CD drives without a disc) are left out.
 /// A device whose attributes cannot be read is logged and skipped, not fatal.
 pub fn scan(sysfs: &Path) -> Result<Vec<BlockDevice>, DiskError> {
-    let sysfs = fs::canonicalize(sysfs).map_err(|source| DiskError::Sysfs {
-        path: sysfs.to_path_buf(),
-        source,
-    })?;
+    let sysfs = fs::canonicalize(sysfs).map_err(|source| DiskError::Sysfs { path: sysfs.to_path_buf(), source })?;
     let class_dir = sysfs.join("class/block");
-    let entries = fs::read_dir(&class_dir).map_err(|source| DiskError::Sysfs {
-        path: class_dir.clone(),
-        source,
-    })?;
+    let entries = fs::read_dir(&class_dir).map_err(|source| DiskError::Sysfs { path: class_dir.clone(), source })?;
     let mut devices = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| DiskError::Sysfs {
-            path: class_dir.clone(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| DiskError::Sysfs { path: class_dir.clone(), source })?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if IGNORED_PREFIXES.iter().any(|p| name.starts_with(p)) || is_emmc_hardware_partition(&name)
-        {
+        if IGNORED_PREFIXES.iter().any(|p| name.starts_with(p)) || is_emmc_hardware_partition(&name) {
             continue;
         }
         match read_device(&sysfs, &name) {
@@ -77,25 +67,12 @@ pub fn scan(sysfs: &Path) -> Result<Vec<BlockDevice>, DiskError> {
 
 fn read_device(sysfs: &Path, name: &str) -> Result<Option<BlockDevice>, DiskError> {
     let link = sysfs.join("class/block").join(name);
-    let dir = fs::canonicalize(&link).map_err(|source| DiskError::Sysfs {
-        path: link.clone(),
-        source,
-    })?;
+    let dir = fs::canonicalize(&link).map_err(|source| DiskError::Sysfs { path: link.clone(), source })?;
     let partition = dir.join("partition").exists();
     // Partitions carry only dev/size/ro: the rest is an attribute of the whole disk,
     // which is the parent directory.
-    let disk_dir = if partition {
-        dir.parent().unwrap_or(&dir).to_path_buf()
-    } else {
-        dir.clone()
-    };
-    let parent = if partition {
-        disk_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-    } else {
-        None
-    };
+    let disk_dir = if partition { dir.parent().unwrap_or(&dir).to_path_buf() } else { dir.clone() };
+    let parent = if partition { disk_dir.file_name().map(|n| n.to_string_lossy().into_owned()) } else { None };
 
     // NVMe multipath controller paths (nvme0c0n1) are hidden: no node, the
     // subsystem's nvme0n1 is the device to use.
@@ -115,14 +92,9 @@ fn read_device(sysfs: &Path, name: &str) -> Result<Option<BlockDevice>, DiskErro
     let scsi_type = read_trimmed(&disk_dir.join("device/type")).and_then(|t| t.parse::<u32>().ok());
 
     let devices_root = sysfs.join("devices");
-    let device_path = dir
-        .strip_prefix(&devices_root)
-        .unwrap_or(&dir)
-        .to_path_buf();
+    let device_path = dir.strip_prefix(&devices_root).unwrap_or(&dir).to_path_buf();
     let disk_name = parent.as_deref().unwrap_or(name);
-    let transport = class::transport_from_path(disk_name, &device_path, |controller| {
-        ata_controller(&devices_root.join(controller))
-    });
+    let transport = class::transport_from_path(disk_name, &device_path, |controller| ata_controller(&devices_root.join(controller)));
     let class = class::media_class(transport, rotational, scsi_type, disk_name);
 
     Ok(Some(BlockDevice {
@@ -156,11 +128,8 @@ fn node_name(name: &str) -> String {
 }
 
 fn ata_controller(dir: &Path) -> AtaController {
-    let pci_class = read_trimmed(&dir.join("class"))
-        .and_then(|c| u32::from_str_radix(c.trim_start_matches("0x"), 16).ok());
-    let driver = fs::read_link(dir.join("driver"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let pci_class = read_trimmed(&dir.join("class")).and_then(|c| u32::from_str_radix(c.trim_start_matches("0x"), 16).ok());
+    let driver = fs::read_link(dir.join("driver")).ok().and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
     AtaController { pci_class, driver }
 }
 
@@ -169,21 +138,12 @@ fn read_trimmed(path: &Path) -> Option<String> {
 }
 
 fn read_attr(path: &Path) -> Result<String, DiskError> {
-    fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|source| DiskError::Sysfs {
-            path: path.to_path_buf(),
-            source,
-        })
+    fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|source| DiskError::Sysfs { path: path.to_path_buf(), source })
 }
 
 fn read_u64(path: &Path) -> Result<u64, DiskError> {
     let value = read_attr(path)?;
-    value.parse().map_err(|_| DiskError::BadAttribute {
-        path: path.to_path_buf(),
-        value,
-        reason: "not a number",
-    })
+    value.parse().map_err(|_| DiskError::BadAttribute { path: path.to_path_buf(), value, reason: "not a number" })
 }
 
 fn read_flag(path: &Path) -> Option<bool> {
@@ -196,14 +156,8 @@ fn read_flag(path: &Path) -> Option<bool> {
 
 fn parse_dev(path: &Path) -> Result<(u32, u32), DiskError> {
     let value = read_attr(path)?;
-    let parsed = value
-        .split_once(':')
-        .and_then(|(ma, mi)| Some((ma.parse().ok()?, mi.parse().ok()?)));
-    parsed.ok_or(DiskError::BadAttribute {
-        path: path.to_path_buf(),
-        value,
-        reason: "expected MAJOR:MINOR",
-    })
+    let parsed = value.split_once(':').and_then(|(ma, mi)| Some((ma.parse().ok()?, mi.parse().ok()?)));
+    parsed.ok_or(DiskError::BadAttribute { path: path.to_path_buf(), value, reason: "expected MAJOR:MINOR" })
 }
 
 /// The device node of `dev` under `dev_dir` (normally `/dev`). devtmpfs creates it as
@@ -216,10 +170,7 @@ pub fn ensure_node(dev: &BlockDevice, dev_dir: &Path) -> Result<PathBuf, DiskErr
     match fs::metadata(&path) {
         Ok(meta) => {
             if !meta.file_type().is_block_device() {
-                return Err(DiskError::Node {
-                    path,
-                    reason: "exists but is not a block device".into(),
-                });
+                return Err(DiskError::Node { path, reason: "exists but is not a block device".into() });
             }
             if meta.rdev() != wanted {
                 return Err(DiskError::Node {
@@ -237,33 +188,15 @@ pub fn ensure_node(dev: &BlockDevice, dev_dir: &Path) -> Result<PathBuf, DiskErr
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).map_err(|e| DiskError::Node {
-                    path: path.clone(),
-                    reason: format!("cannot create {}: {e}", dir.display()),
-                })?;
+                fs::create_dir_all(dir)
+                    .map_err(|e| DiskError::Node { path: path.clone(), reason: format!("cannot create {}: {e}", dir.display()) })?;
             }
-            stat::mknod(
-                &path,
-                SFlag::S_IFBLK,
-                Mode::from_bits_truncate(0o600),
-                wanted,
-            )
-            .map_err(|e| DiskError::Node {
-                path: path.clone(),
-                reason: format!("mknod {}:{} failed: {e}", dev.major, dev.minor),
-            })?;
-            debug!(
-                "disks: created {} ({}:{})",
-                path.display(),
-                dev.major,
-                dev.minor
-            );
+            stat::mknod(&path, SFlag::S_IFBLK, Mode::from_bits_truncate(0o600), wanted)
+                .map_err(|e| DiskError::Node { path: path.clone(), reason: format!("mknod {}:{} failed: {e}", dev.major, dev.minor) })?;
+            debug!("disks: created {} ({}:{})", path.display(), dev.major, dev.minor);
             Ok(path)
         }
-        Err(e) => Err(DiskError::Node {
-            path,
-            reason: format!("cannot stat: {e}"),
-        }),
+        Err(e) => Err(DiskError::Node { path, reason: format!("cannot stat: {e}") }),
     }
 }
 
@@ -309,10 +242,7 @@ mod tests {
                 assert_eq!(path, dir.join("cciss/c0d0p1"));
                 let meta = fs::metadata(&path).unwrap();
                 assert!(meta.file_type().is_block_device());
-                assert_eq!(
-                    (stat::major(meta.rdev()), stat::minor(meta.rdev())),
-                    (7, 200)
-                );
+                assert_eq!((stat::major(meta.rdev()), stat::minor(meta.rdev())), (7, 200));
                 assert_eq!(ensure_node(&dev, &dir).unwrap(), path);
                 dev.minor = 201;
                 let err = ensure_node(&dev, &dir).unwrap_err().to_string();

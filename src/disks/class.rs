@@ -4,89 +4,8 @@
 //! `.../virtio0/block/vda`), which is more reliable than guessing from the name:
 //! `sda` may be SATA, IDE, SCSI or USB.
 
-use serde::Serialize;
-use std::fmt;
+pub use super::kinds::{MediaClass, Transport};
 use std::path::{Component, Path};
-
-/// The bus a disk hangs off. Reported for the log and `boot.json`; ranking uses
-/// [`MediaClass`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Nvme,
-    Virtio,
-    /// ATA behind an AHCI controller (PCI class 0x0106).
-    Sata,
-    /// ATA behind a legacy IDE controller (PCI class 0x0101, `ata_piix`, `pata_*`).
-    Ide,
-    Scsi,
-    Usb,
-    Mmc,
-    Unknown,
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Nvme => "nvme",
-            Transport::Virtio => "virtio",
-            Transport::Sata => "sata",
-            Transport::Ide => "ide",
-            Transport::Scsi => "scsi",
-            Transport::Usb => "usb",
-            Transport::Mmc => "mmc",
-            Transport::Unknown => "unknown",
-        })
-    }
-}
-
-/// The speed class of a medium: the unit of the documented search order and of the
-/// `viver.media=` override. Display/Serialize give the names users type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum MediaClass {
-    #[serde(rename = "nvme")]
-    Nvme,
-    #[serde(rename = "virtio")]
-    Virtio,
-    /// SATA/SCSI (or IDE) that reports itself non-rotational.
-    #[serde(rename = "ssd")]
-    Ssd,
-    /// SATA/SCSI/IDE rotational.
-    #[serde(rename = "hdd")]
-    Hdd,
-    #[serde(rename = "usb")]
-    Usb,
-    /// SD/MMC cards.
-    #[serde(rename = "sd")]
-    Mmc,
-    /// CD/DVD/BD drives (SCSI peripheral type 5), whatever their bus.
-    #[serde(rename = "cd")]
-    Optical,
-    #[serde(rename = "unknown")]
-    Unknown,
-}
-
-impl MediaClass {
-    /// The name used in `viver.media=` and `boot.json`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            MediaClass::Nvme => "nvme",
-            MediaClass::Virtio => "virtio",
-            MediaClass::Ssd => "ssd",
-            MediaClass::Hdd => "hdd",
-            MediaClass::Usb => "usb",
-            MediaClass::Mmc => "sd",
-            MediaClass::Optical => "cd",
-            MediaClass::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for MediaClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// SCSI peripheral device type of CD/DVD drives (`device/type` in sysfs).
 pub const SCSI_TYPE_ROM: u32 = 5;
@@ -104,11 +23,7 @@ pub struct AtaController {
 /// or partition) and, for ATA disks, what the controller looks like.
 /// `controller` is called lazily with the path prefix up to the PCI function that
 /// owns the `ataN` port, because reading it is only needed for ATA.
-pub fn transport_from_path(
-    name: &str,
-    device_path: &Path,
-    controller: impl FnOnce(&Path) -> AtaController,
-) -> Transport {
+pub fn transport_from_path(name: &str, device_path: &Path, controller: impl FnOnce(&Path) -> AtaController) -> Transport {
     let parts: Vec<&str> = device_path
         .components()
         .filter_map(|c| match c {
@@ -124,24 +39,17 @@ pub fn transport_from_path(
     if parts.iter().any(|p| is_numbered(p, "virtio")) {
         return Transport::Virtio;
     }
-    if parts
-        .iter()
-        .any(|p| *p == "nvme" || p.starts_with("nvme-subsys"))
-    {
+    if parts.iter().any(|p| *p == "nvme" || p.starts_with("nvme-subsys")) {
         return Transport::Nvme;
     }
-    if parts
-        .iter()
-        .any(|p| *p == "mmc_host" || is_numbered(p, "mmc"))
-    {
+    if parts.iter().any(|p| *p == "mmc_host" || is_numbered(p, "mmc")) {
         return Transport::Mmc;
     }
     if let Some(ata_index) = parts.iter().position(|p| is_numbered(p, "ata")) {
         let controller_path: std::path::PathBuf = parts.iter().take(ata_index).collect();
         return ata_transport(&controller(&controller_path));
     }
-    if parts.iter().any(|p| is_numbered(p, "host")) && parts.iter().any(|p| p.starts_with("target"))
-    {
+    if parts.iter().any(|p| is_numbered(p, "host")) && parts.iter().any(|p| p.starts_with("target")) {
         return Transport::Scsi;
     }
     // Devices outside a recognisable bus (nvme multipath subsystems, odd platforms):
@@ -166,35 +74,28 @@ fn transport_from_name(name: &str) -> Transport {
 }
 
 /// AHCI vs IDE: the PCI class says what interface the controller presents
-/// (0x0106 SATA/AHCI, 0x0101 IDE); the driver name settles non-PCI or odd cases.
+/// ([`super::controllers`]: 0x0106 SATA/AHCI, 0x0101 IDE); the driver name settles non-PCI or odd cases.
 fn ata_transport(controller: &AtaController) -> Transport {
-    match controller.pci_class.map(|c| c >> 8) {
-        Some(0x0106) => return Transport::Sata,
-        Some(0x0101) => return Transport::Ide,
+    let row = controller.pci_class.and_then(|class| super::controllers::controller(0, class));
+    match row.map(|c| c.transport) {
+        Some(Transport::Sata) => return Transport::Sata,
+        Some(Transport::Ide) => return Transport::Ide,
         _ => {}
     }
     match controller.driver.as_deref() {
-        Some(d) if d == "ata_piix" || d.starts_with("pata_") || d == "ata_generic" => {
-            Transport::Ide
-        }
+        Some(d) if d == "ata_piix" || d.starts_with("pata_") || d == "ata_generic" => Transport::Ide,
         _ => Transport::Sata,
     }
 }
 
 /// `usb3` -> true for prefix "usb"; `usb-storage`, `usb` -> false.
 fn is_numbered(part: &str, prefix: &str) -> bool {
-    part.strip_prefix(prefix)
-        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+    part.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The media class from transport and the disk's own attributes. Optical wins over
 /// the bus: a USB or SATA DVD drive is searched last either way.
-pub fn media_class(
-    transport: Transport,
-    rotational: bool,
-    scsi_type: Option<u32>,
-    name: &str,
-) -> MediaClass {
+pub fn media_class(transport: Transport, rotational: bool, scsi_type: Option<u32>, name: &str) -> MediaClass {
     if scsi_type == Some(SCSI_TYPE_ROM) || name.starts_with("sr") {
         return MediaClass::Optical;
     }
@@ -224,19 +125,14 @@ mod tests {
 
     #[test]
     fn usb_wins_over_scsi_host() {
-        let p = Path::new(
-            "pci0000:00/0000:00:04.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0/block/sdc",
-        );
+        let p = Path::new("pci0000:00/0000:00:04.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0/block/sdc");
         assert_eq!(transport_from_path("sdc", p, no_controller), Transport::Usb);
     }
 
     #[test]
     fn virtio_scsi_is_virtio() {
         let p = Path::new("pci0000:00/0000:00:02.0/virtio1/host0/target0:0:0/0:0:0:0/block/sda");
-        assert_eq!(
-            transport_from_path("sda", p, no_controller),
-            Transport::Virtio
-        );
+        assert_eq!(transport_from_path("sda", p, no_controller), Transport::Virtio);
     }
 
     #[test]
@@ -244,64 +140,31 @@ mod tests {
         let p = Path::new("pci0000:00/0000:00:01.1/ata1/host0/target0:0:0/0:0:0:0/block/sda");
         let ide = |c: &Path| {
             assert_eq!(c, Path::new("pci0000:00/0000:00:01.1"));
-            AtaController {
-                pci_class: Some(0x010180),
-                driver: Some("ata_piix".into()),
-            }
+            AtaController { pci_class: Some(0x010180), driver: Some("ata_piix".into()) }
         };
         assert_eq!(transport_from_path("sda", p, ide), Transport::Ide);
-        let ahci = |_: &Path| AtaController {
-            pci_class: Some(0x010601),
-            driver: Some("ahci".into()),
-        };
+        let ahci = |_: &Path| AtaController { pci_class: Some(0x010601), driver: Some("ahci".into()) };
         assert_eq!(transport_from_path("sda", p, ahci), Transport::Sata);
-        let pata = |_: &Path| AtaController {
-            pci_class: None,
-            driver: Some("pata_via".into()),
-        };
+        let pata = |_: &Path| AtaController { pci_class: None, driver: Some("pata_via".into()) };
         assert_eq!(transport_from_path("sda", p, pata), Transport::Ide);
     }
 
     #[test]
     fn plain_scsi_and_name_fallback() {
         let p = Path::new("pci0000:00/0000:00:10.0/host2/target2:0:1/2:0:1:0/block/sdb");
-        assert_eq!(
-            transport_from_path("sdb", p, no_controller),
-            Transport::Scsi
-        );
+        assert_eq!(transport_from_path("sdb", p, no_controller), Transport::Scsi);
         let p = Path::new("virtual/nvme-fabrics/ctl/nvme0/nvme0n1");
-        assert_eq!(
-            transport_from_path("nvme0n1", p, no_controller),
-            Transport::Nvme
-        );
-        assert_eq!(
-            transport_from_path("xvda", Path::new("vbd-51712/block/xvda"), no_controller),
-            Transport::Unknown
-        );
+        assert_eq!(transport_from_path("nvme0n1", p, no_controller), Transport::Nvme);
+        assert_eq!(transport_from_path("xvda", Path::new("vbd-51712/block/xvda"), no_controller), Transport::Unknown);
     }
 
     #[test]
     fn class_from_transport_and_rotation() {
-        assert_eq!(
-            media_class(Transport::Sata, false, Some(0), "sda"),
-            MediaClass::Ssd
-        );
-        assert_eq!(
-            media_class(Transport::Ide, true, Some(0), "sda"),
-            MediaClass::Hdd
-        );
-        assert_eq!(
-            media_class(Transport::Usb, false, Some(5), "sr1"),
-            MediaClass::Optical
-        );
-        assert_eq!(
-            media_class(Transport::Usb, true, Some(0), "sdc"),
-            MediaClass::Usb
-        );
+        assert_eq!(media_class(Transport::Sata, false, Some(0), "sda"), MediaClass::Ssd);
+        assert_eq!(media_class(Transport::Ide, true, Some(0), "sda"), MediaClass::Hdd);
+        assert_eq!(media_class(Transport::Usb, false, Some(5), "sr1"), MediaClass::Optical);
+        assert_eq!(media_class(Transport::Usb, true, Some(0), "sdc"), MediaClass::Usb);
         assert_eq!(MediaClass::Mmc.to_string(), "sd");
-        assert_eq!(
-            serde_json::to_string(&MediaClass::Optical).unwrap(),
-            "\"cd\""
-        );
+        assert_eq!(serde_json::to_string(&MediaClass::Optical).unwrap(), "\"cd\"");
     }
 }

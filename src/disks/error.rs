@@ -12,11 +12,7 @@ pub enum DiskError {
         source: std::io::Error,
     },
     #[error("sysfs attribute {path} has unexpected value {value:?}: {reason}")]
-    BadAttribute {
-        path: PathBuf,
-        value: String,
-        reason: &'static str,
-    },
+    BadAttribute { path: PathBuf, value: String, reason: &'static str },
     #[error("cannot read device {device} at offset {offset}: {source}")]
     Read {
         device: String,

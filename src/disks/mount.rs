@@ -10,9 +10,7 @@ use nix::mount::{mount, MsFlags};
 use std::path::Path;
 
 /// Read-only, and nothing on the medium may become a device node or a setuid program.
-const FLAGS: MsFlags = MsFlags::MS_RDONLY
-    .union(MsFlags::MS_NOSUID)
-    .union(MsFlags::MS_NODEV);
+const FLAGS: MsFlags = MsFlags::MS_RDONLY.union(MsFlags::MS_NOSUID).union(MsFlags::MS_NODEV);
 
 /// Mounts `dev_path` on `target` (which must exist) read-only, with the filesystem's
 /// type and options. A journaled filesystem left dirty cannot replay its log on a
@@ -23,11 +21,7 @@ pub fn mount_readonly(dev_path: &Path, fs: &Filesystem, target: &Path) -> Result
     let options = fs.kind.mount_options();
     match try_mount(dev_path, fstype, options, target) {
         Ok(()) => {
-            info!(
-                "disks: mounted {} ({fstype}) read-only on {}",
-                dev_path.display(),
-                target.display()
-            );
+            info!("disks: mounted {} ({fstype}) read-only on {}", dev_path.display(), target.display());
             Ok(())
         }
         Err(first) => {
@@ -35,23 +29,12 @@ pub fn mount_readonly(dev_path: &Path, fs: &Filesystem, target: &Path) -> Result
                 return Err(mount_error(dev_path, fstype, target, first));
             };
             // EBUSY/ENOENT/ENODEV are not journal trouble; retrying would hide the real cause.
-            if !matches!(
-                first,
-                Errno::EROFS | Errno::EINVAL | Errno::EIO | Errno::EACCES
-            ) {
+            if !matches!(first, Errno::EROFS | Errno::EINVAL | Errno::EIO | Errno::EACCES) {
                 return Err(mount_error(dev_path, fstype, target, first));
             }
-            warn!(
-                "disks: mounting {} ({fstype}) failed ({first}); retrying with {fallback}",
-                dev_path.display()
-            );
-            try_mount(dev_path, fstype, fallback, target)
-                .map_err(|e| mount_error(dev_path, fstype, target, e))?;
-            info!(
-                "disks: mounted {} ({fstype},{fallback}) read-only on {}",
-                dev_path.display(),
-                target.display()
-            );
+            warn!("disks: mounting {} ({fstype}) failed ({first}); retrying with {fallback}", dev_path.display());
+            try_mount(dev_path, fstype, fallback, target).map_err(|e| mount_error(dev_path, fstype, target, e))?;
+            info!("disks: mounted {} ({fstype},{fallback}) read-only on {}", dev_path.display(), target.display());
             Ok(())
         }
     }
@@ -63,10 +46,5 @@ fn try_mount(dev_path: &Path, fstype: &str, options: &str, target: &Path) -> Res
 }
 
 fn mount_error(dev_path: &Path, fstype: &'static str, target: &Path, source: Errno) -> DiskError {
-    DiskError::Mount {
-        device: dev_path.to_path_buf(),
-        target: target.to_path_buf(),
-        fstype,
-        source,
-    }
+    DiskError::Mount { device: dev_path.to_path_buf(), target: target.to_path_buf(), fstype, source }
 }

@@ -42,17 +42,9 @@ pub fn class_rank(class: MediaClass, rotational: bool) -> u32 {
 /// `bytes` (or less if the device is smaller). The page cache is dropped first so the
 /// 128 KiB the superblock probe already read do not flatter the result.
 pub fn measure_read_mbps(dev_path: &Path, bytes: u64) -> Result<f64, DiskError> {
-    let mut file = File::open(dev_path).map_err(|source| DiskError::Open {
-        path: dev_path.to_path_buf(),
-        source,
-    })?;
+    let mut file = File::open(dev_path).map_err(|source| DiskError::Open { path: dev_path.to_path_buf(), source })?;
     // Advisory only: failing to drop the cache just makes the number optimistic.
-    let _ = nix::fcntl::posix_fadvise(
-        file.as_fd(),
-        0,
-        0,
-        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-    );
+    let _ = nix::fcntl::posix_fadvise(file.as_fd(), 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
     let mut buf = vec![0u8; 1 << 20];
     let mut total: u64 = 0;
     let start = Instant::now();
@@ -63,38 +55,23 @@ pub fn measure_read_mbps(dev_path: &Path, bytes: u64) -> Result<f64, DiskError> 
             Ok(0) => break,
             Ok(n) => total += n as u64,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(source) => {
-                return Err(DiskError::Read {
-                    device: dev_path.display().to_string(),
-                    offset: total,
-                    source,
-                })
-            }
+            Err(source) => return Err(DiskError::Read { device: dev_path.display().to_string(), offset: total, source }),
         }
     }
     if total == 0 {
-        return Err(DiskError::EmptyRead {
-            path: dev_path.to_path_buf(),
-        });
+        return Err(DiskError::EmptyRead { path: dev_path.to_path_buf() });
     }
     // A 1 µs floor keeps a cached or tiny read from dividing by zero.
     let secs = start.elapsed().as_secs_f64().max(1e-6);
     let mbps = total as f64 / 1e6 / secs;
-    debug!(
-        "disks: {} read {total} bytes in {secs:.3}s = {mbps:.1} MB/s",
-        dev_path.display()
-    );
+    debug!("disks: {} read {total} bytes in {secs:.3}s = {mbps:.1} MB/s", dev_path.display());
     Ok(mbps)
 }
 
 /// Stable sort of `items` into search order: media the selector names first (in the
 /// order it names them), then by [`class_rank`]. Items the selector does not name keep
 /// their class order after those it does.
-pub fn order<T>(
-    items: &mut [T],
-    key: impl Fn(&T) -> (&BlockDevice, Option<&Filesystem>),
-    selector: Option<&MediaSelector>,
-) {
+pub fn order<T>(items: &mut [T], key: impl Fn(&T) -> (&BlockDevice, Option<&Filesystem>), selector: Option<&MediaSelector>) {
     order_with_speed(
         items,
         |item| {
@@ -121,9 +98,7 @@ pub fn order_with_speed<T>(
     items.sort_by(|a, b| {
         let (pa, ca, sa) = sort_key(a);
         let (pb, cb, sb) = sort_key(b);
-        pa.cmp(&pb)
-            .then(ca.cmp(&cb))
-            .then_with(|| faster_first(sa, sb))
+        pa.cmp(&pb).then(ca.cmp(&cb)).then_with(|| faster_first(sa, sb))
     });
 }
 
@@ -166,13 +141,7 @@ mod tests {
     }
 
     fn sample() -> Vec<(BlockDevice, Option<Filesystem>, Option<f64>)> {
-        let fs = |label: &str| {
-            Some(Filesystem {
-                kind: FsKind::Vfat,
-                label: Some(label.into()),
-                uuid: Some("1234-ABCD".into()),
-            })
-        };
+        let fs = |label: &str| Some(Filesystem { kind: FsKind::Vfat, label: Some(label.into()), uuid: Some("1234-ABCD".into()) });
         vec![
             (dev("sr0", MediaClass::Optical, true), None, None),
             (dev("sdc1", MediaClass::Usb, true), fs("STICK"), None),
@@ -189,38 +158,14 @@ mod tests {
     fn documented_class_order_is_stable() {
         let mut items = sample();
         order(&mut items, |(d, f, _)| (d, f.as_ref()), None);
-        assert_eq!(
-            names(&items),
-            [
-                "nvme0n1",
-                "vda",
-                "sdd",
-                "sda",
-                "sdb",
-                "sdc1",
-                "mmcblk0p1",
-                "sr0"
-            ]
-        );
+        assert_eq!(names(&items), ["nvme0n1", "vda", "sdd", "sda", "sdb", "sdc1", "mmcblk0p1", "sr0"]);
     }
 
     #[test]
     fn measured_speed_breaks_ties_within_a_class() {
         let mut items = sample();
         order_with_speed(&mut items, |(d, f, s)| (d, f.as_ref(), *s), None);
-        assert_eq!(
-            names(&items),
-            [
-                "nvme0n1",
-                "vda",
-                "sdd",
-                "sdb",
-                "sda",
-                "sdc1",
-                "mmcblk0p1",
-                "sr0"
-            ]
-        );
+        assert_eq!(names(&items), ["nvme0n1", "vda", "sdd", "sdb", "sda", "sdc1", "mmcblk0p1", "sr0"]);
     }
 
     #[test]
@@ -230,19 +175,7 @@ mod tests {
         items[4].2 = Some(f64::INFINITY);
         items[0].2 = Some(f64::NAN);
         order_with_speed(&mut items, |(d, f, s)| (d, f.as_ref(), *s), None);
-        assert_eq!(
-            names(&items),
-            [
-                "nvme0n1",
-                "vda",
-                "sdd",
-                "sda",
-                "sdb",
-                "sdc1",
-                "mmcblk0p1",
-                "sr0"
-            ]
-        );
+        assert_eq!(names(&items), ["nvme0n1", "vda", "sdd", "sda", "sdb", "sdc1", "mmcblk0p1", "sr0"]);
     }
 
     #[test]
@@ -250,19 +183,7 @@ mod tests {
         let mut items = sample();
         let usb_hdd = parse_media("usb,hdd").unwrap();
         order(&mut items, |(d, f, _)| (d, f.as_ref()), Some(&usb_hdd));
-        assert_eq!(
-            names(&items),
-            [
-                "sdc1",
-                "sda",
-                "sdb",
-                "nvme0n1",
-                "vda",
-                "sdd",
-                "mmcblk0p1",
-                "sr0"
-            ]
-        );
+        assert_eq!(names(&items), ["sdc1", "sda", "sdb", "nvme0n1", "vda", "sdd", "mmcblk0p1", "sr0"]);
 
         let label = parse_media("LABEL=stick").unwrap();
         order(&mut items, |(d, f, _)| (d, f.as_ref()), Some(&label));
@@ -288,10 +209,7 @@ mod tests {
         let mbps = measure_read_mbps(&path, 4 << 20).unwrap();
         assert!(mbps > 0.0 && mbps.is_finite());
         std::fs::write(&path, b"").unwrap();
-        assert!(matches!(
-            measure_read_mbps(&path, 4 << 20),
-            Err(DiskError::EmptyRead { .. })
-        ));
+        assert!(matches!(measure_read_mbps(&path, 4 << 20), Err(DiskError::EmptyRead { .. })));
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -23,15 +23,10 @@ pub enum MediaSelector {
 const CLASS_NAMES: &str = "nvme, virtio, ssd, hdd, sata, scsi, ide, usb, sd (mmc), cd (optical)";
 
 pub fn parse_media(value: &str) -> Result<MediaSelector, DiskError> {
-    let err = |reason: String| DiskError::MediaSpec {
-        value: value.to_string(),
-        reason,
-    };
+    let err = |reason: String| DiskError::MediaSpec { value: value.to_string(), reason };
     let v = value.trim();
     if v.is_empty() {
-        return Err(err(format!(
-            "empty; expected a list of classes ({CLASS_NAMES}), /dev/NAME, LABEL=... or UUID=..."
-        )));
+        return Err(err(format!("empty; expected a list of classes ({CLASS_NAMES}), /dev/NAME, LABEL=... or UUID=...")));
     }
     if let Some(label) = strip_prefix_ignore_case(v, "LABEL=") {
         let label = unquote(label);
@@ -43,9 +38,7 @@ pub fn parse_media(value: &str) -> Result<MediaSelector, DiskError> {
     if let Some(uuid) = strip_prefix_ignore_case(v, "UUID=") {
         let uuid = unquote(uuid);
         if uuid.is_empty() || !uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            return Err(err(format!(
-                "UUID {uuid:?} must be hex digits and dashes, as blkid prints it"
-            )));
+            return Err(err(format!("UUID {uuid:?} must be hex digits and dashes, as blkid prints it")));
         }
         return Ok(MediaSelector::Uuid(uuid.to_string()));
     }
@@ -70,11 +63,7 @@ pub fn parse_media(value: &str) -> Result<MediaSelector, DiskError> {
             "usb" => &[MediaClass::Usb],
             "sd" | "mmc" => &[MediaClass::Mmc],
             "cd" | "optical" | "dvd" => &[MediaClass::Optical],
-            _ => {
-                return Err(err(format!(
-                    "unknown media class {word:?}; known: {CLASS_NAMES}"
-                )))
-            }
+            _ => return Err(err(format!("unknown media class {word:?}; known: {CLASS_NAMES}"))),
         };
         for class in expanded {
             if !classes.contains(class) {
@@ -87,16 +76,11 @@ pub fn parse_media(value: &str) -> Result<MediaSelector, DiskError> {
 
 fn strip_prefix_ignore_case<'a>(v: &'a str, prefix: &str) -> Option<&'a str> {
     let head = v.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| v.get(prefix.len()..))
-        .flatten()
+    head.eq_ignore_ascii_case(prefix).then(|| v.get(prefix.len()..)).flatten()
 }
 
 fn unquote(s: &str) -> &str {
-    s.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(s)
-        .trim()
+    s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s).trim()
 }
 
 impl MediaSelector {
@@ -122,9 +106,7 @@ impl MediaSelector {
                     l.eq_ignore_ascii_case(label).then_some(1)
                 }
             }
-            MediaSelector::Uuid(uuid) => {
-                fs?.uuid.as_deref()?.eq_ignore_ascii_case(uuid).then_some(0)
-            }
+            MediaSelector::Uuid(uuid) => fs?.uuid.as_deref()?.eq_ignore_ascii_case(uuid).then_some(0),
         }
     }
 
@@ -140,43 +122,20 @@ mod tests {
 
     #[test]
     fn class_lists_keep_order_and_expand_bus_names() {
-        assert_eq!(
-            parse_media("usb,hdd").unwrap(),
-            MediaSelector::Classes(vec![MediaClass::Usb, MediaClass::Hdd])
-        );
+        assert_eq!(parse_media("usb,hdd").unwrap(), MediaSelector::Classes(vec![MediaClass::Usb, MediaClass::Hdd]));
         assert_eq!(
             parse_media(" SD , sata,cd").unwrap(),
-            MediaSelector::Classes(vec![
-                MediaClass::Mmc,
-                MediaClass::Ssd,
-                MediaClass::Hdd,
-                MediaClass::Optical
-            ])
+            MediaSelector::Classes(vec![MediaClass::Mmc, MediaClass::Ssd, MediaClass::Hdd, MediaClass::Optical])
         );
-        assert_eq!(
-            parse_media("hdd,ide").unwrap(),
-            MediaSelector::Classes(vec![MediaClass::Hdd, MediaClass::Ssd])
-        );
+        assert_eq!(parse_media("hdd,ide").unwrap(), MediaSelector::Classes(vec![MediaClass::Hdd, MediaClass::Ssd]));
     }
 
     #[test]
     fn devices_labels_uuids() {
-        assert_eq!(
-            parse_media("/dev/sdb1").unwrap(),
-            MediaSelector::Device("/dev/sdb1".into())
-        );
-        assert_eq!(
-            parse_media("LABEL=VIVER").unwrap(),
-            MediaSelector::Label("VIVER".into())
-        );
-        assert_eq!(
-            parse_media("label=\"My Stick\"").unwrap(),
-            MediaSelector::Label("My Stick".into())
-        );
-        assert_eq!(
-            parse_media("UUID=1234-ABCD").unwrap(),
-            MediaSelector::Uuid("1234-ABCD".into())
-        );
+        assert_eq!(parse_media("/dev/sdb1").unwrap(), MediaSelector::Device("/dev/sdb1".into()));
+        assert_eq!(parse_media("LABEL=VIVER").unwrap(), MediaSelector::Label("VIVER".into()));
+        assert_eq!(parse_media("label=\"My Stick\"").unwrap(), MediaSelector::Label("My Stick".into()));
+        assert_eq!(parse_media("UUID=1234-ABCD").unwrap(), MediaSelector::Uuid("1234-ABCD".into()));
     }
 
     #[test]
@@ -184,19 +143,10 @@ mod tests {
         let e = parse_media("usb,floppy").unwrap_err().to_string();
         assert!(e.contains("floppy") && e.contains("known:"), "{e}");
         assert!(parse_media("").unwrap_err().to_string().contains("empty"));
-        assert!(parse_media("usb,,hdd")
-            .unwrap_err()
-            .to_string()
-            .contains("empty entry"));
-        assert!(parse_media("/mnt/x")
-            .unwrap_err()
-            .to_string()
-            .contains("/dev/NAME"));
+        assert!(parse_media("usb,,hdd").unwrap_err().to_string().contains("empty entry"));
+        assert!(parse_media("/mnt/x").unwrap_err().to_string().contains("/dev/NAME"));
         assert!(parse_media("/dev/").is_err());
         assert!(parse_media("LABEL=").is_err());
-        assert!(parse_media("UUID=zz-top")
-            .unwrap_err()
-            .to_string()
-            .contains("hex"));
+        assert!(parse_media("UUID=zz-top").unwrap_err().to_string().contains("hex"));
     }
 }

@@ -1,7 +1,7 @@
 //! `viver hw ...`: look at what detection would do, and write module tables.
 
 use super::coldplug::walk_modaliases;
-use super::detect::load_tables;
+use super::index::load_tables;
 use super::index::ModuleTables;
 use super::legacy::LegacyMaps;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,12 @@ fn run_inner(cmd: HwCommand) -> Result<(), i32> {
                         continue;
                     }
                     let builtin = tables.is_builtin(&m.module) && tables.module_path(&m.module).is_none();
-                    mods.push(ProbedModule { load_order: if builtin { Vec::new() } else { tables.load_order(&m.module) }, builtin, module: m.module, why: m.why });
+                    mods.push(ProbedModule {
+                        load_order: if builtin { Vec::new() } else { tables.load_order(&m.module) },
+                        builtin,
+                        module: m.module,
+                        why: m.why,
+                    });
                 }
                 devices.push(ProbedDevice { device, modalias, modules: mods });
             }
@@ -141,7 +146,13 @@ fn run_inner(cmd: HwCommand) -> Result<(), i32> {
                 eprintln!("viver hw: {e}");
                 1
             })?;
-            println!("{}: {} pcimap and {} usbmap entries ({} aliases the old format cannot express were left out)", out.display(), maps.pci.len(), maps.usb.len(), skipped);
+            println!(
+                "{}: {} pcimap and {} usbmap entries ({} aliases the old format cannot express were left out)",
+                out.display(),
+                maps.pci.len(),
+                maps.usb.len(),
+                skipped
+            );
             Ok(())
         }
         HwCommand::Index { modules, output } => {

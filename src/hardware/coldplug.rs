@@ -45,7 +45,10 @@ mod tests {
         std::fs::write(root.join("devices/virtual/empty/modalias"), "\n").unwrap();
         std::os::unix::fs::symlink(root.join("devices"), dev.join("loop")).unwrap();
         let found = walk_modaliases(&root);
-        assert_eq!(found, vec![("/devices/pci0000:00/0000:00:1f.2".to_string(), "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01".to_string())]);
+        assert_eq!(
+            found,
+            vec![("/devices/pci0000:00/0000:00:1f.2".to_string(), "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01".to_string())]
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

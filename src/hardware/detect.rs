@@ -5,10 +5,13 @@
 
 use super::coldplug::walk_modaliases;
 use super::error::HwError;
-use super::index::ModuleTables;
+use super::index::{load_tables, ModuleTables};
+use super::legacy::parse_pci_modalias;
 use super::loader::{KernelLoader, LoadModule};
 use super::modinfo::normalize_module_name;
 use super::uevent::UeventSocket;
+use crate::cmdline::{Cmdline, ModuleOptions};
+use crate::disks::controllers;
 use nix::errno::Errno;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -31,65 +34,47 @@ pub struct DetectOptions {
     /// for them: on a machine that boots from NVMe, the SATA, USB and sound stacks then
     /// do not compete for the CPU with the path to the image.
     pub fast_first: bool,
+    /// Longest wait for one module: a load not done by then counts as hung, the boot
+    /// goes on without it (a blocked finit_module cannot be cancelled) and reports it.
+    pub load_timeout: Duration,
 }
 
 impl DetectOptions {
     /// Defaults for a boot: parallel, 500 ms quiet period, 20 s cap.
     pub fn new(modules_dir: PathBuf, sysfs: PathBuf) -> DetectOptions {
-        DetectOptions { modules_dir, sysfs, blacklist: Vec::new(), force_load: Vec::new(), params: HashMap::new(), parallel: true, quiet: Duration::from_millis(500), cap: Duration::from_secs(20), fast_first: false }
+        DetectOptions {
+            modules_dir,
+            sysfs,
+            blacklist: Vec::new(),
+            force_load: Vec::new(),
+            params: HashMap::new(),
+            parallel: true,
+            quiet: Duration::from_millis(500),
+            cap: Duration::from_secs(20),
+            fast_first: false,
+            load_timeout: Duration::from_secs(20),
+        }
     }
 
-    /// Takes `module.param=value`, `modprobe.blacklist=a,b` and `viver.modules=a,b`
-    /// from a kernel command line (double quotes group words, as the kernel does).
+    /// Takes `module.param=value`, `modprobe.blacklist=a,b`, `rd.driver.blacklist=`,
+    /// `viver.modules=a,b` and `rd.driver.pre=` from a kernel command line, read by the
+    /// one command-line parser ([`crate::cmdline`]).
     pub fn apply_cmdline(&mut self, cmdline: &str) {
-        for word in split_cmdline(cmdline) {
-            let Some((key, value)) = word.split_once('=') else { continue };
-            match key {
-                "modprobe.blacklist" => self.blacklist.extend(value.split(',').filter(|s| !s.is_empty()).map(normalize_module_name)),
-                "viver.modules" => self.force_load.extend(value.split(',').filter(|s| !s.is_empty()).map(String::from)),
-                _ => {
-                    let Some((module, param)) = key.split_once('.') else { continue };
-                    if module.is_empty() || param.is_empty() || module == "viver" || module == "modprobe" || module.contains('/') {
-                        continue;
-                    }
-                    let value = if value.contains(' ') && !value.starts_with('"') { format!("\"{value}\"") } else { value.to_string() };
-                    let entry = self.params.entry(normalize_module_name(module)).or_default();
-                    if !entry.is_empty() {
-                        entry.push(' ');
-                    }
-                    entry.push_str(&format!("{param}={value}"));
-                }
-            }
-        }
+        self.apply_module_options(Cmdline::parse(cmdline).module_options());
     }
-}
 
-/// Splits a kernel command line into words; "..." keeps spaces (quotes dropped
-/// except inside a value, where the module parser wants them).
-pub fn split_cmdline(cmdline: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in cmdline.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                if cur.contains('=') {
-                    cur.push('"');
-                }
+    /// Adds the module options of a parsed command line (or of the boot's settings).
+    pub fn apply_module_options(&mut self, options: ModuleOptions) {
+        self.blacklist.extend(options.blacklist);
+        self.force_load.extend(options.force_load);
+        for (module, words) in options.params {
+            let entry = self.params.entry(module).or_default();
+            if !entry.is_empty() {
+                entry.push(' ');
             }
-            c if c.is_whitespace() && !quoted => {
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
+            entry.push_str(&words);
         }
     }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    words
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -119,11 +104,38 @@ pub struct DetectReport {
     /// Every distinct modalias seen (walk and uevents), in the order seen: which
     /// devices were present, so each `loaded` reason can be checked against them.
     pub devices: Vec<String>,
+    /// Loads that were given up on (hung in the kernel): the boot went on without them.
+    pub stuck: Vec<StuckLoad>,
+}
+
+/// A module whose load had not finished when someone stopped waiting for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StuckLoad {
+    pub module: String,
+    /// Why it was being loaded.
+    pub reason: String,
+    /// When its load started, in ms after detection started.
+    pub since_ms: u64,
+    /// How long it had been loading when given up on.
+    pub waited_ms: u64,
+}
+
+impl std::fmt::Display for StuckLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "module {} ({}) still loading after {:.1} s (since {:.1} s into detection)",
+            self.module,
+            self.reason,
+            self.waited_ms as f64 / 1000.0,
+            self.since_ms as f64 / 1000.0
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ModState {
-    Loading,
+    Loading { since: Instant, reason: String },
     Loaded,
     Failed(String),
 }
@@ -171,6 +183,12 @@ impl Detector {
     /// directory: depmod's files when present, else built from the .ko files.
     pub fn start(opts: DetectOptions) -> Result<Detector, HwError> {
         let tables = load_tables(&opts.modules_dir)?;
+        Ok(Detector::start_with_tables(opts, tables))
+    }
+
+    /// [`start`](Self::start) with the tables given (empty tables: the kernel's
+    /// built-in drivers only, when the initrd has no modules for the running kernel).
+    pub fn start_with_tables(opts: DetectOptions, tables: ModuleTables) -> Detector {
         // The kernel's own module requests (crypto-crc32c, fs-*) must reach our modprobe.
         super::modprobe::point_kernel_at_modprobe(std::path::Path::new("/proc/sys"));
         let socket = match UeventSocket::open() {
@@ -181,7 +199,7 @@ impl Detector {
             }
         };
         let loader = Arc::new(KernelLoader { release_dir: opts.modules_dir.clone() });
-        Ok(Detector::start_with(opts, tables, loader, socket))
+        Detector::start_with(opts, tables, loader, socket)
     }
 
     /// [`start`](Self::start) with the tables, loader and (optional) uevent source given.
@@ -343,20 +361,39 @@ impl Detector {
     }
 
     /// Ends detection before the hand-over to the real system: no new load starts, and
-    /// this returns once the loads under way have finished. A load cut short by exec can
-    /// leave a driver half initialised (booster #120).
-    pub fn finish(&self) {
+    /// this returns once the loads under way have finished, or after `wait` at most. A
+    /// load cut short by exec can leave a driver half initialised (booster #120); a load
+    /// hung in the kernel cannot be cancelled: those still under way are returned (and
+    /// recorded in the report) so the caller can name them.
+    pub fn finish(&self, wait: Duration) -> Vec<StuckLoad> {
+        let deadline = Instant::now() + wait;
         let mut st = self.inner.lock();
         st.stop = true;
         self.inner.cond.notify_all();
-        while st.busy > 0 {
-            st = self
-                .inner
-                .cond
-                .wait_timeout(st, Duration::from_millis(20))
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+        loop {
+            let loading = st.modules.values().any(|m| matches!(m, ModState::Loading { .. }));
+            if st.busy == 0 && !loading {
+                return Vec::new();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let stuck = self.inner.under_way(&st);
+                for s in &stuck {
+                    if !st.report.stuck.iter().any(|r| r.module == s.module) {
+                        st.report.stuck.push(s.clone());
+                    }
+                }
+                return stuck;
+            }
+            let step = (deadline - now).min(Duration::from_millis(20));
+            st = self.inner.cond.wait_timeout(st, step).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
         }
+    }
+
+    /// The loads under way now, with since when.
+    pub fn loads_under_way(&self) -> Vec<StuckLoad> {
+        let st = self.inner.lock();
+        self.inner.under_way(&st)
     }
 
     pub fn wait_for_change(&self, since: u64, timeout: Duration) -> u64 {
@@ -373,22 +410,55 @@ impl Detector {
     }
 
     /// Resolves a module name or alias ("fs-ext4", "squashfs", "loop", "overlay"),
-    /// loads it with its dependencies and waits. Builtins succeed at once.
+    /// loads it with its dependencies and waits, at most `load_timeout`: the load runs
+    /// on a thread of its own, so a driver whose init never returns cannot block the
+    /// caller. Builtins succeed at once.
     pub fn load_module(&self, name_or_alias: &str) -> Result<(), HwError> {
         let modules = self.inner.tables.resolve(name_or_alias);
         if modules.is_empty() {
             return Err(HwError::NotFound(name_or_alias.to_string()));
         }
-        let mut first_err = None;
-        for m in &modules {
-            match self.inner.ensure_loaded(m, &format!("requested as {name_or_alias}"), 0) {
-                Ok(()) => return Ok(()),
-                Err(reason) => {
-                    first_err.get_or_insert(HwError::Module { module: m.clone(), reason });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = Arc::clone(&self.inner);
+        let name = name_or_alias.to_string();
+        let candidates = modules.clone();
+        let spawned = std::thread::Builder::new().name(format!("load {name}")).spawn(move || {
+            let mut first_err = None;
+            for m in &candidates {
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.ensure_loaded(m, &format!("requested as {name}"), 0)))
+                        .unwrap_or_else(|_| Err(format!("module {m}: internal error while loading (see the message above)")));
+                match outcome {
+                    Ok(()) => {
+                        let _ = tx.send(Ok(()));
+                        return;
+                    }
+                    Err(reason) => {
+                        first_err.get_or_insert(HwError::Module { module: m.clone(), reason });
+                    }
                 }
             }
+            let _ = tx.send(Err(first_err.unwrap_or(HwError::NotFound(name))));
+        });
+        if let Err(e) = spawned {
+            return Err(HwError::Module { module: name_or_alias.to_string(), reason: format!("cannot start a loader thread: {e}") });
         }
-        Err(first_err.unwrap_or_else(|| HwError::NotFound(name_or_alias.to_string())))
+        match rx.recv_timeout(self.inner.opts.load_timeout) {
+            Ok(result) => result,
+            Err(_) => {
+                let stuck = self.inner.under_way(&self.inner.lock());
+                let named: Vec<String> =
+                    stuck.iter().filter(|s| modules.contains(&s.module) || stuck.len() == 1).map(|s| s.to_string()).collect();
+                Err(HwError::Module {
+                    module: modules.join(","),
+                    reason: format!(
+                        "gave up waiting after {:.1} s (the boot goes on without it){}",
+                        self.inner.opts.load_timeout.as_secs_f64(),
+                        if named.is_empty() { String::new() } else { format!(": {}", named.join("; ")) }
+                    ),
+                })
+            }
+        }
     }
 
     /// Queues a module by name or alias without waiting for it (modules named by a
@@ -417,7 +487,6 @@ impl Drop for Detector {
     }
 }
 
-/// depmod's files when the directory has them, else the tables built from the .ko files.
 /// The modalias of every PCI and virtio device, by its device path (as the full walk
 /// names it): the controllers, and virtio disks whose virtio_pci is built in.
 fn pci_modaliases(sysfs: &std::path::Path) -> Vec<(String, String)> {
@@ -449,32 +518,13 @@ fn fast_storage(modalias: &str) -> bool {
 
 /// The order in which PCI drivers are loaded: the controllers of the fastest media first
 /// (the boot medium is most likely there, and the search may stop once it is found),
-/// other storage next, then USB and SD hosts, then everything else.
+/// other storage next, then USB and SD hosts, then everything else. The tiers are the
+/// controller table's ([`crate::disks::controllers`]).
 fn storage_priority(modalias: &str) -> u8 {
-    let field = |key: &str, len: usize| {
-        let start = modalias.find(key)? + key.len();
-        modalias.get(start..start + len)
-    };
-    let vendor = field("pci:v", 8).unwrap_or("");
-    match (field("bc", 2).unwrap_or(""), field("sc", 2).unwrap_or("")) {
-        ("01", "08") => 0,
-        ("01", _) if vendor.eq_ignore_ascii_case("00001AF4") => 0,
-        ("01", "06") => 1,
-        ("01", "00" | "04" | "07") => 2,
-        ("01", _) => 3,
-        ("0C", "03") | ("0c", "03") => 4,
-        ("08", "05") => 5,
-        _ => 6,
+    match parse_pci_modalias(modalias) {
+        Some(id) => controllers::tier(id.vendor, id.class),
+        None => controllers::OTHER_TIER,
     }
-}
-
-pub fn load_tables(release_dir: &std::path::Path) -> Result<ModuleTables, HwError> {
-    let has_text = ["modules.dep", "modules.alias", "modules.pcimap", "modules.usbmap"].iter().any(|f| release_dir.join(f).exists());
-    let (tables, warnings) = if has_text { ModuleTables::load(release_dir)? } else { ModuleTables::build(release_dir)? };
-    for w in &warnings {
-        log::warn!("hw: {w}");
-    }
-    Ok(tables)
 }
 
 impl Inner {
@@ -583,14 +633,52 @@ impl Inner {
         result
     }
 
+    /// The modules being loaded now, with since when (see [`StuckLoad`]).
+    fn under_way(&self, st: &State) -> Vec<StuckLoad> {
+        let now = Instant::now();
+        let mut out: Vec<StuckLoad> = st
+            .modules
+            .iter()
+            .filter_map(|(module, state)| match state {
+                ModState::Loading { since, reason } => Some(StuckLoad {
+                    module: module.clone(),
+                    reason: reason.clone(),
+                    since_ms: since.duration_since(self.started).as_millis() as u64,
+                    waited_ms: now.duration_since(*since).as_millis() as u64,
+                }),
+                _ => None,
+            })
+            .collect();
+        out.sort_by_key(|s| s.since_ms);
+        out
+    }
+
     fn load_one(&self, module: &str, reason: &str) -> Result<(), String> {
         let mut st = self.lock();
         loop {
             match st.modules.get(module) {
                 Some(ModState::Loaded) => return Ok(()),
                 Some(ModState::Failed(e)) => return Err(e.clone()),
-                Some(ModState::Loading) => {
-                    st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+                Some(ModState::Loading { since, reason: why }) => {
+                    // Another thread loads it: wait, but not longer than a load may take.
+                    let (since, why) = (*since, why.clone());
+                    let waited = since.elapsed();
+                    if waited >= self.opts.load_timeout || st.stop {
+                        let stuck = StuckLoad {
+                            module: module.to_string(),
+                            reason: why,
+                            since_ms: since.duration_since(self.started).as_millis() as u64,
+                            waited_ms: waited.as_millis() as u64,
+                        };
+                        log::warn!("hw: {stuck}; going on without it");
+                        let text = stuck.to_string();
+                        if !st.report.stuck.iter().any(|r| r.module == module) {
+                            st.report.stuck.push(stuck);
+                        }
+                        return Err(text);
+                    }
+                    let step = (self.opts.load_timeout - waited).min(Duration::from_millis(100));
+                    st = self.cond.wait_timeout(st, step).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
                 }
                 None => break,
             }
@@ -602,8 +690,10 @@ impl Inner {
             }
             return Ok(());
         }
-        st.modules.insert(module.to_string(), ModState::Loading);
+        st.modules.insert(module.to_string(), ModState::Loading { since: Instant::now(), reason: reason.to_string() });
         drop(st);
+        // If the loader panics, the module must not stay "loading" for ever.
+        let guard = LoadingGuard { inner: self, module, reason };
 
         let path = self.tables.module_path(module).map(|p| p.to_path_buf()).unwrap_or_default();
         let params = self.opts.params.get(module).cloned().unwrap_or_default();
@@ -612,19 +702,44 @@ impl Inner {
             Ok(()) | Err(HwError::LoadFailed { errno: Errno::EEXIST, .. }) => Ok(()),
             Err(e) => Err(errno_text(&e)),
         };
+        std::mem::forget(guard);
         let ms = t0.elapsed().as_millis() as u64;
         match &outcome {
             Ok(()) => log::info!("hw: loaded {module} in {ms} ms ({reason})"),
             Err(e) => log::warn!("hw: module {module} failed to load: {e} ({reason})"),
         }
-        let mut st = self.lock();
-        st.modules.insert(module.to_string(), match &outcome {
-            Ok(()) => ModState::Loaded,
-            Err(e) => ModState::Failed(e.clone()),
-        });
-        st.report.loaded.push(LoadRecord { module: module.to_string(), reason: reason.to_string(), ms, error: outcome.clone().err() });
-        self.touch(&mut st);
+        self.record(module, reason, ms, outcome.clone());
         outcome
+    }
+
+    fn record(&self, module: &str, reason: &str, ms: u64, outcome: Result<(), String>) {
+        let mut st = self.lock();
+        st.modules.insert(
+            module.to_string(),
+            match &outcome {
+                Ok(()) => ModState::Loaded,
+                Err(e) => ModState::Failed(e.clone()),
+            },
+        );
+        // A load given up on that finished after all is no longer stuck.
+        st.report.stuck.retain(|s| s.module != module);
+        st.report.loaded.push(LoadRecord { module: module.to_string(), reason: reason.to_string(), ms, error: outcome.err() });
+        self.touch(&mut st);
+    }
+}
+
+/// Marks a module failed when its load unwinds (a panic in the loader).
+struct LoadingGuard<'a> {
+    inner: &'a Inner,
+    module: &'a str,
+    reason: &'a str,
+}
+
+impl Drop for LoadingGuard<'_> {
+    fn drop(&mut self) {
+        let error = format!("internal error while loading {} (see the message above)", self.module);
+        log::warn!("hw: module {} failed to load: {error} ({})", self.module, self.reason);
+        self.inner.record(self.module, self.reason, 0, Err(error));
     }
 }
 
@@ -643,7 +758,12 @@ fn work(inner: Arc<Inner>) {
                 st = inner.cond.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let _ = inner.ensure_loaded(&job.0, &job.1, 0);
+        // A panic here must not leave `busy` raised nor kill the worker: the module
+        // counts as failed (see LoadingGuard) and the worker takes the next job.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.ensure_loaded(&job.0, &job.1, 0)));
+        if outcome.is_err() {
+            log::warn!("hw: internal error while loading {} ({}); counted as failed", job.0, job.1);
+        }
         let mut st = inner.lock();
         st.busy -= 1;
         inner.touch(&mut st);
@@ -696,5 +816,94 @@ mod priority_tests {
         let order: Vec<u8> = [virtio_blk, nvme, ahci, piix_ide, xhci, vga].iter().map(|m| storage_priority(m)).collect();
         assert_eq!(order, vec![0, 0, 1, 3, 4, 6]);
         assert_eq!(storage_priority("garbage"), 6);
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+    use std::path::Path;
+
+    fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardware/mini")
+    }
+
+    fn sysfs(tag: &str, devices: &[(&str, &str)]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("viver-deadline-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("devices")).unwrap();
+        for (dev, alias) in devices {
+            let d = root.join("devices").join(dev);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("modalias"), format!("{alias}\n")).unwrap();
+        }
+        root
+    }
+
+    const AHCI: &str = "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01";
+
+    /// A loader whose call for `hang` never returns (a driver init that blocks for
+    /// ever), and which panics for `boom`.
+    struct Loader {
+        hang: &'static str,
+    }
+
+    impl LoadModule for Loader {
+        fn load(&self, module: &str, _path: &Path, _params: &str) -> Result<(), HwError> {
+            if module == self.hang {
+                loop {
+                    std::thread::park();
+                }
+            }
+            if module == "ext4" {
+                panic!("a bug in the loader");
+            }
+            Ok(())
+        }
+    }
+
+    fn options(sysfs: PathBuf) -> DetectOptions {
+        let mut o = DetectOptions::new(fixture(), sysfs);
+        o.quiet = Duration::from_millis(50);
+        o.cap = Duration::from_secs(2);
+        o.load_timeout = Duration::from_millis(300);
+        o
+    }
+
+    #[test]
+    fn a_load_that_never_returns_is_given_up_on_and_named() {
+        let sysfs = sysfs("hang", &[("pci0000:00/0000:00:1f.2", AHCI)]);
+        let (tables, _) = ModuleTables::load(&fixture()).unwrap();
+        // libata is a dependency of ahci: its load hangs, ahci's worker waits for it.
+        let det = Detector::start_with(options(sysfs), tables, Arc::new(Loader { hang: "libata" }), None);
+        assert_eq!(det.wait_settled(), Settled::Capped, "a hung load keeps the hardware busy");
+        let under_way: Vec<String> = det.loads_under_way().into_iter().map(|s| s.module).collect();
+        assert_eq!(under_way, vec!["libata".to_string()]);
+        // A request that needs it returns with the module's name instead of blocking.
+        let err = det.load_module("libata").unwrap_err().to_string();
+        assert!(err.contains("module libata") && err.contains("still loading"), "{err}");
+        // The hand-over waits a bounded time, then names what it leaves behind.
+        let stuck = det.finish(Duration::from_millis(100));
+        assert_eq!(stuck.iter().map(|s| s.module.as_str()).collect::<Vec<_>>(), vec!["libata"]);
+        assert!(stuck[0].reason.contains("dependency of"), "{:?}", stuck[0]);
+        let report = det.report();
+        assert_eq!(report.stuck.iter().map(|s| s.module.as_str()).collect::<Vec<_>>(), vec!["libata"]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["stuck"][0]["module"], "libata");
+    }
+
+    #[test]
+    fn a_panic_in_a_load_counts_as_a_failed_module() {
+        let sysfs = sysfs("panic", &[]);
+        let (tables, _) = ModuleTables::load(&fixture()).unwrap();
+        let mut o = options(sysfs);
+        o.force_load = vec!["ext4".into()];
+        let det = Detector::start_with(o, tables, Arc::new(Loader { hang: "none" }), None);
+        assert_eq!(det.wait_settled(), Settled::Quiet, "the panicking worker must not stay busy");
+        let report = det.report();
+        let ext4 = report.loaded.iter().find(|r| r.module == "ext4").expect("ext4 recorded");
+        assert!(ext4.error.as_deref().unwrap_or_default().contains("internal error"), "{ext4:?}");
+        assert!(det.load_module("ext4").is_err());
+        assert!(det.finish(Duration::from_millis(100)).is_empty());
     }
 }

@@ -98,7 +98,11 @@ fn match_bracket(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
         let (lo, after_lo) = if pc == b'\\' { (*pattern.get(i + 1)?, i + 2) } else { (pc, i + 1) };
         if pattern.get(after_lo) == Some(&b'-') && pattern.get(after_lo + 1).is_some_and(|b| *b != b']') {
             let hi_pos = after_lo + 1;
-            let (hi, after_hi) = if pattern.get(hi_pos) == Some(&b'\\') { (*pattern.get(hi_pos + 1)?, hi_pos + 2) } else { (*pattern.get(hi_pos)?, hi_pos + 1) };
+            let (hi, after_hi) = if pattern.get(hi_pos) == Some(&b'\\') {
+                (*pattern.get(hi_pos + 1)?, hi_pos + 2)
+            } else {
+                (*pattern.get(hi_pos)?, hi_pos + 1)
+            };
             matched |= lo <= c && c <= hi;
             i = after_hi;
         } else {

@@ -101,13 +101,7 @@ fn make_alias(pattern: &str, module: &str) -> Alias {
     Alias { pattern: pattern.to_string(), normalized: normalize_pattern(pattern), module: normalize_module_name(module) }
 }
 
-/// Where a resolved module came from (for `viver hw probe`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Match {
-    pub module: String,
-    /// The table entry that matched: an alias pattern, "module name", a legacy map line...
-    pub why: String,
-}
+pub use super::matches::Match;
 
 #[derive(Debug, Clone, Default)]
 pub struct ModuleTables {
@@ -240,7 +234,11 @@ impl ModuleTables {
             if let Some(&i) = seen.get(&name) {
                 let old_is_update = raws[i].path.starts_with("updates/");
                 if old_is_update || !path.starts_with("updates/") {
-                    warnings.push(TableWarning::at(release_dir.join(&path), None, format!("module {name} also at {}; ignored", raws[i].path)));
+                    warnings.push(TableWarning::at(
+                        release_dir.join(&path),
+                        None,
+                        format!("module {name} also at {}; ignored", raws[i].path),
+                    ));
                     continue;
                 }
                 raws[i] = Raw { name, path, info, exports, undefined };
@@ -294,7 +292,9 @@ impl ModuleTables {
                         match by_name.get(&normalize_module_name(dep)) {
                             Some(&d) if !deps.contains(&d) => deps.push(d),
                             Some(_) => {}
-                            None => warnings.push(TableWarning::at(&r.path, None, format!("module {} depends on unknown module {dep}", r.name))),
+                            None => {
+                                warnings.push(TableWarning::at(&r.path, None, format!("module {} depends on unknown module {dep}", r.name)))
+                            }
                         }
                     }
                 }
@@ -304,7 +304,11 @@ impl ModuleTables {
         let (sorted_deps, in_cycle) = depmod_dependency_order(&direct);
         for (i, r) in raws.iter().enumerate() {
             if in_cycle[i] {
-                warnings.push(TableWarning::at(&r.path, None, format!("module {} is in a dependency cycle; left out of modules.dep", r.name)));
+                warnings.push(TableWarning::at(
+                    &r.path,
+                    None,
+                    format!("module {} is in a dependency cycle; left out of modules.dep", r.name),
+                ));
             }
         }
         for (i, r) in raws.into_iter().enumerate() {
@@ -314,7 +318,8 @@ impl ModuleTables {
             t.modules.push(ModuleEntry { name: r.name, path: PathBuf::from(r.path), deps, softdeps });
         }
         // Modules in a cycle cannot be loaded in any order: they are dropped (depmod does too).
-        let cyclic: HashSet<String> = in_cycle.iter().enumerate().filter(|(_, c)| **c).filter_map(|(i, _)| t.modules.get(i).map(|m| m.name.clone())).collect();
+        let cyclic: HashSet<String> =
+            in_cycle.iter().enumerate().filter(|(_, c)| **c).filter_map(|(i, _)| t.modules.get(i).map(|m| m.name.clone())).collect();
         if !cyclic.is_empty() {
             let keep: BTreeSet<String> = t.modules.iter().map(|m| m.name.clone()).filter(|n| !cyclic.contains(n)).collect();
             let aliases_all = std::mem::take(&mut t.aliases);
@@ -365,7 +370,11 @@ impl ModuleTables {
                         Some(&j) => resolved.push(j),
                         None => {
                             let module = t.modules.get(i).map(|m| m.name.clone()).unwrap_or_default();
-                            warnings.push(TableWarning::at(&dep_file, None, format!("module {module} depends on {d}, which has no line of its own; ignored")));
+                            warnings.push(TableWarning::at(
+                                &dep_file,
+                                None,
+                                format!("module {module} depends on {d}, which has no line of its own; ignored"),
+                            ));
                         }
                     }
                 }
@@ -400,9 +409,15 @@ impl ModuleTables {
                 match (parts.next(), parts.next(), parts.next()) {
                     (Some("softdep"), Some(module), Some(rest)) => match t.by_name.get(&normalize_module_name(module)) {
                         Some(&i) => t.modules[i].softdeps.push(rest.trim().to_string()),
-                        None => warnings.push(TableWarning::at(&softdep_file, Some(n), format!("softdep for unknown module {module}; skipped"))),
+                        None => {
+                            warnings.push(TableWarning::at(&softdep_file, Some(n), format!("softdep for unknown module {module}; skipped")))
+                        }
                     },
-                    _ => warnings.push(TableWarning::at(&softdep_file, Some(n), format!("expected \"softdep MODULE ...\", got {line:?}; skipped"))),
+                    _ => warnings.push(TableWarning::at(
+                        &softdep_file,
+                        Some(n),
+                        format!("expected \"softdep MODULE ...\", got {line:?}; skipped"),
+                    )),
                 }
             }
         }
@@ -472,7 +487,12 @@ impl ModuleTables {
             builtin_lines: self.builtin_lines.clone(),
             builtins: self.builtins.clone(),
             // By name: "x.ko" in modules.order stands for x.ko.xz too.
-            order_lines: self.order_lines.iter().filter(|l| module_name_from_path(l).is_some_and(|n| names.contains(&n))).cloned().collect(),
+            order_lines: self
+                .order_lines
+                .iter()
+                .filter(|l| module_name_from_path(l).is_some_and(|n| names.contains(&n)))
+                .cloned()
+                .collect(),
             legacy: self.legacy.subset(&names),
             ..Default::default()
         };
@@ -671,6 +691,17 @@ impl ModuleTables {
         t.reindex();
         t
     }
+}
+
+/// depmod's files when the directory has them, else the tables built from the .ko
+/// files; the warnings about skipped lines go to the log.
+pub fn load_tables(release_dir: &std::path::Path) -> Result<ModuleTables, HwError> {
+    let has_text = ["modules.dep", "modules.alias", "modules.pcimap", "modules.usbmap"].iter().any(|f| release_dir.join(f).exists());
+    let (tables, warnings) = if has_text { ModuleTables::load(release_dir)? } else { ModuleTables::build(release_dir)? };
+    for w in &warnings {
+        log::warn!("hw: {w}");
+    }
+    Ok(tables)
 }
 
 /// One modules.alias line: Some(Ok((pattern, module))), Some(Err) when malformed,

@@ -4,7 +4,7 @@
 //! legacy path can be checked against the modern one.
 
 use super::error::{HwError, TableWarning};
-use super::index::Match;
+use super::matches::Match;
 use super::modinfo::normalize_module_name;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -224,15 +224,10 @@ pub fn parse_usbmap_line(line: &str) -> Option<Result<UsbMapEntry, String>> {
 }
 
 /// The storage stack a controller needs once its driver is in, for kernels where
-/// only the legacy maps drive detection (their disks have no modalias of their own there).
-pub fn storage_followers_for_pci_class(class: u32) -> &'static [&'static str] {
-    match class >> 8 {
-        0x0c03 => &["usb_storage", "uas", "sd_mod", "sr_mod"],
-        0x0c00 => &["firewire_sbp2", "sbp2", "sd_mod", "sr_mod"],
-        0x0805 => &["mmc_block"],
-        c if c >> 8 == 0x01 => &["sd_mod", "sr_mod", "ide_disk", "ide_cd", "ide_gd_mod", "ide_cd_mod"],
-        _ => &[],
-    }
+/// only the legacy maps drive detection (their disks have no modalias of their own
+/// there): the `followers` of its row in [`crate::disks::controllers`].
+pub fn storage_followers_for_pci(vendor: u32, class: u32) -> &'static [&'static str] {
+    crate::disks::controllers::controller(vendor, class).map_or(&[], |c| c.followers)
 }
 
 impl LegacyMaps {
@@ -250,11 +245,8 @@ impl LegacyMaps {
                 Err(e) => return Err(HwError::io(&path, e)),
             };
             for (i, line) in text.lines().enumerate() {
-                let problem = if is_pci {
-                    keep(parse_pcimap_line(line), &mut maps.pci)
-                } else {
-                    keep(parse_usbmap_line(line), &mut maps.usb)
-                };
+                let problem =
+                    if is_pci { keep(parse_pcimap_line(line), &mut maps.pci) } else { keep(parse_usbmap_line(line), &mut maps.usb) };
                 if let Some(p) = problem {
                     warnings.push(TableWarning::at(&path, Some(i + 1), format!("{p}; line skipped")));
                 }
@@ -274,10 +266,14 @@ impl LegacyMaps {
         }
         if let Some(id) = parse_pci_modalias(modalias) {
             for e in self.pci.iter().filter(|e| e.matches(&id)) {
-                push(&mut out, &e.module, format!("modules.pcimap {:08x}:{:08x} class {:06x}/{:06x}", e.vendor, e.device, e.class, e.class_mask));
+                push(
+                    &mut out,
+                    &e.module,
+                    format!("modules.pcimap {:08x}:{:08x} class {:06x}/{:06x}", e.vendor, e.device, e.class, e.class_mask),
+                );
             }
             if !out.is_empty() {
-                for f in storage_followers_for_pci_class(id.class) {
+                for f in storage_followers_for_pci(id.vendor, id.class) {
                     push(&mut out, f, format!("storage stack for PCI class {:06x} (legacy maps)", id.class));
                 }
             }
@@ -550,7 +546,15 @@ mod tests {
     #[test]
     fn controller_class_pulls_in_storage_stack() {
         let maps = LegacyMaps {
-            pci: vec![PciMapEntry { module: "ahci".into(), vendor: PCI_ANY, device: PCI_ANY, subvendor: PCI_ANY, subdevice: PCI_ANY, class: 0x010601, class_mask: 0xffffff }],
+            pci: vec![PciMapEntry {
+                module: "ahci".into(),
+                vendor: PCI_ANY,
+                device: PCI_ANY,
+                subvendor: PCI_ANY,
+                subdevice: PCI_ANY,
+                class: 0x010601,
+                class_mask: 0xffffff,
+            }],
             usb: vec![],
         };
         let r: Vec<String> = maps.resolve("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01").into_iter().map(|m| m.module).collect();

@@ -44,7 +44,8 @@ fn finit(file: &std::fs::File, params: &CString, flags: libc::c_uint) -> Result<
 impl LoadModule for KernelLoader {
     fn load(&self, module: &str, path: &Path, params: &str) -> Result<(), HwError> {
         let full = self.release_dir.join(path);
-        let params_c = CString::new(params.replace('\0', "")).map_err(|_| HwError::Module { module: module.into(), reason: "parameters hold a NUL".into() })?;
+        let params_c = CString::new(params.replace('\0', ""))
+            .map_err(|_| HwError::Module { module: module.into(), reason: "parameters hold a NUL".into() })?;
         let name = full.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let compression = compression_of(name).unwrap_or(Compression::None);
         let failed = |errno| HwError::LoadFailed { module: module.to_string(), errno };

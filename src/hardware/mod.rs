@@ -7,12 +7,12 @@ pub mod coldplug;
 pub mod detect;
 pub mod error;
 pub mod fnmatch;
-pub mod fuzzing;
 pub mod index;
 pub mod legacy;
 pub mod loader;
-pub mod modprobe;
+pub mod matches;
 pub mod modinfo;
+pub mod modprobe;
 pub mod uevent;
 
 pub use detect::{DetectOptions, DetectReport, Detector, LoadRecord, Settled};

@@ -16,12 +16,8 @@ pub enum Compression {
 }
 
 /// File name endings kmod accepts as modules, longest first.
-pub const MODULE_EXTENSIONS: [(&str, Compression); 4] = [
-    (".ko.gz", Compression::Gzip),
-    (".ko.xz", Compression::Xz),
-    (".ko.zst", Compression::Zstd),
-    (".ko", Compression::None),
-];
+pub const MODULE_EXTENSIONS: [(&str, Compression); 4] =
+    [(".ko.gz", Compression::Gzip), (".ko.xz", Compression::Xz), (".ko.zst", Compression::Zstd), (".ko", Compression::None)];
 
 pub fn compression_of(file_name: &str) -> Option<Compression> {
     MODULE_EXTENSIONS.iter().find(|(ext, _)| file_name.len() > ext.len() && file_name.ends_with(ext)).map(|(_, c)| *c)
@@ -212,7 +208,8 @@ impl<'a> ModuleElf<'a> {
         if shoff >= bytes.len() {
             return Err("section headers lie past the end of the file (truncated?)".into());
         }
-        let sections = SectionHeader::parse(bytes, shoff, header.e_shnum as usize, ctx).map_err(|e| format!("bad section headers ({e})"))?;
+        let sections =
+            SectionHeader::parse(bytes, shoff, header.e_shnum as usize, ctx).map_err(|e| format!("bad section headers ({e})"))?;
         let names = sections.get(header.e_shstrndx as usize).ok_or("no section name table")?;
         let names = section_bytes(bytes, names).ok_or("section name table lies outside the file")?;
         Ok(ModuleElf { bytes, ctx, sections, names })

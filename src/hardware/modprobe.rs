@@ -5,11 +5,11 @@
 //! It resolves the name with the same tables and loads with the same loader as the
 //! detector (no threads: one request, one answer), and exits like modprobe does.
 
-use super::detect::{load_tables, DetectOptions};
-use super::index::ModuleTables;
+use super::index::{load_tables, ModuleTables};
 use super::loader::{KernelLoader, LoadModule};
 use super::modinfo::normalize_module_name;
 use super::HwError;
+use crate::cmdline::{Cmdline, ModuleOptions};
 use nix::errno::Errno;
 use std::ffi::OsString;
 use std::io::Write;
@@ -21,6 +21,13 @@ pub const MODPROBE_PATH: &str = "/sbin/modprobe";
 /// True when the binary was started as `modprobe` (argv[0]'s last component).
 pub fn invoked_as_modprobe(argv0: Option<&std::ffi::OsStr>) -> bool {
     argv0.and_then(|a| Path::new(a).file_name()).is_some_and(|n| n == "modprobe")
+}
+
+/// What a request is answered with: the module directory and the command line's
+/// module options (blacklist, parameters).
+struct Options {
+    modules_dir: PathBuf,
+    modules: ModuleOptions,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -122,9 +129,10 @@ pub fn main(args: &[OsString]) -> i32 {
             return 1;
         }
     };
-    let release = req.release.clone().unwrap_or_else(|| {
-        nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
-    });
+    let release = req
+        .release
+        .clone()
+        .unwrap_or_else(|| nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default());
     let root = req.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let dir = root.join("lib/modules").join(&release);
     let tables = match load_tables(&dir) {
@@ -134,9 +142,10 @@ pub fn main(args: &[OsString]) -> i32 {
             return 1;
         }
     };
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let mut options = DetectOptions::new(dir.clone(), PathBuf::from("/sys"));
-    options.apply_cmdline(&cmdline);
+    // Bytes, not text: a word that is not UTF-8 must not cost the blacklist and parameters
+    // (PID 1 reports such words; a helper run with stdio on /dev/null says nothing).
+    let (cmdline, _) = Cmdline::from_bytes(&std::fs::read("/proc/cmdline").unwrap_or_default());
+    let options = Options { modules_dir: dir.clone(), modules: cmdline.module_options() };
     let loader = KernelLoader { release_dir: dir.clone() };
     match probe(&req, &tables, &options, &loader) {
         Ok(()) => 0,
@@ -154,7 +163,7 @@ pub fn main(args: &[OsString]) -> i32 {
 }
 
 /// Resolves and loads; any one of an alias's modules loading is success (as modprobe).
-fn probe(req: &Request, tables: &ModuleTables, options: &DetectOptions, loader: &dyn LoadModule) -> Result<(), HwError> {
+fn probe(req: &Request, tables: &ModuleTables, options: &Options, loader: &dyn LoadModule) -> Result<(), HwError> {
     let modules = tables.resolve(&req.name);
     if modules.is_empty() {
         return Err(HwError::NotFound(req.name.clone()));
@@ -162,7 +171,7 @@ fn probe(req: &Request, tables: &ModuleTables, options: &DetectOptions, loader: 
     let mut first_err = None;
     let mut any_ok = false;
     for module in &modules {
-        if req.use_blacklist && modules.len() > 1 && options.blacklist.contains(module) {
+        if req.use_blacklist && modules.len() > 1 && options.modules.blacklist.contains(module) {
             continue;
         }
         // Parameters on the command line are for the module named, not its dependencies.
@@ -184,7 +193,7 @@ fn probe(req: &Request, tables: &ModuleTables, options: &DetectOptions, loader: 
 fn load_with_dependencies(
     req: &Request,
     tables: &ModuleTables,
-    options: &DetectOptions,
+    options: &Options,
     loader: &dyn LoadModule,
     module: &str,
     extra_params: &str,
@@ -215,7 +224,7 @@ fn load_with_dependencies(
         if in_kernel(m) && !req.dry_run {
             continue;
         }
-        let mut params = options.params.get(m).cloned().unwrap_or_default();
+        let mut params = options.modules.params.get(m).cloned().unwrap_or_default();
         if is_target && !extra_params.is_empty() {
             if !params.is_empty() {
                 params.push(' ');

@@ -54,7 +54,8 @@ impl UeventSocket {
     /// Opens and binds the socket. Done before the sysfs walk, so an event for a
     /// device that appears during the walk is queued here rather than lost.
     pub fn open() -> Result<UeventSocket, HwError> {
-        let fd = socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkKObjectUEvent).map_err(HwError::Netlink)?;
+        let fd = socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkKObjectUEvent)
+            .map_err(HwError::Netlink)?;
         // A burst of events while modules load must not overflow the queue.
         if setsockopt(&fd, sockopt::RcvBufForce, &(8 << 20)).is_err() {
             let _ = setsockopt(&fd, sockopt::RcvBuf, &(8 << 20));

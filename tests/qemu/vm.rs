@@ -74,6 +74,8 @@ pub struct Vm {
     disks: Vec<Disk>,
     boot: BootFrom,
     extra_args: Vec<String>,
+    /// Raw bytes added to the kernel command line (need not be UTF-8).
+    append_bytes: Vec<u8>,
 }
 
 impl Vm {
@@ -90,6 +92,7 @@ impl Vm {
             disks: Vec::new(),
             boot: BootFrom::Kernel,
             extra_args: Vec::new(),
+            append_bytes: Vec::new(),
         }
     }
 
@@ -119,6 +122,14 @@ impl Vm {
     pub fn append(mut self, cmdline: &str) -> Vm {
         self.append
             .extend(cmdline.split_whitespace().map(str::to_string));
+        self
+    }
+
+    /// Adds one word of raw bytes to the kernel command line (QEMU's -append takes
+    /// bytes: a word that is not UTF-8 reaches the kernel as it is).
+    pub fn append_bytes(mut self, word: &[u8]) -> Vm {
+        self.append_bytes.push(b' ');
+        self.append_bytes.extend_from_slice(word);
         self
     }
 
@@ -424,8 +435,17 @@ impl Vm {
         let stderr = fs::File::create(&stderr_path)
             .map_err(|e| format!("create {}: {e}", stderr_path.display()))?;
 
+        let mut os_args: Vec<std::ffi::OsString> = args.iter().map(std::ffi::OsString::from).collect();
+        if !self.append_bytes.is_empty() {
+            use std::os::unix::ffi::{OsStrExt, OsStringExt};
+            if let Some(i) = args.iter().position(|a| a == "-append") {
+                let mut line = os_args[i + 1].as_bytes().to_vec();
+                line.extend_from_slice(&self.append_bytes);
+                os_args[i + 1] = std::ffi::OsString::from_vec(line);
+            }
+        }
         let child = Command::new("qemu-system-x86_64")
-            .args(&args)
+            .args(&os_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

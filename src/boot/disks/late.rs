@@ -10,50 +10,26 @@
 //! (virtio, NVMe, AHCI, IDE) need no such grace.
 
 use crate::disks::class::MediaClass;
+use crate::disks::controllers;
 use crate::disks::rank::class_rank;
 use std::path::Path;
 
-/// PCI class codes (class << 8 | subclass) of storage controllers and the best class of
-/// medium each can bring (a SATA or SCSI controller may carry an SSD).
-const STORAGE_CONTROLLERS: &[(u32, MediaClass)] = &[
-    (0x0108, MediaClass::Nvme),
-    (0x0106, MediaClass::Ssd),
-    (0x0101, MediaClass::Ssd),
-    (0x0100, MediaClass::Ssd),
-    (0x0104, MediaClass::Ssd),
-    (0x0107, MediaClass::Ssd),
-    (0x0c03, MediaClass::Usb),
-    (0x0805, MediaClass::Mmc),
-];
-
-/// Red Hat's PCI vendor id, which virtio devices carry.
-const VIRTIO_VENDOR: &str = "0x1af4";
-
-/// The best class of medium each storage controller present could bring.
+/// The best class of medium each storage controller present could bring (the rows of
+/// [`crate::disks::controllers`] found in `sysfs`).
 pub fn controller_classes(sysfs: &Path) -> Vec<MediaClass> {
     let mut classes = Vec::new();
-    let Ok(entries) = std::fs::read_dir(sysfs.join("bus/pci/devices")) else { return classes };
-    for entry in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("class")) else { continue };
-        let Ok(class) = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16) else { continue };
-        let vendor = std::fs::read_to_string(entry.path().join("vendor")).unwrap_or_default();
-        let media = if vendor.trim() == VIRTIO_VENDOR && class >> 16 == 0x01 {
-            Some(MediaClass::Virtio)
-        } else {
-            STORAGE_CONTROLLERS.iter().find(|(code, _)| class >> 8 == *code).map(|(_, m)| *m)
-        };
-        if let Some(media) = media {
-            if !classes.contains(&media) {
-                classes.push(media);
-            }
+    for controller in controllers::present(sysfs) {
+        if !classes.contains(&controller.medium) {
+            classes.push(controller.medium);
         }
     }
     classes
 }
 
-/// The classes whose media come late (USB sticks, SD cards), among `controllers`.
-pub fn late_classes(controllers: &[MediaClass]) -> Vec<MediaClass> {
-    controllers.iter().copied().filter(|c| matches!(c, MediaClass::Usb | MediaClass::Mmc)).collect()
+/// The classes whose media come late (USB sticks, SD cards: the table's `late` rows),
+/// among `controllers`.
+pub fn late_classes(present: &[MediaClass]) -> Vec<MediaClass> {
+    present.iter().copied().filter(|class| controllers::CONTROLLERS.iter().any(|c| c.late && c.medium == *class)).collect()
 }
 
 /// The late classes still worth waiting for: present, not yet seen on any block device,

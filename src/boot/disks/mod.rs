@@ -53,6 +53,7 @@ impl Boot {
             if details.is_empty() {
                 details.push("no block device appeared at all".into());
             }
+            details.extend(self.hardware_notes.iter().cloned());
             let unmatched = detector.report().unmatched;
             if !unmatched.is_empty() {
                 details.push(format!("devices with no driver in this initrd: {}", unmatched.join(" ")));

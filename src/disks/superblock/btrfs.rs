@@ -10,9 +10,5 @@ pub fn probe(head: &[u8]) -> Option<Filesystem> {
     if slice(sb, 0x40, 8)? != b"_BHRfS_M" {
         return None;
     }
-    Some(Filesystem::new(
-        FsKind::Btrfs,
-        label(slice(sb, 0x12b, 256)?),
-        uuid(slice(sb, 0x20, 16)?),
-    ))
+    Some(Filesystem::new(FsKind::Btrfs, label(slice(sb, 0x12b, 256)?), uuid(slice(sb, 0x20, 16)?)))
 }

@@ -41,14 +41,7 @@ pub fn uuid(field: &[u8]) -> Option<String> {
         return None;
     }
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Some(format!(
-        "{}-{}-{}-{}-{}",
-        hex.get(0..8)?,
-        hex.get(8..12)?,
-        hex.get(12..16)?,
-        hex.get(16..20)?,
-        hex.get(20..32)?
-    ))
+    Some(format!("{}-{}-{}-{}-{}", hex.get(0..8)?, hex.get(8..12)?, hex.get(12..16)?, hex.get(16..20)?, hex.get(20..32)?))
 }
 
 /// FAT and exFAT volume serial numbers, printed as blkid does: `ABCD-EF01`.
@@ -75,10 +68,7 @@ mod tests {
         assert_eq!(label(b"AB\0garbage"), Some("AB".into()));
         assert_eq!(label(b"   \0"), None);
         assert_eq!(uuid(&[0; 16]), None);
-        assert_eq!(
-            uuid(&[0x11; 16]).as_deref(),
-            Some("11111111-1111-1111-1111-111111111111")
-        );
+        assert_eq!(uuid(&[0x11; 16]).as_deref(), Some("11111111-1111-1111-1111-111111111111"));
         assert_eq!(serial(0xdeadbeef), "DEAD-BEEF");
     }
 }

@@ -23,21 +23,15 @@ pub(super) fn probe(medium: &mut Medium<'_>) -> Option<Filesystem> {
     let serial_no = le32(boot, 100)?;
     let bps_shift = u8_at(boot, 108)?;
     let spc_shift = u8_at(boot, 109)?;
-    if !(9..=12).contains(&bps_shift)
-        || u32::from(bps_shift) + u32::from(spc_shift) > 25
-        || root_cluster < 2
-    {
+    if !(9..=12).contains(&bps_shift) || u32::from(bps_shift) + u32::from(spc_shift) > 25 || root_cluster < 2 {
         return None;
     }
     let uuid = Some(serial(serial_no));
     let cluster_bytes = 1u64 << (bps_shift + spc_shift);
-    let root_offset =
-        (u64::from(heap_offset) << bps_shift) + u64::from(root_cluster - 2) * cluster_bytes;
+    let root_offset = (u64::from(heap_offset) << bps_shift) + u64::from(root_cluster - 2) * cluster_bytes;
     let len = cluster_bytes.min(ROOT_READ_MAX) as usize;
     // A truncated image still is exFAT, only its label is unknown.
-    let label = medium
-        .read_at(root_offset, len)
-        .and_then(|root| volume_label(&root));
+    let label = medium.read_at(root_offset, len).and_then(|root| volume_label(&root));
     Some(Filesystem::new(FsKind::Exfat, label, uuid))
 }
 

@@ -33,9 +33,5 @@ pub fn probe(head: &[u8]) -> Option<Filesystem> {
     } else {
         FsKind::Ext2
     };
-    Some(Filesystem::new(
-        kind,
-        label(slice(sb, 120, 16)?),
-        uuid(slice(sb, 104, 16)?),
-    ))
+    Some(Filesystem::new(kind, label(slice(sb, 120, 16)?), uuid(slice(sb, 104, 16)?)))
 }

@@ -27,16 +27,10 @@ struct BootSector {
 pub(super) fn probe(medium: &mut Medium<'_>) -> Option<Filesystem> {
     let boot = boot_sector(&medium.head)?;
     let root_label = match boot.root {
-        Some((offset, len)) => medium
-            .read_at(offset, usize::try_from(len).unwrap_or(0))
-            .and_then(|dir| root_dir_label(&dir)),
+        Some((offset, len)) => medium.read_at(offset, usize::try_from(len).unwrap_or(0)).and_then(|dir| root_dir_label(&dir)),
         None => None,
     };
-    Some(Filesystem::new(
-        FsKind::Vfat,
-        root_label.or(boot.boot_label),
-        boot.serial,
-    ))
+    Some(Filesystem::new(FsKind::Vfat, root_label.or(boot.boot_label), boot.serial))
 }
 
 fn boot_sector(head: &[u8]) -> Option<BootSector> {
@@ -77,12 +71,7 @@ fn boot_sector(head: &[u8]) -> Option<BootSector> {
         let data_start = fat_start + u64::from(fats) * u64::from(fat_size32) * bps;
         let cluster = u64::from(sectors_per_cluster) * bps;
         let root_cluster = u64::from(le32(head, 44)?);
-        let root = (root_cluster >= 2).then(|| {
-            (
-                data_start + (root_cluster - 2) * cluster,
-                cluster.min(ROOT_READ_MAX),
-            )
-        });
+        let root = (root_cluster >= 2).then(|| (data_start + (root_cluster - 2) * cluster, cluster.min(ROOT_READ_MAX)));
         (64, root)
     } else {
         let root_start = fat_start + u64::from(fats) * u64::from(fat_size16) * bps;
@@ -90,18 +79,11 @@ fn boot_sector(head: &[u8]) -> Option<BootSector> {
         (36, (root_len > 0).then_some((root_start, root_len)))
     };
     let (boot_label, serial) = match u8_at(head, ebpb + 2)? {
-        0x29 => (
-            label(slice(head, ebpb + 7, 11)?).filter(|l| l != "NO NAME"),
-            Some(serial(le32(head, ebpb + 3)?)),
-        ),
+        0x29 => (label(slice(head, ebpb + 7, 11)?).filter(|l| l != "NO NAME"), Some(serial(le32(head, ebpb + 3)?))),
         0x28 => (None, Some(serial(le32(head, ebpb + 3)?))),
         _ => (None, None),
     };
-    Some(BootSector {
-        boot_label,
-        serial,
-        root,
-    })
+    Some(BootSector { boot_label, serial, root })
 }
 
 fn root_dir_label(dir: &[u8]) -> Option<String> {
@@ -111,10 +93,7 @@ fn root_dir_label(dir: &[u8]) -> Option<String> {
             return None; // end of directory
         }
         let attr = u8_at(entry, 11)?;
-        if first == ENTRY_DELETED
-            || attr & ATTR_LONG_NAME == ATTR_LONG_NAME
-            || attr & ATTR_VOLUME_ID == 0
-        {
+        if first == ENTRY_DELETED || attr & ATTR_LONG_NAME == ATTR_LONG_NAME || attr & ATTR_VOLUME_ID == 0 {
             continue;
         }
         return label(slice(entry, 0, 11)?).filter(|l| l != "NO NAME");

@@ -21,11 +21,7 @@ pub fn probe(head: &[u8]) -> Option<Filesystem> {
         match u8_at(d, 0)? {
             TYPE_PRIMARY => {
                 let uuid = date_uuid(slice(d, 830, 17)?).or_else(|| date_uuid(slice(d, 813, 17)?));
-                return Some(Filesystem::new(
-                    FsKind::Iso9660,
-                    label(slice(d, 40, 32)?),
-                    uuid,
-                ));
+                return Some(Filesystem::new(FsKind::Iso9660, label(slice(d, 40, 32)?), uuid));
             }
             TYPE_TERMINATOR => return None,
             _ => continue,

@@ -68,7 +68,7 @@ impl FsKind {
             FsKind::Ext3 => &["fs-ext3"],
             FsKind::Ext4 => &["fs-ext4"],
             FsKind::Vfat => &["fs-vfat", "nls_cp437", "nls_iso8859-1"], // see mount_options
-            FsKind::Exfat => &["fs-exfat", "nls_utf8"], // CONFIG_EXFAT_DEFAULT_IOCHARSET=utf8
+            FsKind::Exfat => &["fs-exfat", "nls_utf8"],                 // CONFIG_EXFAT_DEFAULT_IOCHARSET=utf8
             FsKind::Btrfs => &["fs-btrfs"],
             FsKind::Xfs => &["fs-xfs"],
             FsKind::Squashfs => &["fs-squashfs"],
@@ -133,17 +133,11 @@ impl Medium<'_> {
     /// device ends first (truncated medium) or the read fails. The filesystem is already
     /// recognised by then: an unreadable label is logged, not worth failing the probe.
     fn read_at(&mut self, offset: u64, len: usize) -> Option<Vec<u8>> {
-        let result = self
-            .dev
-            .seek(SeekFrom::Start(offset))
-            .and_then(|_| read_up_to(self.dev, len));
+        let result = self.dev.seek(SeekFrom::Start(offset)).and_then(|_| read_up_to(self.dev, len));
         match result {
             Ok(buf) => (buf.len() == len).then_some(buf),
             Err(e) => {
-                warn!(
-                    "disks: {}: cannot read {len} bytes at offset {offset} for the label: {e}",
-                    self.name
-                );
+                warn!("disks: {}: cannot read {len} bytes at offset {offset} for the label: {e}", self.name);
                 None
             }
         }
@@ -173,25 +167,13 @@ pub fn probe(dev: &mut (impl Read + Seek)) -> Result<Option<Filesystem>, DiskErr
 
 /// [`probe`] on the device or image file at `path`.
 pub fn probe_path(path: &Path) -> Result<Option<Filesystem>, DiskError> {
-    let mut file = File::open(path).map_err(|source| DiskError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut file = File::open(path).map_err(|source| DiskError::Open { path: path.to_path_buf(), source })?;
     probe_named(&mut file, &path.display().to_string())
 }
 
 fn probe_named(dev: &mut dyn ReadSeek, name: &str) -> Result<Option<Filesystem>, DiskError> {
-    dev.seek(SeekFrom::Start(0))
-        .map_err(|source| DiskError::Read {
-            device: name.to_string(),
-            offset: 0,
-            source,
-        })?;
-    let head = read_up_to(dev, PROBE_BYTES).map_err(|source| DiskError::Read {
-        device: name.to_string(),
-        offset: 0,
-        source,
-    })?;
+    dev.seek(SeekFrom::Start(0)).map_err(|source| DiskError::Read { device: name.to_string(), offset: 0, source })?;
+    let head = read_up_to(dev, PROBE_BYTES).map_err(|source| DiskError::Read { device: name.to_string(), offset: 0, source })?;
     let mut medium = Medium { dev, name, head };
     // Strong magic numbers first; FAT, which has only plausibility checks, last.
     // ISO 9660 before FAT/exFAT: hybrid images carry an MBR at sector 0.

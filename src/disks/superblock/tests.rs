@@ -7,12 +7,7 @@ use std::io::Cursor;
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/disks/fs/",
-            $name,
-            ".img.gz"
-        ))
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/disks/fs/", $name, ".img.gz"))
     };
 }
 
@@ -92,14 +87,9 @@ fn random_and_mutated_buffers_never_panic() {
         let buf: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         let _ = probe(&mut Cursor::new(&buf));
     }
-    for magic_at in [
-        (0usize, &b"hsqs"[..]),
-        (0, b"XFSB"),
-        (1080, b"\x53\xef"),
-        (65536 + 64, b"_BHRfS_M"),
-        (32769, b"CD001"),
-        (3, b"EXFAT   "),
-    ] {
+    for magic_at in
+        [(0usize, &b"hsqs"[..]), (0, b"XFSB"), (1080, b"\x53\xef"), (65536 + 64, b"_BHRfS_M"), (32769, b"CD001"), (3, b"EXFAT   ")]
+    {
         for _ in 0..200 {
             let len = magic_at.0 + magic_at.1.len() + rng.below(8192);
             let mut buf: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
@@ -108,8 +98,5 @@ fn random_and_mutated_buffers_never_panic() {
         }
     }
     // Light mutations must not have destroyed everything: the probes still work.
-    assert!(
-        recognised > 1000,
-        "only {recognised} of 3000 mutated fixtures recognised"
-    );
+    assert!(recognised > 1000, "only {recognised} of 3000 mutated fixtures recognised");
 }

@@ -11,9 +11,5 @@ pub fn probe(head: &[u8]) -> Option<Filesystem> {
     if !(512..=65536).contains(&block_size) || !block_size.is_power_of_two() {
         return None;
     }
-    Some(Filesystem::new(
-        FsKind::Xfs,
-        label(slice(head, 108, 12)?),
-        uuid(slice(head, 32, 16)?),
-    ))
+    Some(Filesystem::new(FsKind::Xfs, label(slice(head, 108, 12)?), uuid(slice(head, 32, 16)?)))
 }

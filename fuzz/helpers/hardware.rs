@@ -1,11 +1,15 @@
-//! Entry points that feed arbitrary bytes to each parser; the cargo-fuzz targets in
-//! fuzz/ and the deterministic robustness test both call these. None may panic.
+//! Entry points that feed arbitrary bytes to each hardware parser; the cargo-fuzz
+//! targets in fuzz/fuzz_targets and the deterministic robustness test
+//! (tests/hardware_robustness.rs) both include this file with `#[path]`, so it is not
+//! part of the viver crate (nor of the /init binary). None of these may panic.
+// Each includer uses its own subset.
+#![allow(dead_code)]
 
-use super::fnmatch::{fnmatch, literal_prefix};
-use super::index::{normalize_alias, parse_alias_line, parse_dep_line};
-use super::legacy::{parse_pci_modalias, parse_pcimap_line, parse_usb_modalias, parse_usbmap_line, LegacyMaps};
-use super::modinfo::{parse_module, split_modinfo};
-use super::uevent::parse_uevent;
+use viver::hardware::fnmatch::{fnmatch, literal_prefix};
+use viver::hardware::index::{normalize_alias, parse_alias_line, parse_dep_line};
+use viver::hardware::legacy::{parse_pci_modalias, parse_pcimap_line, parse_usb_modalias, parse_usbmap_line, LegacyMaps};
+use viver::hardware::modinfo::{parse_module, split_modinfo};
+use viver::hardware::uevent::parse_uevent;
 
 /// modules.alias / modules.dep text.
 pub fn alias_file(data: &[u8]) {
