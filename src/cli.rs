@@ -20,6 +20,9 @@ enum Command {
     /// Build images, initrds and boot media (`kit/viver-kit` calls these).
     #[command(subcommand)]
     Kit(crate::kit::cli::KitCommand),
+    /// A network block device from a file or an HTTP URL (kernel NBD over netlink).
+    #[command(subcommand)]
+    Nbd(crate::nbd::cli::NbdCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -34,5 +37,6 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Hw(cmd) => crate::hardware::cli::run(cmd),
         Command::Kit(cmd) => crate::kit::cli::run(cmd),
+        Command::Nbd(cmd) => crate::nbd::cli::run(cmd),
     }
 }

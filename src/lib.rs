@@ -13,6 +13,8 @@
 //! - [`image`]: the disk image on a medium: manifest, checks, loop device,
 //!   copy-on-write overlay.
 //! - [`kit`]: building images, initrds and boot media from an installed system.
+//! - [`nbd`]: the netbooted node's image as `/dev/nbdN`, served from a file or over HTTP.
+//! - [`net`]: the node's own network setup: link, address, DHCP client.
 
 pub mod boot;
 pub mod cli;
@@ -20,4 +22,6 @@ pub mod disks;
 pub mod hardware;
 pub mod image;
 pub mod kit;
+pub mod nbd;
+pub mod net;
 pub mod sys;

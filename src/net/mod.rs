@@ -1,0 +1,1 @@
+//! The node's network: bringing a link up, DHCP.
