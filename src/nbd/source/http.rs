@@ -140,6 +140,8 @@ pub enum HttpError {
     Io(#[from] std::io::Error),
     #[error("bad response: {0}")]
     Protocol(String),
+    #[error("HTTP {status} with a body of {length} bytes, at most {max} asked for")]
+    TooLarge { status: u16, length: u64, max: u64 },
 }
 
 const MAX_HEAD: usize = 16 << 10;
@@ -209,7 +211,7 @@ pub fn read_response(reader: &mut impl BufRead, max_body: u64) -> Result<Respons
         None => return Err(bad("no Content-Length".into())),
     };
     if length > max_body {
-        return Err(bad(format!("body of {length} bytes, at most {max_body} expected")));
+        return Err(HttpError::TooLarge { status, length, max: max_body });
     }
     let mut body = vec![0u8; length as usize];
     reader.read_exact(&mut body)?;
@@ -460,6 +462,10 @@ impl HttpSource {
         let response = read_response(&mut conn, end - start).map_err(|e| match e {
             HttpError::Io(e) => Failure::Transient(format!("receive: {e}")),
             HttpError::Protocol(m) => Failure::Transient(m),
+            HttpError::TooLarge { status: 200, .. } => {
+                Failure::Fatal(format!("{} ignores Range requests (HTTP 200 with the whole file)", self.url.host))
+            }
+            e @ HttpError::TooLarge { .. } => Failure::Transient(e.to_string()),
         })?;
         if !response.close {
             if let Ok(mut pool) = self.pool.lock() {
@@ -470,7 +476,8 @@ impl HttpSource {
     }
 
     fn probe_size(&self) -> Result<u64, Failure> {
-        let response = self.request(0, 1)?;
+        // bytes=0-1, not 0-0: busybox httpd reads an end of 0 as "to the end".
+        let response = self.request(0, 2)?;
         match (response.status, response.content_range) {
             (206, Some((_, _, Some(total)))) => Ok(total),
             (200, _) => Err(Failure::Fatal(format!("{} ignores Range requests", self.url.host))),
