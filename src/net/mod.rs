@@ -1,1 +1,2 @@
 //! The node's network: bringing a link up, DHCP.
+pub mod dhcp_client;
