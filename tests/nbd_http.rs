@@ -48,13 +48,8 @@ impl Server {
             conns: Arc::new(Mutex::new(Vec::new())),
             thread: None,
         };
-        let (data, corrupt, requests, stop, conns) = (
-            server.data.clone(),
-            server.corrupt.clone(),
-            server.requests.clone(),
-            server.stop.clone(),
-            server.conns.clone(),
-        );
+        let (data, corrupt, requests, stop, conns) =
+            (server.data.clone(), server.corrupt.clone(), server.requests.clone(), server.stop.clone(), server.conns.clone());
         server.thread = Some(std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -277,7 +272,6 @@ fn busybox_httpd_serves_ranges() {
     let _ = std::fs::remove_dir_all(&dir);
     result.unwrap();
 }
-
 
 #[test]
 fn a_server_without_range_is_refused_at_once() {

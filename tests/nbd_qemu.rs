@@ -63,12 +63,8 @@ fn nbd_attach_file_mount_squashfs_detach_in_vm() {
         .collect();
     std::fs::write(content.join("big.bin"), &big).unwrap();
     let image = dir.join("image.squashfs");
-    let status = Command::new("mksquashfs")
-        .arg(&content)
-        .arg(&image)
-        .args(["-comp", "gzip", "-noappend", "-quiet", "-all-root"])
-        .status()
-        .unwrap();
+    let status =
+        Command::new("mksquashfs").arg(&content).arg(&image).args(["-comp", "gzip", "-noappend", "-quiet", "-all-root"]).status().unwrap();
     assert!(status.success());
     let big_sha = sha256_hex(&content.join("big.bin"));
     let image_size = std::fs::metadata(&image).unwrap().len();
@@ -77,12 +73,7 @@ fn nbd_attach_file_mount_squashfs_detach_in_vm() {
     std::fs::copy(viver_bin(), dir.join("initramfs-root/bin/viver")).unwrap();
     make_cpio(&dir.join("initramfs-root"), &initrd).unwrap();
 
-    let log = Vm::new("nbd-qemu-file")
-        .kernel(qemu::kernel())
-        .initrd(&initrd)
-        .disk_virtio(&image)
-        .run(Duration::from_secs(300))
-        .unwrap();
+    let log = Vm::new("nbd-qemu-file").kernel(qemu::kernel()).initrd(&initrd).disk_virtio(&image).run(Duration::from_secs(300)).unwrap();
     let tail = log.tail(40);
     assert!(log.contains("NBD-TEST-DONE"), "{tail}");
     assert!(log.contains("NBD-ATTACHED /dev/nbd0"), "{tail}");
@@ -95,12 +86,7 @@ fn nbd_attach_file_mount_squashfs_detach_in_vm() {
     assert!(log.contains("NBD-DETACHED"), "{tail}");
     assert_eq!(log.line_after("NBD-SIZE-AFTER ").as_deref().map(str::trim), Some("0"), "{tail}");
     let raw = log.line_after("NBD-RAW-READ ").unwrap_or_default();
-    let field = |k: &str| -> f64 {
-        raw.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let field = |k: &str| -> f64 { raw.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
     let (secs, bytes) = (field("end=") - field("start="), field("bytes="));
     assert_eq!(bytes as u64, image_size / 512 * 512, "{tail}");
     eprintln!(

@@ -270,6 +270,9 @@ fn attr_u32(attrs: &[(u16, Vec<u8>)], kind: u16) -> Option<u32> {
     Some(u32::from_ne_bytes(value.get(0..4)?.try_into().ok()?))
 }
 
+/// Attributes of one message: (type, payload).
+pub type Attrs = Vec<(u16, Vec<u8>)>;
+
 /// A generic netlink socket with the nbd family resolved.
 pub struct NbdNetlink {
     fd: OwnedFd,
@@ -303,12 +306,10 @@ impl NbdNetlink {
         }
         let mut nl = NbdNetlink { fd, family: 0, seq: 1 };
         let seq = nl.next_seq();
-        let replies = nl
-            .transact(&get_family_message(seq, NBD_GENL_FAMILY_NAME), "CTRL_CMD_GETFAMILY")
-            .map_err(|e| match e {
-                NetlinkError::Refused { source, .. } => NetlinkError::NoFamily(source),
-                other => other,
-            })?;
+        let replies = nl.transact(&get_family_message(seq, NBD_GENL_FAMILY_NAME), "CTRL_CMD_GETFAMILY").map_err(|e| match e {
+            NetlinkError::Refused { source, .. } => NetlinkError::NoFamily(source),
+            other => other,
+        })?;
         let family = replies
             .iter()
             .find_map(|(_, attrs)| attrs.iter().find(|(k, _)| *k == CTRL_ATTR_FAMILY_ID))
@@ -332,10 +333,7 @@ impl NbdNetlink {
         let seq = self.next_seq();
         let replies = self.transact(&connect_message(self.family, seq, config, socks), "NBD_CMD_CONNECT")?;
         let index = replies.iter().find_map(|(_, attrs)| attr_u32(attrs, NBD_ATTR_INDEX));
-        index.or(config.index).ok_or(NetlinkError::Malformed {
-            what: "NBD_CMD_CONNECT",
-            detail: "no NBD_ATTR_INDEX in the reply".into(),
-        })
+        index.or(config.index).ok_or(NetlinkError::Malformed { what: "NBD_CMD_CONNECT", detail: "no NBD_ATTR_INDEX in the reply".into() })
     }
 
     pub fn reconfigure(&mut self, index: u32, socks: &[RawFd]) -> Result<(), NetlinkError> {
@@ -351,7 +349,7 @@ impl NbdNetlink {
     }
 
     /// Sends one request and reads until its ACK or error (10 s receive timeout).
-    fn transact(&mut self, msg: &[u8], what: &'static str) -> Result<Vec<(u16, Vec<(u16, Vec<u8>)>)>, NetlinkError> {
+    fn transact(&mut self, msg: &[u8], what: &'static str) -> Result<Vec<(u16, Attrs)>, NetlinkError> {
         // SAFETY: an all-zero sockaddr_nl is valid; nl_pid 0 addresses the kernel.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -385,9 +383,7 @@ impl NbdNetlink {
             for reply in replies {
                 match reply {
                     Reply::Ack | Reply::Done => return Ok(collected),
-                    Reply::Error(errno) => {
-                        return Err(NetlinkError::Refused { what, source: std::io::Error::from_raw_os_error(errno) })
-                    }
+                    Reply::Error(errno) => return Err(NetlinkError::Refused { what, source: std::io::Error::from_raw_os_error(errno) }),
                     Reply::Attrs { msg_type, attrs } => collected.push((msg_type, attrs)),
                 }
             }
@@ -452,18 +448,40 @@ mod tests {
         };
         let msg = connect_message(0x22, 9, &config, &[5]);
         let expected = concat!(
-            "74000000", "2200", "0500", "09000000", "00000000", // 116 bytes, family 0x22
+            "74000000",
+            "2200",
+            "0500",
+            "09000000",
+            "00000000", // 116 bytes, family 0x22
             "01010000", // NBD_CMD_CONNECT v1
-            "0800", "0100", "00000000", // INDEX 0
-            "0c00", "0200", "0000001000000000", // SIZE_BYTES
-            "0c00", "0300", "0010000000000000", // BLOCK_SIZE_BYTES 4096
-            "0c00", "0500", "0700000000000000", // SERVER_FLAGS HAS_FLAGS|READ_ONLY|SEND_FLUSH
-            "0c00", "0600", "0000000000000000", // CLIENT_FLAGS
-            "0c00", "0800", "7800000000000000", // DEAD_CONN_TIMEOUT 120
-            "0c00", "0400", "1e00000000000000", // TIMEOUT 30
-            "1000", "0700", // SOCKETS (16)
-            "0c00", "0100", // SOCK_ITEM (12)
-            "0800", "0100", "05000000", // SOCK_FD 5
+            "0800",
+            "0100",
+            "00000000", // INDEX 0
+            "0c00",
+            "0200",
+            "0000001000000000", // SIZE_BYTES
+            "0c00",
+            "0300",
+            "0010000000000000", // BLOCK_SIZE_BYTES 4096
+            "0c00",
+            "0500",
+            "0700000000000000", // SERVER_FLAGS HAS_FLAGS|READ_ONLY|SEND_FLUSH
+            "0c00",
+            "0600",
+            "0000000000000000", // CLIENT_FLAGS
+            "0c00",
+            "0800",
+            "7800000000000000", // DEAD_CONN_TIMEOUT 120
+            "0c00",
+            "0400",
+            "1e00000000000000", // TIMEOUT 30
+            "1000",
+            "0700", // SOCKETS (16)
+            "0c00",
+            "0100", // SOCK_ITEM (12)
+            "0800",
+            "0100",
+            "05000000", // SOCK_FD 5
         );
         assert_eq!(hex(&msg), expected);
         assert_eq!(msg.len(), 0x74);
@@ -473,12 +491,8 @@ mod tests {
     fn reconfigure_and_disconnect_are_byte_exact() {
         let msg = reconfigure_message(0x22, 3, 2, &[7, 8]);
         let expected = concat!(
-            "38000000", "2200", "0500", "03000000", "00000000",
-            "03010000",
-            "0800", "0100", "02000000",
-            "1c00", "0700",
-            "0c00", "0100", "0800", "0100", "07000000",
-            "0c00", "0100", "0800", "0100", "08000000",
+            "38000000", "2200", "0500", "03000000", "00000000", "03010000", "0800", "0100", "02000000", "1c00", "0700", "0c00", "0100",
+            "0800", "0100", "07000000", "0c00", "0100", "0800", "0100", "08000000",
         );
         assert_eq!(hex(&msg), expected);
         let msg = disconnect_message(0x22, 4, 1);

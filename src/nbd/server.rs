@@ -79,12 +79,7 @@ pub enum Ended {
 }
 
 /// Serves `stream` until the kernel disconnects; `workers` READs run at once.
-pub fn serve(
-    stream: UnixStream,
-    source: Arc<dyn BlockSource>,
-    workers: usize,
-    stats: Arc<ServeStats>,
-) -> Result<Ended, ServerError> {
+pub fn serve(stream: UnixStream, source: Arc<dyn BlockSource>, workers: usize, stats: Arc<ServeStats>) -> Result<Ended, ServerError> {
     let writer = Arc::new(Mutex::new(stream.try_clone().map_err(ServerError::Clone)?));
     let (tx, rx) = mpsc::channel::<Request>();
     let rx = Arc::new(Mutex::new(rx));

@@ -54,10 +54,7 @@ impl Request {
     /// Parses one request header. Any 28 bytes with the right magic are a request; what it
     /// asks for (bounds, length) is judged by the server.
     pub fn parse(bytes: &[u8]) -> Result<Request, WireError> {
-        let b: &[u8; REQUEST_LEN] = bytes
-            .get(..REQUEST_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(WireError::Short(bytes.len()))?;
+        let b: &[u8; REQUEST_LEN] = bytes.get(..REQUEST_LEN).and_then(|s| s.try_into().ok()).ok_or(WireError::Short(bytes.len()))?;
         let magic = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         if magic != REQUEST_MAGIC {
             return Err(WireError::BadMagic(magic));
@@ -76,13 +73,7 @@ impl Request {
         handle.copy_from_slice(&b[8..16]);
         let mut offset = [0u8; 8];
         offset.copy_from_slice(&b[16..24]);
-        Ok(Request {
-            command,
-            flags,
-            handle,
-            offset: u64::from_be_bytes(offset),
-            length: u32::from_be_bytes([b[24], b[25], b[26], b[27]]),
-        })
+        Ok(Request { command, flags, handle, offset: u64::from_be_bytes(offset), length: u32::from_be_bytes([b[24], b[25], b[26], b[27]]) })
     }
 
     pub fn encode(&self) -> [u8; REQUEST_LEN] {
@@ -119,13 +110,7 @@ mod tests {
 
     #[test]
     fn request_round_trip_and_layout() {
-        let req = Request {
-            command: Command::Read,
-            flags: 1,
-            handle: *b"handle01",
-            offset: 0x0102_0304_0506_0708,
-            length: 4096,
-        };
+        let req = Request { command: Command::Read, flags: 1, handle: *b"handle01", offset: 0x0102_0304_0506_0708, length: 4096 };
         let bytes = req.encode();
         assert_eq!(&bytes[0..8], &[0x25, 0x60, 0x95, 0x13, 0, 1, 0, 0]);
         assert_eq!(&bytes[16..24], &[1, 2, 3, 4, 5, 6, 7, 8]);

@@ -239,15 +239,7 @@ fn backoff(attempt: u32) -> Duration {
 
 impl Client {
     pub fn new(mac: [u8; 6], xid: u32, deadline: Duration) -> Client {
-        Client {
-            mac,
-            xid,
-            deadline,
-            state: State::Selecting,
-            attempt: 0,
-            next_send: Duration::ZERO,
-            started_request: Duration::ZERO,
-        }
+        Client { mac, xid, deadline, state: State::Selecting, attempt: 0, next_send: Duration::ZERO, started_request: Duration::ZERO }
     }
 
     /// The first DISCOVER.
@@ -449,7 +441,10 @@ mod tests {
         assert_eq!(d.option(OPT_CLIENT_ID), Some(&[1, 0x52, 0x54, 0, 0x77, 0, 1][..]));
         assert_eq!(d.flags, 0x8000);
         // Someone else's offer and junk are ignored.
-        assert_eq!(c.on_packet(&reply(OFFER, 43, Ipv4Addr::new(10, 77, 0, 9)), Duration::from_millis(100)), Action::Wait(Duration::from_secs(1)));
+        assert_eq!(
+            c.on_packet(&reply(OFFER, 43, Ipv4Addr::new(10, 77, 0, 9)), Duration::from_millis(100)),
+            Action::Wait(Duration::from_secs(1))
+        );
         assert_eq!(c.on_packet(b"junk", Duration::from_millis(100)), Action::Wait(Duration::from_secs(1)));
         let r = sent(&c.on_packet(&reply(OFFER, 42, Ipv4Addr::new(10, 77, 0, 9)), Duration::from_millis(200)));
         assert_eq!(r.message_type(), Some(REQUEST));

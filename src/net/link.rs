@@ -210,11 +210,28 @@ mod tests {
         );
         assert_eq!(
             hex(&address_message(2, 3, Ipv4Addr::new(10, 77, 0, 9), 24)),
-            concat!("28000000", "1400", "0505", "02000000", "00000000", "02180000", "03000000", "0800", "0200", "0a4d0009", "0800", "0100", "0a4d0009")
+            concat!(
+                "28000000", "1400", "0505", "02000000", "00000000", "02180000", "03000000", "0800", "0200", "0a4d0009", "0800", "0100",
+                "0a4d0009"
+            )
         );
         assert_eq!(
             hex(&default_route_message(3, 3, Ipv4Addr::new(10, 77, 0, 1))),
-            concat!("2c000000", "1800", "0505", "03000000", "00000000", "02000000fe100001", "00000000", "0800", "0500", "0a4d0001", "0800", "0400", "03000000")
+            concat!(
+                "2c000000",
+                "1800",
+                "0505",
+                "03000000",
+                "00000000",
+                "02000000fe100001",
+                "00000000",
+                "0800",
+                "0500",
+                "0a4d0001",
+                "0800",
+                "0400",
+                "03000000"
+            )
         );
         assert_eq!(prefix_len(Ipv4Addr::new(255, 255, 240, 0)), 20);
     }
@@ -228,8 +245,7 @@ mod tests {
                 eprintln!("skipped: unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
                 return None;
             }
-            configure("lo", Ipv4Addr::new(10, 9, 9, 9), Ipv4Addr::new(255, 255, 255, 0), Some(Ipv4Addr::new(10, 9, 9, 1)))
-                .unwrap();
+            configure("lo", Ipv4Addr::new(10, 9, 9, 9), Ipv4Addr::new(255, 255, 255, 0), Some(Ipv4Addr::new(10, 9, 9, 1))).unwrap();
             let bound = std::net::UdpSocket::bind("10.9.9.9:0").is_ok();
             let routes = std::fs::read_to_string("/proc/thread-self/net/route").unwrap_or_default();
             Some((bound, routes))

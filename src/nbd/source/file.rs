@@ -38,9 +38,7 @@ impl BlockSource for FileSource {
         if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.size) {
             return Err(SourceError::OutOfRange { offset, len: buf.len(), size: self.size });
         }
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|source| SourceError::Io { what: self.name.clone(), offset, len: buf.len(), source })
+        self.file.read_exact_at(buf, offset).map_err(|source| SourceError::Io { what: self.name.clone(), offset, len: buf.len(), source })
     }
 }
 

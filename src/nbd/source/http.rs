@@ -170,8 +170,7 @@ pub fn read_response(reader: &mut impl BufRead, max_body: u64) -> Result<Respons
     if !version.starts_with("HTTP/1.") {
         return Err(bad(format!("status line {status_line:?}")));
     }
-    let status: u16 =
-        words.next().and_then(|s| s.parse().ok()).ok_or_else(|| bad(format!("status line {status_line:?}")))?;
+    let status: u16 = words.next().and_then(|s| s.parse().ok()).ok_or_else(|| bad(format!("status line {status_line:?}")))?;
     let mut close = version == "HTTP/1.0";
     let mut length: Option<u64> = None;
     let mut content_range = None;
@@ -515,10 +514,11 @@ impl BlockSource for HttpSource {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .filter(|e| *e <= self.size)
-            .ok_or(SourceError::OutOfRange { offset, len: buf.len(), size: self.size })?;
+        let end = offset.checked_add(buf.len() as u64).filter(|e| *e <= self.size).ok_or(SourceError::OutOfRange {
+            offset,
+            len: buf.len(),
+            size: self.size,
+        })?;
         if buf.is_empty() {
             return Ok(());
         }
