@@ -95,3 +95,103 @@ fn nbd_attach_file_mount_squashfs_detach_in_vm() {
         bytes / 1048576.0 / secs.max(0.01)
     );
 }
+
+const INIT_URL: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in /modules/*.ko; do insmod $m; done
+i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+ifconfig lo up
+ifconfig eth0 10.77.0.2 netmask 255.255.255.0 up
+/bin/viver nbd attach --url http://10.77.0.1:8080/image.squashfs --device /dev/nbd0 > /tmp/attach.out 2>&1 &
+ATTACH=$!
+i=0; while [ "$(cat /sys/block/nbd0/size 2>/dev/null)" = "0" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+mount -t squashfs -o ro /dev/nbd0 /mnt && echo NBD-MOUNTED
+echo "NBD-HELLO $(cat /mnt/hello.txt)"
+umount /mnt
+/bin/viver nbd detach /dev/nbd0 && echo NBD-DETACH-OK
+i=0; while kill -0 $ATTACH 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+cat /tmp/attach.out
+echo NBD-TEST-DONE
+poweroff -f
+"#;
+
+fn sh(args: &[&str]) {
+    let status = Command::new(args[0]).args(&args[1..]).status().unwrap();
+    assert!(status.success(), "{args:?}");
+}
+
+/// `--url` inside a private network namespace of this test (bridge + tap, busybox httpd
+/// on the bridge): the guest mounts the SquashFS over HTTP and reads one small file; only
+/// the chunks it touched cross the link.
+#[test]
+fn nbd_attach_url_lazy_in_vm() {
+    let dir = temp_dir("nbd-qemu-url");
+    let content = dir.join("content");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(content.join("hello.txt"), "VIVER-NBD-OVER-HTTP\n").unwrap();
+    let mut state = 0x5555_1234_9abc_def1u64;
+    let big: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    std::fs::write(content.join("big.bin"), &big).unwrap();
+    let image = www.join("image.squashfs");
+    let ok = Command::new("mksquashfs")
+        .arg(&content)
+        .arg(&image)
+        .args(["-comp", "gzip", "-noappend", "-quiet", "-all-root"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let image_size = std::fs::metadata(&image).unwrap().len();
+    let initrd = busybox_initramfs(&dir, INIT_URL, &["virtio_pci", "virtio_net", "nbd", "squashfs"]);
+    std::fs::copy(viver_bin(), dir.join("initramfs-root/bin/viver")).unwrap();
+    make_cpio(&dir.join("initramfs-root"), &initrd).unwrap();
+
+    // Everything below runs in a network namespace of its own thread (and its children).
+    let log = std::thread::spawn(move || {
+        // SAFETY: unshare of this thread's network namespace only.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        sh(&["ip", "link", "set", "lo", "up"]);
+        sh(&["ip", "link", "add", "br0", "type", "bridge"]);
+        sh(&["ip", "addr", "add", "10.77.0.1/24", "dev", "br0"]);
+        sh(&["ip", "link", "set", "br0", "up"]);
+        sh(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"]);
+        sh(&["ip", "link", "set", "tap0", "master", "br0", "up"]);
+        let mut httpd = Command::new("busybox").args(["httpd", "-f", "-p", "10.77.0.1:8080", "-h"]).arg(&www).spawn().unwrap();
+        let log = Vm::new("nbd-qemu-url")
+            .kernel(qemu::kernel())
+            .initrd(&initrd)
+            .arg("-netdev")
+            .arg("tap,id=n0,ifname=tap0,script=no,downscript=no")
+            .arg("-device")
+            .arg("virtio-net-pci,netdev=n0,mac=52:54:00:77:00:02")
+            .run(Duration::from_secs(300));
+        let _ = httpd.kill();
+        let _ = httpd.wait();
+        log
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    let tail = log.tail(40);
+    assert!(log.contains("NBD-TEST-DONE"), "{tail}");
+    assert!(log.contains("NBD-MOUNTED"), "{tail}");
+    assert_eq!(log.line_after("NBD-HELLO ").as_deref().map(str::trim), Some("VIVER-NBD-OVER-HTTP"), "{tail}");
+    assert!(log.contains("NBD-DETACH-OK"), "{tail}");
+    let detached = log.line_after("NBD-DETACHED ").unwrap_or_default();
+    let fetched: u64 = detached.split_whitespace().find_map(|w| w.strip_prefix("fetched=")).and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(fetched > 0 && fetched < image_size / 2, "lazy: fetched {fetched} of {image_size}\n{tail}");
+    eprintln!("NBD over HTTP in the VM: mount + one small file fetched {fetched} of {image_size} bytes");
+}
