@@ -31,10 +31,15 @@ mount -t squashfs -o ro /dev/nbd0 /mnt && echo NBD-MOUNTED
 echo "NBD-HELLO $(cat /mnt/hello.txt)"
 echo "NBD-BIG-SHA $(sha256sum /mnt/big.bin | cut -d' ' -f1)"
 umount /mnt
+# The server dies; a read waits for the dead connection's replacement (RECONFIGURE).
+kill -9 $ATTACH; wait $ATTACH 2>/dev/null
+echo 3 > /proc/sys/vm/drop_caches
+(sleep 2; /bin/viver nbd attach --file /dev/vda --device /dev/nbd0 --reconnect > /tmp/attach2.out 2>&1) &
+echo "NBD-AFTER-RECONNECT $(dd if=/dev/nbd0 bs=4096 skip=1000 count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
+echo "NBD-DIRECT $(dd if=/dev/vda bs=4096 skip=1000 count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
 /bin/viver nbd detach /dev/nbd0 && echo NBD-DETACH-OK
-i=0; while kill -0 $ATTACH 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-kill -0 $ATTACH 2>/dev/null && echo NBD-ATTACH-STILL-RUNNING
-cat /tmp/attach.out
+i=0; while [ -z "$(cat /tmp/attach2.out 2>/dev/null | grep DETACHED)" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+cat /tmp/attach.out /tmp/attach2.out
 echo "NBD-SIZE-AFTER $(cat /sys/block/nbd0/size)"
 echo NBD-TEST-DONE
 poweroff -f
@@ -82,7 +87,8 @@ fn nbd_attach_file_mount_squashfs_detach_in_vm() {
     assert_eq!(log.line_after("NBD-BIG-SHA ").as_deref().map(str::trim), Some(big_sha.as_str()), "{tail}");
     assert!(log.contains("NBD-WRITE-REFUSED"), "{tail}");
     assert!(log.contains("NBD-DETACH-OK"), "{tail}");
-    assert!(!log.contains("NBD-ATTACH-STILL-RUNNING"), "{tail}");
+    let reconnected = log.line_after("NBD-AFTER-RECONNECT ").unwrap_or_default();
+    assert!(!reconnected.is_empty() && Some(reconnected) == log.line_after("NBD-DIRECT "), "{tail}");
     assert!(log.contains("NBD-DETACHED"), "{tail}");
     assert_eq!(log.line_after("NBD-SIZE-AFTER ").as_deref().map(str::trim), Some("0"), "{tail}");
     let raw = log.line_after("NBD-RAW-READ ").unwrap_or_default();

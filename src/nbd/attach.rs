@@ -54,6 +54,22 @@ pub fn attach(
     Ok(Attached { index, stats, netlink, thread: Some(thread) })
 }
 
+/// Hands device `index`, whose server died (a crashed or restarted daemon), a new socket
+/// served from `source` (NBD_CMD_RECONFIGURE, within the dead-connection timeout); the
+/// reads that waited meanwhile then complete.
+pub fn reattach(index: u32, source: Arc<dyn BlockSource>, workers: usize) -> Result<Attached, AttachError> {
+    let mut netlink = NbdNetlink::open()?;
+    let (kernel_end, our_end) = UnixStream::pair().map_err(AttachError::SocketPair)?;
+    let stats = Arc::new(ServeStats::default());
+    let thread = {
+        let stats = stats.clone();
+        std::thread::spawn(move || server::serve(our_end, source, workers, stats))
+    };
+    netlink.reconfigure(index, &[kernel_end.as_raw_fd()])?;
+    drop(kernel_end);
+    Ok(Attached { index, stats, netlink, thread: Some(thread) })
+}
+
 impl Attached {
     /// True once the serving thread ended (the device was disconnected elsewhere).
     pub fn finished(&self) -> bool {

@@ -6,7 +6,7 @@ use super::source::{BlockSource, FileSource, HttpSource, HttpSourceOptions};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Subcommand)]
 pub enum NbdCommand {
@@ -44,6 +44,10 @@ pub struct AttachArgs {
     /// Chunk size of the RAM cache (with --url).
     #[arg(long, default_value_t = 256 << 10)]
     chunk: u64,
+    /// The device is still connected but its server died: hand it this one
+    /// (NBD_CMD_RECONFIGURE) instead of connecting anew.
+    #[arg(long)]
+    reconnect: bool,
     /// Reads served at once.
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -95,15 +99,19 @@ fn attach_foreground(args: AttachArgs) -> Result<(), String> {
     };
     let size = source.size();
     let started = Instant::now();
-    let attached = attach::attach(
-        Some(index),
-        source,
-        |c| {
-            c.timeout = args.timeout;
-            c.dead_conn_timeout = args.dead_timeout;
-        },
-        args.workers,
-    )
+    let attached = if args.reconnect {
+        attach::reattach(index, source, args.workers)
+    } else {
+        attach::attach(
+            Some(index),
+            source,
+            |c| {
+                c.timeout = args.timeout;
+                c.dead_conn_timeout = args.dead_timeout;
+            },
+            args.workers,
+        )
+    }
     .map_err(|e| format!("{}: {e}", args.device))?;
     log::info!("/dev/nbd{} attached: {size} bytes, read-only", attached.index);
     println!("NBD-ATTACHED /dev/nbd{} {size}", attached.index);
@@ -143,6 +151,5 @@ fn attach_foreground(args: AttachArgs) -> Result<(), String> {
         line.push_str(&format!(" fetched={fetched} of={size}"));
     }
     println!("{line}");
-    let _ = Duration::ZERO;
     Ok(())
 }
