@@ -22,6 +22,9 @@ enum Command {
     Kit(crate::kit::cli::KitCommand),
     /// Boot the LAN: DHCP/proxyDHCP + TFTP + HTTP for network-booting clients.
     Serve(crate::serve::cli::ServeArgs),
+    /// A network block device from a file or an HTTP URL (kernel NBD over netlink).
+    #[command(subcommand)]
+    Nbd(crate::nbd::cli::NbdCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -37,5 +40,6 @@ pub fn main() -> i32 {
         Command::Hw(cmd) => crate::hardware::cli::run(cmd),
         Command::Kit(cmd) => crate::kit::cli::run(cmd),
         Command::Serve(args) => crate::serve::cli::run(args),
+        Command::Nbd(cmd) => crate::nbd::cli::run(cmd),
     }
 }

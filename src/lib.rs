@@ -14,6 +14,8 @@
 //!   copy-on-write overlay.
 //! - [`kit`]: building images, initrds and boot media from an installed system.
 //! - [`serve`]: the boot server of a LAN (`viver serve`: DHCP/proxyDHCP, TFTP, HTTP).
+//! - [`nbd`]: the netbooted node's image as `/dev/nbdN`, served from a file or over HTTP.
+//! - [`net`]: the node's own network setup: link, address, DHCP client.
 
 pub mod boot;
 pub mod cli;
@@ -23,4 +25,6 @@ pub mod hardware;
 pub mod image;
 pub mod kit;
 pub mod serve;
+pub mod nbd;
+pub mod net;
 pub mod sys;
