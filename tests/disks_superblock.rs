@@ -3,6 +3,9 @@
 //! see tests/fixtures/disks/fs/README.md). Expected labels and UUIDs are what
 //! `blkid -p` printed for the same images.
 
+#[path = "kernel/mod.rs"]
+mod kernel;
+
 use flate2::read::GzDecoder;
 use std::io::{Cursor, Read};
 use std::path::Path;
@@ -168,12 +171,7 @@ fn mount_types_and_modules() {
 /// alias in some module's modinfo, or an NLS module file.
 #[test]
 fn module_aliases_exist_in_the_debian_kernel() {
-    let root = std::env::var_os("VIVER_KERNEL_ROOT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-harness/cache/kernel/root")
-        });
-    let modules = root.join("lib/modules/6.1.0-56-amd64/kernel");
+    let modules = kernel::TestKernel::main().modules_dir().join("kernel");
     assert!(
         modules.is_dir(),
         "{} missing: run qemu-harness/setup first",
