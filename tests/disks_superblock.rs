@@ -193,7 +193,9 @@ fn module_aliases_exist_in_the_debian_kernel() {
         for alias in kind.module_aliases() {
             if alias.starts_with("nls_") {
                 assert!(
-                    nls_dir.join(format!("{alias}.ko")).is_file(),
+                    ["ko", "ko.xz", "ko.zst", "ko.gz"]
+                        .iter()
+                        .any(|ext| nls_dir.join(format!("{alias}.{ext}")).is_file()),
                     "{alias} for {kind}"
                 );
             } else {
@@ -213,8 +215,9 @@ fn any_module_contains(dir: &Path, needle: &[u8]) -> bool {
         if p.is_dir() {
             any_module_contains(&p, needle)
         } else {
-            p.extension().is_some_and(|x| x == "ko")
-                && std::fs::read(&p)
+            // .ko, or .ko.xz/.ko.zst (Debian 13): read uncompressed.
+            viver::hardware::modinfo::module_name_from_path(&p.to_string_lossy()).is_some()
+                && viver::hardware::modinfo::read_module_bytes(&p)
                     .is_ok_and(|data| data.windows(needle.len()).any(|w| w == needle))
         }
     })
