@@ -3,6 +3,9 @@
 //! see tests/fixtures/disks/fs/README.md). Expected labels and UUIDs are what
 //! `blkid -p` printed for the same images.
 
+#[path = "kernel/mod.rs"]
+mod kernel;
+
 use flate2::read::GzDecoder;
 use std::io::{Cursor, Read};
 use std::path::Path;
@@ -168,12 +171,7 @@ fn mount_types_and_modules() {
 /// alias in some module's modinfo, or an NLS module file.
 #[test]
 fn module_aliases_exist_in_the_debian_kernel() {
-    let root = std::env::var_os("VIVER_KERNEL_ROOT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-harness/cache/kernel/root")
-        });
-    let modules = root.join("lib/modules/6.1.0-56-amd64/kernel");
+    let modules = kernel::TestKernel::main().modules_dir().join("kernel");
     assert!(
         modules.is_dir(),
         "{} missing: run qemu-harness/setup first",
@@ -195,7 +193,9 @@ fn module_aliases_exist_in_the_debian_kernel() {
         for alias in kind.module_aliases() {
             if alias.starts_with("nls_") {
                 assert!(
-                    nls_dir.join(format!("{alias}.ko")).is_file(),
+                    ["ko", "ko.xz", "ko.zst", "ko.gz"]
+                        .iter()
+                        .any(|ext| nls_dir.join(format!("{alias}.{ext}")).is_file()),
                     "{alias} for {kind}"
                 );
             } else {
@@ -215,8 +215,9 @@ fn any_module_contains(dir: &Path, needle: &[u8]) -> bool {
         if p.is_dir() {
             any_module_contains(&p, needle)
         } else {
-            p.extension().is_some_and(|x| x == "ko")
-                && std::fs::read(&p)
+            // .ko, or .ko.xz/.ko.zst (Debian 13): read uncompressed.
+            viver::hardware::modinfo::module_name_from_path(&p.to_string_lossy()).is_some()
+                && viver::hardware::modinfo::read_module_bytes(&p)
                     .is_ok_and(|data| data.windows(needle.len()).any(|w| w == needle))
         }
     })

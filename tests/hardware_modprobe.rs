@@ -4,7 +4,7 @@
 
 mod hardware_common;
 
-use hardware_common::{depmod_reference, RELEASE};
+use hardware_common::{depmod_reference, release};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -21,7 +21,7 @@ fn modprobe(args: &[&str]) -> Output {
     }
     // depmod_reference() is ROOT/lib/modules/RELEASE.
     let root = depmod_reference().parent().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    Command::new(&link).arg("-d").arg(&root).args(["-S", RELEASE]).args(args).output().unwrap()
+    Command::new(&link).arg("-d").arg(&root).arg("-S").arg(release()).args(args).output().unwrap()
 }
 
 fn insmods(out: &Output) -> Vec<String> {

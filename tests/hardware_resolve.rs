@@ -57,7 +57,7 @@ fn kmod_resolve(base: &std::path::Path, alias: &str) -> Vec<String> {
     let out = Command::new("modprobe")
         .args(["-d"])
         .arg(base)
-        .args(["-S", hardware_common::RELEASE, "-C", "/dev/null", "--resolve-alias", "--"])
+        .args(["-S", &hardware_common::release(), "-C", "/dev/null", "--resolve-alias", "--"])
         .arg(alias)
         .output()
         .expect("modprobe (kmod) must be installed");

@@ -4,7 +4,7 @@ use kit_common::*;
 
 #[test]
 fn debian_kernel_has_everything() {
-    let config = kernel_root().join("boot/config-6.1.0-56-amd64");
+    let config = TestKernel::main().config();
     let out = run_ok(viver().arg("check-kernel").arg(&config));
     assert!(stdout(&out).contains("everything VIVER needs"));
 }
@@ -12,7 +12,7 @@ fn debian_kernel_has_everything() {
 #[test]
 fn missing_options_are_named_and_exit_1() {
     let dir = scratch("check-kernel");
-    let text = std::fs::read_to_string(kernel_root().join("boot/config-6.1.0-56-amd64")).unwrap();
+    let text = std::fs::read_to_string(TestKernel::main().config()).unwrap();
     let broken: String = text
         .lines()
         .filter(|l| !l.starts_with("CONFIG_OVERLAY_FS=") && !l.starts_with("CONFIG_SQUASHFS_"))

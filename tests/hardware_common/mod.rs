@@ -2,22 +2,26 @@
 //! depmod-generated copy of its tables (the reference we must equal).
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-pub const RELEASE: &str = "6.1.0-56-amd64";
+#[path = "../kernel/mod.rs"]
+mod kernel;
+pub use kernel::TestKernel;
 
-/// The unpacked Debian kernel root (VIVER_KERNEL_ROOT or qemu-harness/cache/kernel/root).
+/// The unpacked harness kernel (see `tests/kernel/mod.rs`: VIVER_KERNEL_ROOT or the cache).
 pub fn kernel_root() -> PathBuf {
-    let root = std::env::var_os("VIVER_KERNEL_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-harness/cache/kernel/root"));
-    assert!(root.join("lib/modules").join(RELEASE).is_dir(), "kernel tree missing at {}: run qemu-harness/setup first", root.display());
-    root
+    TestKernel::main().root
 }
 
+/// The harness kernel's release, e.g. `6.1.0-57-amd64`.
+pub fn release() -> String {
+    TestKernel::main().release
+}
+
+/// Its `lib/modules/<release>` (or `usr/lib/modules/<release>`).
 pub fn release_dir() -> PathBuf {
-    kernel_root().join("lib/modules").join(RELEASE)
+    TestKernel::main().modules_dir()
 }
 
 /// A private root whose lib/modules/<release> links to the real module files and
@@ -26,7 +30,7 @@ pub fn depmod_reference() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("depmod-ref-{}", std::process::id()));
-        let rel = base.join("lib/modules").join(RELEASE);
+        let rel = base.join("lib/modules").join(release());
         std::fs::create_dir_all(&rel).unwrap();
         let src = release_dir();
         std::os::unix::fs::symlink(src.join("kernel"), rel.join("kernel")).unwrap();
@@ -35,7 +39,7 @@ pub fn depmod_reference() -> PathBuf {
                 std::fs::copy(src.join(f), rel.join(f)).unwrap();
             }
         }
-        let st = Command::new("depmod").arg("-b").arg(&base).arg(RELEASE).status().expect("depmod (kmod) must be installed");
+        let st = Command::new("depmod").arg("-b").arg(&base).arg(release()).status().expect("depmod (kmod) must be installed");
         assert!(st.success(), "depmod failed");
         rel
     })

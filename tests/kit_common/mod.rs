@@ -20,20 +20,25 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+#[path = "../kernel/mod.rs"]
+mod kernel;
+pub use kernel::TestKernel;
+
+/// The unpacked harness kernel (see `tests/kernel/mod.rs`: VIVER_KERNEL_ROOT or the cache).
 pub fn kernel_root() -> PathBuf {
-    let root = std::env::var_os("VIVER_KERNEL_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-harness/cache/kernel/root"));
-    assert!(root.join("lib/modules").is_dir(), "kernel tree {} missing: run qemu-harness/setup first", root.display());
-    root
+    TestKernel::main().root
+}
+
+pub fn release() -> String {
+    TestKernel::main().release
 }
 
 pub fn release_dir() -> PathBuf {
-    kernel_root().join("lib/modules/6.1.0-56-amd64")
+    TestKernel::main().modules_dir()
 }
 
 pub fn vmlinuz() -> PathBuf {
-    kernel_root().join("boot/vmlinuz-6.1.0-56-amd64")
+    TestKernel::main().vmlinuz()
 }
 
 /// A fresh scratch directory for one test.
@@ -47,7 +52,7 @@ pub fn scratch(name: &str) -> PathBuf {
 /// A small Linux-looking root with everything the image must leave out or adapt.
 pub fn fake_root(dir: &Path) -> PathBuf {
     let r = dir.join("root");
-    for d in ["etc/ssh", "usr/bin", "proc/1", "sys/kernel", "dev", "run/lock", "tmp", "lib/modules/6.1.0-56-amd64", "var/lib"] {
+    for d in ["etc/ssh", "usr/bin", "proc/1", "sys/kernel", "dev", "run/lock", "tmp", "lib/modules/6.1.0-0-fake", "var/lib"] {
         std::fs::create_dir_all(r.join(d)).unwrap();
     }
     std::fs::write(r.join("usr/bin/hello"), "#!/bin/sh\necho hello\n").unwrap();

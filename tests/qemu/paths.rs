@@ -2,7 +2,7 @@
 //! binary, the test roots, per-test scratch directories.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Root of the repository (the crate's manifest directory).
 pub fn repo_dir() -> PathBuf {
@@ -17,80 +17,35 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// The unpacked Debian kernel package: `$VIVER_KERNEL_ROOT` or the harness cache.
+#[path = "../kernel/mod.rs"]
+mod kernel;
+pub use kernel::TestKernel;
+
+/// The unpacked harness kernel package (see `tests/kernel/mod.rs` for the rule).
 /// Panics (failing the test) with the fix when it is missing: a test that needs the
 /// kernel must not pass silently without it.
 pub fn kernel_root() -> PathBuf {
-    let root = match std::env::var_os("VIVER_KERNEL_ROOT") {
-        Some(dir) => PathBuf::from(dir),
-        None => repo_dir().join("qemu-harness/cache/kernel/root"),
-    };
-    assert!(
-        root.join("boot").is_dir() && root.join("lib/modules").is_dir(),
-        "no kernel at {} (boot/ and lib/modules/ expected): run qemu-harness/setup first",
-        root.display()
-    );
-    root
+    TestKernel::main().root
 }
 
-/// Kernel release of the harness kernel, e.g. `6.1.0-56-amd64` (the one directory
-/// under `lib/modules`).
+/// Kernel release of the harness kernel, e.g. `6.1.0-57-amd64`.
 pub fn kernel_version() -> String {
-    let modules = kernel_root().join("lib/modules");
-    let mut versions: Vec<String> = fs::read_dir(&modules)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", modules.display()))
-        .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.path().is_dir())
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .collect();
-    versions.sort();
-    versions.pop().unwrap_or_else(|| {
-        panic!(
-            "no kernel version under {}: run qemu-harness/setup first",
-            modules.display()
-        )
-    })
+    TestKernel::main().release
 }
 
 /// The harness kernel image (`boot/vmlinuz-<version>`).
 pub fn kernel() -> PathBuf {
-    let path = kernel_root()
-        .join("boot")
-        .join(format!("vmlinuz-{}", kernel_version()));
-    assert!(
-        path.is_file(),
-        "missing {}: run qemu-harness/setup first",
-        path.display()
-    );
-    path
+    TestKernel::main().vmlinuz()
 }
 
 /// `lib/modules/<version>` of the harness kernel (read-only: copy before depmod).
 pub fn modules_dir() -> PathBuf {
-    kernel_root().join("lib/modules").join(kernel_version())
+    TestKernel::main().modules_dir()
 }
 
 /// One module file of the harness kernel, found by name (`-` and `_` are the same).
 pub fn module_path(name: &str) -> PathBuf {
-    let wanted = format!("{}.ko", name.replace('-', "_"));
-    find_file(&modules_dir().join("kernel"), &|file_name: &str| {
-        file_name.replace('-', "_") == wanted
-    })
-    .unwrap_or_else(|| panic!("module {name} not found under {}", modules_dir().display()))
-}
-
-fn find_file(dir: &Path, matches: &dyn Fn(&str) -> bool) -> Option<PathBuf> {
-    for entry in fs::read_dir(dir).ok()?.filter_map(|e| e.ok()) {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Some(found) = find_file(&path, matches) {
-                return Some(found);
-            }
-        } else if matches(&entry.file_name().to_string_lossy()) {
-            return Some(path);
-        }
-    }
-    None
+    TestKernel::main().module_path(name)
 }
 
 /// The static release binary (`/init` of the initramfs). Panics with the fix if absent.
