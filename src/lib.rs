@@ -24,7 +24,7 @@ pub mod disks;
 pub mod hardware;
 pub mod image;
 pub mod kit;
-pub mod serve;
 pub mod nbd;
 pub mod net;
+pub mod serve;
 pub mod sys;

@@ -133,10 +133,7 @@ fn a_mediums_conf_tunes_the_search_and_is_refused_what_it_may_not_set() {
             "{key} not refused: {problems:?}"
         );
     }
-    assert!(
-        problems.iter().any(|p| p.contains("key cow: refused") && p.contains("another device")),
-        "cow not refused: {problems:?}"
-    );
+    assert!(problems.iter().any(|p| p.contains("key cow: refused") && p.contains("another device")), "cow not refused: {problems:?}");
     assert_eq!(settings["parallel"], true);
     assert!(report["cow"].as_str().unwrap_or_default().starts_with("tmpfs"), "{}", report["cow"]);
     // The other disk was never mounted writable (if the search looked at it at all), and
@@ -172,7 +169,8 @@ fn a_newer_image_on_a_slower_disk_does_not_take_over_the_boot() {
     let nvme_dir = a.dir.join("empty");
     std::fs::create_dir_all(&nvme_dir).unwrap();
     let nvme = disk("newer-nvme", "ext4", &nvme_dir, None);
-    let (log, report) = boot_ok(vm("newer").disk_virtio(&hdd).disk_ahci(&sata).disk_nvme(&nvme).append("testroot.cmd=cat,/etc/which-image"));
+    let (log, report) =
+        boot_ok(vm("newer").disk_virtio(&hdd).disk_ahci(&sata).disk_nvme(&nvme).append("testroot.cmd=cat,/etc/which-image"));
     assert_eq!(report["image"]["id"], a.id.as_str(), "{}", report["image"]);
     assert_eq!(report["image"]["media"], "virtio");
     assert!(!log.contains("\nnewer"), "the newer image was booted:\n{}", log.tail(20));

@@ -308,8 +308,7 @@ fn truncated_image_on_the_fast_disk_falls_back_to_the_usb_copy() {
     let usb = disk("fallback", "vfat", &a.layout, true);
     let (_, report) = boot_ok(vm("fallback").disk_virtio(&hdd).usb_stick_xhci(&usb));
     assert_eq!(chosen(&report).0, "usb");
-    let rejected: Vec<&Value> =
-        report["candidates"].as_array().unwrap().iter().filter(|c| c["verdict"] == "rejected").collect();
+    let rejected: Vec<&Value> = report["candidates"].as_array().unwrap().iter().filter(|c| c["verdict"] == "rejected").collect();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["media"], "virtio");
     assert!(rejected[0]["reason"].as_str().unwrap().contains("manifest says"), "{:?}", rejected[0]);
@@ -352,12 +351,7 @@ fn a_usb_stick_pulled_mid_boot_still_boots_from_the_cd() {
     let a = artifacts();
     let cd = disk("pulled", "iso", &a.layout, false);
     let usb = disk("pulled", "vfat", &a.layout, true);
-    let mut running = vm("pulled")
-        .cdrom_ide(&cd)
-        .usb_stick_xhci(&usb)
-        .append(&format!("viver.timeout=20 {FAIL_FAST}"))
-        .spawn()
-        .unwrap();
+    let mut running = vm("pulled").cdrom_ide(&cd).usb_stick_xhci(&usb).append(&format!("viver.timeout=20 {FAIL_FAST}")).spawn().unwrap();
     // Pull the stick the moment VIVER has mounted it, while it chooses and mounts the image.
     running.wait_for_line("disks: mounted /dev/sda1", BOOT_TIMEOUT).unwrap();
     running.monitor("device_del usbx0").unwrap();
@@ -409,8 +403,17 @@ fn kit_iso_boots_from_a_cd_through_isolinux() {
     let a = artifacts();
     let iso = qemu::target_dir().join("qemu-tmp/kit.iso");
     qemu::kit(&[
-        "media", "--kind", "iso", "--kernel", qemu::kernel().to_str().unwrap(), "--initrd", a.initrd.to_str().unwrap(),
-        "--image", a.image.to_str().unwrap(), "-o", iso.to_str().unwrap(),
+        "media",
+        "--kind",
+        "iso",
+        "--kernel",
+        qemu::kernel().to_str().unwrap(),
+        "--initrd",
+        a.initrd.to_str().unwrap(),
+        "--image",
+        a.image.to_str().unwrap(),
+        "-o",
+        iso.to_str().unwrap(),
     ]);
     let (_, report) = boot_ok(Vm::new("kit-iso").memory_mb(768).cdrom_ide(&iso).boot_from_cdrom());
     assert_eq!(chosen(&report).0, "cd");
@@ -422,8 +425,17 @@ fn kit_usb_image_boots_from_a_usb_stick_through_syslinux() {
     let a = artifacts();
     let img = qemu::target_dir().join("qemu-tmp/kit-usb.img");
     qemu::kit(&[
-        "media", "--kind", "usb", "--kernel", qemu::kernel().to_str().unwrap(), "--initrd", a.initrd.to_str().unwrap(),
-        "--image", a.image.to_str().unwrap(), "-o", img.to_str().unwrap(),
+        "media",
+        "--kind",
+        "usb",
+        "--kernel",
+        qemu::kernel().to_str().unwrap(),
+        "--initrd",
+        a.initrd.to_str().unwrap(),
+        "--image",
+        a.image.to_str().unwrap(),
+        "-o",
+        img.to_str().unwrap(),
     ]);
     let (_, report) = boot_ok(Vm::new("kit-usb").memory_mb(768).usb_stick_ehci(&img).boot_from_usb());
     assert_eq!(chosen(&report), ("usb".into(), "/dev/sda1".into(), "testroot".into()));

@@ -33,44 +33,24 @@ fn live_scan_probe_mount_rank() {
     }
     for entry in expect.split_whitespace() {
         let (fs_spec, class) = entry.split_once('@').unwrap();
-        let (fstype, label) = fs_spec
-            .split_once(':')
-            .map_or((fs_spec, None), |(t, l)| (t, Some(l)));
+        let (fstype, label) = fs_spec.split_once(':').map_or((fs_spec, None), |(t, l)| (t, Some(l)));
         let matching: Vec<_> = found
             .iter()
             .filter(|(d, f, _)| {
                 d.class.name() == class
-                    && f.as_ref().is_some_and(|f| {
-                        f.kind.mount_type() == fstype
-                            && (label.is_none() || f.label.as_deref() == label)
-                    })
+                    && f.as_ref().is_some_and(|f| f.kind.mount_type() == fstype && (label.is_none() || f.label.as_deref() == label))
             })
             .collect();
-        assert_eq!(
-            matching.len(),
-            1,
-            "{entry}: expected one device, found {}",
-            matching.len()
-        );
+        assert_eq!(matching.len(), 1, "{entry}: expected one device, found {}", matching.len());
         let (dev, fs, _) = matching[0];
         let fs = fs.as_ref().unwrap();
         let name = &dev.name;
         let target = Path::new("/mnt").join(name);
         std::fs::create_dir_all(&target).unwrap();
         mount_readonly(&dev.dev_path, fs, &target).unwrap();
-        let entries: Vec<_> = std::fs::read_dir(&target)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        println!(
-            "LIVE mounted {name} ({fstype}) on {}: {entries:?}",
-            target.display()
-        );
-        assert!(
-            std::fs::write(target.join("probe-write"), b"x").is_err(),
-            "{name} mounted writable"
-        );
+        let entries: Vec<_> = std::fs::read_dir(&target).unwrap().flatten().map(|e| e.file_name()).collect();
+        println!("LIVE mounted {name} ({fstype}) on {}: {entries:?}", target.display());
+        assert!(std::fs::write(target.join("probe-write"), b"x").is_err(), "{name} mounted writable");
         nix::mount::umount(&target).unwrap();
     }
     order_with_speed(&mut found, |(d, f, s)| (d, f.as_ref(), *s), None);

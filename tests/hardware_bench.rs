@@ -45,7 +45,7 @@ fn bench_resolve_and_build() {
     let mut depmod = f64::MAX;
     for _ in 0..3 {
         let t = Instant::now();
-        let st = Command::new("depmod").arg("-b").arg(&base).arg(&hardware_common::release()).status().unwrap();
+        let st = Command::new("depmod").arg("-b").arg(&base).arg(hardware_common::release()).status().unwrap();
         assert!(st.success());
         depmod = depmod.min(t.elapsed().as_secs_f64() * 1000.0);
     }

@@ -22,16 +22,23 @@ fn index_export_and_probe() {
     let (ok, stdout, stderr) = viver(&["hw", "index", "--modules", release.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("4023 modules"), "{stdout}");
-    assert_eq!(std::fs::read_to_string(out.join("modules.alias")).unwrap(), std::fs::read_to_string(reference.join("modules.alias")).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(out.join("modules.alias")).unwrap(),
+        std::fs::read_to_string(reference.join("modules.alias")).unwrap()
+    );
 
-    let (ok, stdout, stderr) = viver(&["hw", "export-legacy", "--modules", out.to_str().unwrap(), "-o", work.join("legacy").to_str().unwrap()]);
+    let (ok, stdout, stderr) =
+        viver(&["hw", "export-legacy", "--modules", out.to_str().unwrap(), "-o", work.join("legacy").to_str().unwrap()]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("pcimap"), "{stdout}");
     let pcimap = std::fs::read_to_string(work.join("legacy/modules.pcimap")).unwrap();
     assert!(pcimap.lines().any(|l| l.starts_with("ahci ")), "no ahci line");
 
     let sysfs = work.join("sys");
-    for (dev, alias) in [("pci0000:00/0000:00:1f.2", "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"), ("pci0000:00/0000:00:07.0", "pci:v0000FFFFd0000FFFFsv00000000sd00000000bcFFsc00i00")] {
+    for (dev, alias) in [
+        ("pci0000:00/0000:00:1f.2", "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"),
+        ("pci0000:00/0000:00:07.0", "pci:v0000FFFFd0000FFFFsv00000000sd00000000bcFFsc00i00"),
+    ] {
         let d = sysfs.join("devices").join(dev);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("modalias"), format!("{alias}\n")).unwrap();

@@ -27,7 +27,8 @@ fn built_tables_equal_depmod_output() {
     let extra: Vec<_> = got_dep.difference(&want_dep).take(5).collect();
     assert!(missing.is_empty() && extra.is_empty(), "modules.dep differs: depmod has {missing:?}, we have {extra:?}");
 
-    let want_soft: BTreeSet<String> = std::fs::read_to_string(reference.join("modules.softdep")).unwrap().lines().map(String::from).collect();
+    let want_soft: BTreeSet<String> =
+        std::fs::read_to_string(reference.join("modules.softdep")).unwrap().lines().map(String::from).collect();
     let out = tempdir("write");
     tables.write(&out).unwrap();
     let got_soft: BTreeSet<String> = std::fs::read_to_string(out.join("modules.softdep")).unwrap().lines().map(String::from).collect();
@@ -43,7 +44,22 @@ fn built_tables_equal_depmod_output() {
 #[test]
 fn subset_keeps_only_named_modules_and_their_deps() {
     let (tables, _) = ModuleTables::load(&hardware_common::depmod_reference()).unwrap();
-    let want: BTreeSet<String> = ["ahci", "libahci", "libata", "scsi_mod", "scsi_common", "sd_mod", "crc_t10dif", "crct10dif_common", "t10_pi", "crc64_rocksoft", "crc64"].iter().map(|s| s.to_string()).collect();
+    let want: BTreeSet<String> = [
+        "ahci",
+        "libahci",
+        "libata",
+        "scsi_mod",
+        "scsi_common",
+        "sd_mod",
+        "crc_t10dif",
+        "crct10dif_common",
+        "t10_pi",
+        "crc64_rocksoft",
+        "crc64",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let sub = tables.subset(&want);
     let names: BTreeSet<String> = sub.modules().map(String::from).collect();
     assert!(names.is_subset(&want));

@@ -64,16 +64,19 @@ const XHCI: &str = "pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30";
 
 #[test]
 fn coldplug_loads_deps_first_each_module_once() {
-    let sysfs = fake_sysfs("order", &[
-        ("pci0000:00/0000:00:1f.2", AHCI),
-        ("pci0000:00/0000:00:1f.3", AHCI), // same modalias twice: handled once
-        ("pci0000:00/0000:00:02.0", E1000),
-        ("pci0000:00/0000:00:04.0", XHCI),
-        ("pci0000:00/0000:00:05.0", "pci:v0000DEADd00000001sv00000000sd00000000bc00sc00i00"),
-        ("pci0000:00/0000:00:06.0", "pci:v0000BEEFd00000001sv00000000sd00000000bc00sc00i00"),
-        ("platform/i8042/serio0", "serio:ty01pr00id00ex00"),
-        ("pnp0/00:02", "acpi:PNP0303:"),
-    ]);
+    let sysfs = fake_sysfs(
+        "order",
+        &[
+            ("pci0000:00/0000:00:1f.2", AHCI),
+            ("pci0000:00/0000:00:1f.3", AHCI), // same modalias twice: handled once
+            ("pci0000:00/0000:00:02.0", E1000),
+            ("pci0000:00/0000:00:04.0", XHCI),
+            ("pci0000:00/0000:00:05.0", "pci:v0000DEADd00000001sv00000000sd00000000bc00sc00i00"),
+            ("pci0000:00/0000:00:06.0", "pci:v0000BEEFd00000001sv00000000sd00000000bc00sc00i00"),
+            ("platform/i8042/serio0", "serio:ty01pr00id00ex00"),
+            ("pnp0/00:02", "acpi:PNP0303:"),
+        ],
+    );
     let (tables, _) = ModuleTables::load(&fixture("mini")).unwrap();
     let loader = Arc::new(FakeLoader { delay: Duration::from_millis(5), ..Default::default() });
     let mut o = opts(sysfs);
@@ -107,7 +110,9 @@ fn blacklist_and_force_load_from_cmdline() {
     let (tables, _) = ModuleTables::load(&fixture("mini")).unwrap();
     let loader = Arc::new(FakeLoader::default());
     let mut o = opts(sysfs);
-    o.apply_cmdline("quiet root=/dev/x modprobe.blacklist=e1000,foo viver.modules=usb-storage ahci.mobile_lpm_policy=1 libata.force=\"1:noncq 2:udma\"");
+    o.apply_cmdline(
+        "quiet root=/dev/x modprobe.blacklist=e1000,foo viver.modules=usb-storage ahci.mobile_lpm_policy=1 libata.force=\"1:noncq 2:udma\"",
+    );
     assert_eq!(o.params.get("libata").map(String::as_str), Some("force=\"1:noncq 2:udma\""));
     let det = Detector::start_with(o, tables, loader.clone(), None);
     assert_eq!(det.wait_settled(), Settled::Quiet);

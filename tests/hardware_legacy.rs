@@ -29,7 +29,8 @@ fn legacy_maps_choose_the_same_drivers_as_aliases() {
     let mut chosen = 0;
     for dev in devices {
         let want: BTreeSet<String> = modern.resolve(dev).into_iter().filter(|m| !modern.is_builtin(m)).collect();
-        let got: BTreeSet<String> = legacy.resolve_explained(dev).into_iter().filter(|m| m.why.starts_with("modules.")).map(|m| m.module).collect();
+        let got: BTreeSet<String> =
+            legacy.resolve_explained(dev).into_iter().filter(|m| m.why.starts_with("modules.")).map(|m| m.module).collect();
         assert_eq!(got, want, "{dev}");
         chosen += want.len();
     }
@@ -39,7 +40,10 @@ fn legacy_maps_choose_the_same_drivers_as_aliases() {
     let ahci = followers("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01");
     assert!(ahci.contains(&"ahci".to_string()) && ahci.contains(&"sd_mod".to_string()) && ahci.contains(&"sr_mod".to_string()), "{ahci:?}");
     let xhci = followers("pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30");
-    assert!(xhci.contains(&"xhci_pci".to_string()) && xhci.contains(&"usb_storage".to_string()) && xhci.contains(&"uas".to_string()), "{xhci:?}");
+    assert!(
+        xhci.contains(&"xhci_pci".to_string()) && xhci.contains(&"usb_storage".to_string()) && xhci.contains(&"uas".to_string()),
+        "{xhci:?}"
+    );
     let sdhci = followers("pci:v00001B36d00000007sv00001AF4sd00001100bc08sc05i01");
     assert!(sdhci.contains(&"sdhci_pci".to_string()) && sdhci.contains(&"mmc_block".to_string()), "{sdhci:?}");
     // The modern path leaves the storage stack to the disks' own modaliases.
@@ -95,11 +99,13 @@ fn legacy_and_modern_agree_on_synthesised_pci_and_usb_devices() {
     let mut legacy = modern.without_aliases();
     legacy.set_legacy(maps);
     // Modules with USB aliases the old format cannot hold (interface numbers).
-    let inexpressible: BTreeSet<String> = modern.aliases().filter(|(p, _)| p.starts_with("usb:") && !p.ends_with("in*")).map(|(_, m)| m.to_string()).collect();
+    let inexpressible: BTreeSet<String> =
+        modern.aliases().filter(|(p, _)| p.starts_with("usb:") && !p.ends_with("in*")).map(|(_, m)| m.to_string()).collect();
 
     let pci = [("v", 8), ("d", 8), ("sv", 8), ("sd", 8), ("bc", 2), ("sc", 2), ("i", 2)];
     let usb = [("v", 4), ("p", 4), ("d", 4), ("dc", 2), ("dsc", 2), ("dp", 2), ("ic", 2), ("isc", 2), ("ip", 2), ("in", 2)];
-    let patterns: Vec<String> = modern.aliases().map(|(p, _)| p.to_string()).filter(|p| p.starts_with("pci:") || p.starts_with("usb:")).collect();
+    let patterns: Vec<String> =
+        modern.aliases().map(|(p, _)| p.to_string()).filter(|p| p.starts_with("pci:") || p.starts_with("usb:")).collect();
     let mut rng = XorShift(0x1234_5678_9ABC_DEF1);
     let mut checked = 0;
     for _ in 0..2500 {
@@ -107,7 +113,8 @@ fn legacy_and_modern_agree_on_synthesised_pci_and_usb_devices() {
         let dev = if p.starts_with("pci:") { instantiate(p, "pci:", &pci, &mut rng) } else { instantiate(p, "usb:", &usb, &mut rng) };
         let Some(dev) = dev else { continue };
         let want: BTreeSet<String> = modern.resolve(&dev).into_iter().filter(|m| !modern.is_builtin(m)).collect();
-        let got: BTreeSet<String> = legacy.resolve_explained(&dev).into_iter().filter(|m| m.why.starts_with("modules.")).map(|m| m.module).collect();
+        let got: BTreeSet<String> =
+            legacy.resolve_explained(&dev).into_iter().filter(|m| m.why.starts_with("modules.")).map(|m| m.module).collect();
         let missing: Vec<&String> = want.difference(&got).filter(|m| !inexpressible.contains(*m)).collect();
         let extra: Vec<&String> = got.difference(&want).collect();
         assert!(missing.is_empty() && extra.is_empty(), "{dev}: modern {want:?}, legacy {got:?}");

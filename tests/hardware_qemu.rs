@@ -89,10 +89,8 @@ fn check_needed_and_present(report: &Value, expected: &[&str]) {
     let loaded: Vec<&str> = loads.iter().map(|(m, _, _)| m.as_str()).collect();
     for (module, reason, _) in &loads {
         let by_device = devices.contains(&reason.as_str()) && tables().resolve(reason).contains(module);
-        let by_other = ["dependency of ", "softdep of "]
-            .iter()
-            .find_map(|p| reason.strip_prefix(p))
-            .is_some_and(|parent| loaded.contains(&parent));
+        let by_other =
+            ["dependency of ", "softdep of "].iter().find_map(|p| reason.strip_prefix(p)).is_some_and(|parent| loaded.contains(&parent));
         let requested = reason == "viver.modules" || reason.starts_with("requested as ");
         assert!(
             by_device || by_other || requested,

@@ -100,6 +100,12 @@ fn resolve_equals_kmod_on_2000_modaliases() {
             differences.push(format!("{alias:?}: kmod {want:?}, loaded {got:?}, built {got_built:?}"));
         }
     }
-    assert!(differences.is_empty(), "{} of {} differ, e.g.:\n{}", differences.len(), inputs.len(), differences.iter().take(15).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        differences.is_empty(),
+        "{} of {} differ, e.g.:\n{}",
+        differences.len(),
+        inputs.len(),
+        differences.iter().take(15).cloned().collect::<Vec<_>>().join("\n")
+    );
     assert!(inputs.len() >= 2000 && resolved > 1500, "only {resolved} of {} resolved to something", inputs.len());
 }

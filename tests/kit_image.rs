@@ -16,10 +16,31 @@ fn image_leaves_out_what_must_not_travel_and_adapts_the_copy() {
     run_ok(viver().arg("image").arg(&root).arg("-o").arg(&image).args(["--compressor", "gzip"]));
 
     let list = unsquashfs_list(&image);
-    for kept in ["/usr/bin/hello", "/etc/hostname", "/etc/ssh/sshd_config", "/proc", "/sys", "/dev", "/run", "/tmp", "/etc/fstab", "/etc/machine-id"] {
+    for kept in [
+        "/usr/bin/hello",
+        "/etc/hostname",
+        "/etc/ssh/sshd_config",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/run",
+        "/tmp",
+        "/etc/fstab",
+        "/etc/machine-id",
+    ] {
         assert!(list.iter().any(|l| l == kept), "{kept} missing from {list:?}");
     }
-    for gone in ["/proc/1", "/sys/kernel", "/run/lock", "/tmp/junk", "/dev/null-ish", "/swapfile", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub", "/var/lib/viver/debian.squashfs"] {
+    for gone in [
+        "/proc/1",
+        "/sys/kernel",
+        "/run/lock",
+        "/tmp/junk",
+        "/dev/null-ish",
+        "/swapfile",
+        "/etc/ssh/ssh_host_ed25519_key",
+        "/etc/ssh/ssh_host_ed25519_key.pub",
+        "/var/lib/viver/debian.squashfs",
+    ] {
         assert!(!list.iter().any(|l| l == gone), "{gone} must not be in the image");
     }
     assert!(unsquashfs_cat(&image, "etc/machine-id").is_empty());

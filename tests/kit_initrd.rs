@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use viver::hardware::ModuleTables;
 
-
 fn build_initrd(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let out = dir.join(name);
     run_ok(viver().arg("initrd").arg("--modules").arg(release_dir()).arg("-o").arg(&out).args(extra));
@@ -19,7 +18,14 @@ fn gnu_cpio_extract(initrd: &Path, into: &Path) -> String {
     let plain = std::process::Command::new("gzip").arg("-dc").arg(initrd).output().unwrap();
     assert!(plain.status.success(), "gzip -dc failed");
     let run = |args: &[&str]| {
-        let mut child = Command::new("cpio").args(args).current_dir(into).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = Command::new("cpio")
+            .args(args)
+            .current_dir(into)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         use std::io::Write;
         child.stdin.take().unwrap().write_all(&plain.stdout).unwrap();
         let out = child.wait_with_output().unwrap();
@@ -51,7 +57,10 @@ fn initrd_is_gnu_cpio_readable_reproducible_and_carries_the_drivers() {
     assert!(names.contains(format!("lib/modules/{}/modules.dep", release()).as_str()));
     let lib = x.join(format!("lib/modules/{}", release()));
     assert_eq!(std::fs::read(lib.join("modules.builtin")).unwrap(), std::fs::read(release_dir().join("modules.builtin")).unwrap());
-    assert_eq!(std::fs::read(lib.join("modules.builtin.modinfo")).unwrap(), std::fs::read(release_dir().join("modules.builtin.modinfo")).unwrap());
+    assert_eq!(
+        std::fs::read(lib.join("modules.builtin.modinfo")).unwrap(),
+        std::fs::read(release_dir().join("modules.builtin.modinfo")).unwrap()
+    );
     assert_eq!(std::fs::read(x.join("init")).unwrap(), std::fs::read(env!("CARGO_BIN_EXE_viver")).unwrap());
 
     // The tables inside equal those built from the modules inside.
@@ -69,7 +78,42 @@ fn initrd_is_gnu_cpio_readable_reproducible_and_carries_the_drivers() {
     assert!(!written.is_empty());
     assert_eq!(std::fs::read_to_string(lib.join("modules.alias")).unwrap(), inside.modules_alias_text());
     let included: BTreeSet<String> = inside.modules().map(str::to_string).collect();
-    for m in ["virtio_pci", "virtio_blk", "virtio_scsi", "nvme", "ahci", "ata_piix", "pata_via", "sd_mod", "sr_mod", "cdrom", "xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "usb_storage", "uas", "sdhci_pci", "mmc_block", "isofs", "ext4", "vfat", "nls_cp437", "nls_utf8", "nls_iso8859_1", "exfat", "btrfs", "xfs", "squashfs", "overlay", "loop", "virtio_net", "e1000", "e1000e", "r8169"] {
+    for m in [
+        "virtio_pci",
+        "virtio_blk",
+        "virtio_scsi",
+        "nvme",
+        "ahci",
+        "ata_piix",
+        "pata_via",
+        "sd_mod",
+        "sr_mod",
+        "cdrom",
+        "xhci_pci",
+        "ehci_pci",
+        "ohci_pci",
+        "uhci_hcd",
+        "usb_storage",
+        "uas",
+        "sdhci_pci",
+        "mmc_block",
+        "isofs",
+        "ext4",
+        "vfat",
+        "nls_cp437",
+        "nls_utf8",
+        "nls_iso8859_1",
+        "exfat",
+        "btrfs",
+        "xfs",
+        "squashfs",
+        "overlay",
+        "loop",
+        "virtio_net",
+        "e1000",
+        "e1000e",
+        "r8169",
+    ] {
         assert!(included.contains(m), "{m} missing from the initrd");
     }
     // Dependency closure: every dependency named in modules.dep is in the archive.

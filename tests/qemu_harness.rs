@@ -27,21 +27,11 @@ fn debian_kernel_boots_tiny_initramfs_and_qemu_exits() {
     let initrd = busybox_initramfs(&dir, &init, &[]);
 
     let started = Instant::now();
-    let log = Vm::new("harness-boot")
-        .kernel(qemu::kernel())
-        .initrd(&initrd)
-        .run(BOOT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let log = Vm::new("harness-boot").kernel(qemu::kernel()).initrd(&initrd).run(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     let wall = started.elapsed();
 
-    assert!(
-        log.contains("Run /init as init process"),
-        "kernel did not start /init:\n{}",
-        log.tail(30)
-    );
-    let uptime = log
-        .line_after("HARNESS-INIT-UP uptime=")
-        .unwrap_or_else(|| panic!("marker missing:\n{}", log.tail(30)));
+    assert!(log.contains("Run /init as init process"), "kernel did not start /init:\n{}", log.tail(30));
+    let uptime = log.line_after("HARNESS-INIT-UP uptime=").unwrap_or_else(|| panic!("marker missing:\n{}", log.tail(30)));
     // Shown with --nocapture: the TCG boot cost every VM test pays.
     eprintln!("TCG boot of the Debian kernel to /init: guest uptime {uptime} s, wall {wall:.1?} until QEMU exited");
 }
@@ -65,33 +55,19 @@ poweroff -f
 "#
     );
     let initrd = busybox_initramfs(&dir, &init, &["xhci-pci", "usb-storage", "sd_mod"]);
-    let vm = Vm::new("harness-usb-unplug")
-        .kernel(qemu::kernel())
-        .initrd(&initrd)
-        .usb_stick_xhci(&stick);
+    let vm = Vm::new("harness-usb-unplug").kernel(qemu::kernel()).initrd(&initrd).usb_stick_xhci(&stick);
     assert_eq!(vm.device_ids(), vec!["usbx0".to_string()]);
 
     let mut running = vm.spawn().unwrap_or_else(|e| panic!("{e}"));
-    let present = running
-        .wait_for_line("STICK-PRESENT", BOOT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        present.contains("8192 sectors"),
-        "4 MiB stick expected: {present}"
-    );
+    let present = running.wait_for_line("STICK-PRESENT", BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(present.contains("8192 sectors"), "4 MiB stick expected: {present}");
 
     // A device that does not exist is an error, not silence.
     assert!(running.monitor("device_del no-such-device").is_err());
-    running
-        .monitor("device_del usbx0")
-        .unwrap_or_else(|e| panic!("{e}"));
+    running.monitor("device_del usbx0").unwrap_or_else(|e| panic!("{e}"));
 
-    running
-        .wait_for_line("STICK-GONE", Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{e}"));
-    running
-        .wait(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{e}"));
+    running.wait_for_line("STICK-GONE", Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    running.wait(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]
@@ -99,30 +75,13 @@ fn timeout_kills_hung_vm_and_reports_log_tail() {
     let dir = temp_dir("harness-hang");
     let init = format!("{INIT_PRELUDE}echo HARNESS-HANGING-NOW\nwhile :; do sleep 1; done\n");
     let initrd = busybox_initramfs(&dir, &init, &[]);
-    let mut running = Vm::new("harness-hang")
-        .kernel(qemu::kernel())
-        .initrd(&initrd)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    running
-        .wait_for_line("HARNESS-HANGING-NOW", BOOT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut running = Vm::new("harness-hang").kernel(qemu::kernel()).initrd(&initrd).spawn().unwrap_or_else(|e| panic!("{e}"));
+    running.wait_for_line("HARNESS-HANGING-NOW", BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
 
-    let error = running
-        .wait(Duration::from_secs(2))
-        .expect_err("a hung VM must time out");
-    assert!(
-        error.contains("timeout"),
-        "error names the timeout: {error}"
-    );
-    assert!(
-        error.contains("HARNESS-HANGING-NOW"),
-        "error carries the serial tail: {error}"
-    );
-    assert!(
-        running.has_exited(),
-        "QEMU must be killed after the timeout"
-    );
+    let error = running.wait(Duration::from_secs(2)).expect_err("a hung VM must time out");
+    assert!(error.contains("timeout"), "error names the timeout: {error}");
+    assert!(error.contains("HARNESS-HANGING-NOW"), "error carries the serial tail: {error}");
+    assert!(running.has_exited(), "QEMU must be killed after the timeout");
 }
 
 #[test]
@@ -131,14 +90,10 @@ fn run_reports_timeout_with_serial_tail() {
     let dir = temp_dir("harness-run-timeout");
     let init = format!("{INIT_PRELUDE}echo HARNESS-RUN-HANG\nwhile :; do sleep 1; done\n");
     let initrd = busybox_initramfs(&dir, &init, &[]);
-    let vm = Vm::new("harness-run-timeout")
-        .kernel(qemu::kernel())
-        .initrd(&initrd);
+    let vm = Vm::new("harness-run-timeout").kernel(qemu::kernel()).initrd(&initrd);
     // Long enough to reach /init on a free core, short enough to keep the test cheap;
     // either way the VM never exits by itself.
-    let error = vm
-        .run(Duration::from_secs(20))
-        .expect_err("never powers off");
+    let error = vm.run(Duration::from_secs(20)).expect_err("never powers off");
     assert!(error.contains("timeout"), "{error}");
     assert!(error.contains("serial tail"), "{error}");
 }
@@ -155,10 +110,7 @@ fn bad_qemu_arguments_are_an_error_with_qemu_stderr() {
         .run(Duration::from_secs(30))
         .expect_err("QEMU must refuse an unknown device");
     assert!(error.contains("QEMU failed"), "{error}");
-    assert!(
-        error.contains("no-such-qemu-device"),
-        "QEMU's own message is shown: {error}"
-    );
+    assert!(error.contains("no-such-qemu-device"), "QEMU's own message is shown: {error}");
 }
 
 /// The test root's /sbin/init, started the way VIVER's /init will start it: from an
@@ -183,12 +135,7 @@ exec switch_root /newroot /sbin/init
     // busybox_initramfs copies only what it is told: put the test root inside it.
     let initrd = busybox_initramfs(&dir, &init, &[]);
     let root = dir.join("initramfs-root");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&testroot)
-        .arg(root.join("testroot"))
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("cp").arg("-a").arg(&testroot).arg(root.join("testroot")).status().unwrap();
     assert!(status.success());
     qemu::make_cpio(&root, &initrd).unwrap();
 
@@ -203,16 +150,12 @@ exec switch_root /newroot /sbin/init
     assert!(log.contains("VIVER-TESTROOT-DONE"), "{}", log.tail(30));
     let boot = log.boot_json().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(boot["viver"], "fake");
-    let root_mount = log
-        .mount_at("/")
-        .unwrap_or_else(|| panic!("no / in mounts:\n{}", log.tail(40)));
+    let root_mount = log.mount_at("/").unwrap_or_else(|| panic!("no / in mounts:\n{}", log.tail(40)));
     assert_eq!(root_mount.fstype, "tmpfs");
     assert!(log.mount_at("/proc").is_some(), "moved /proc is visible");
     assert!(log.contains("WRITE-OK"), "{}", log.tail(30));
     assert_eq!(log.line_after("PERSIST: ").as_deref(), Some("none"));
-    let hook = log
-        .section("CMD-BEGIN cat /etc/hostname", "CMD-END rc=0")
-        .unwrap_or_else(|| panic!("{}", log.tail(30)));
+    let hook = log.section("CMD-BEGIN cat /etc/hostname", "CMD-END rc=0").unwrap_or_else(|| panic!("{}", log.tail(30)));
     assert_eq!(hook, vec!["viver-testroot".to_string()]);
 }
 
@@ -273,27 +216,11 @@ fn every_bus_of_pc_machine_reaches_the_guest_with_mkdisk_images() {
     let iso = dir.join("media.iso");
     let squashfs_file = dir.join("content.squashfs");
     let squashfs_disk = dir.join("squashfs-disk.img");
-    mkdisk(&[
-        "ext4".as_ref(),
-        content.as_os_str(),
-        ext4.as_os_str(),
-        "--mbr".as_ref(),
-        "--size".as_ref(),
-        "24".as_ref(),
-    ]);
+    mkdisk(&["ext4".as_ref(), content.as_os_str(), ext4.as_os_str(), "--mbr".as_ref(), "--size".as_ref(), "24".as_ref()]);
     mkdisk(&["iso".as_ref(), content.as_os_str(), iso.as_os_str()]);
-    let status = std::process::Command::new("mksquashfs")
-        .arg(&content)
-        .arg(&squashfs_file)
-        .args(["-quiet", "-noappend"])
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("mksquashfs").arg(&content).arg(&squashfs_file).args(["-quiet", "-noappend"]).status().unwrap();
     assert!(status.success());
-    mkdisk(&[
-        "squashfs".as_ref(),
-        squashfs_file.as_os_str(),
-        squashfs_disk.as_os_str(),
-    ]);
+    mkdisk(&["squashfs".as_ref(), squashfs_file.as_os_str(), squashfs_disk.as_os_str()]);
 
     // The squashfs disk is the one of 8 sectors: sdX letters depend on probe order.
     let extra = r#"sq=$(for b in /sys/block/sd*; do [ "$(cat $b/size)" = 8 ] && echo ${b##*/}; done)
@@ -315,54 +242,18 @@ done"#;
         .sd_card(sized_disk(&dir, "sd.img", 8)); // mmcblk0
     let log = vm.run(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
 
-    let blocks: Vec<String> = log
-        .lines()
-        .filter_map(|l| l.strip_prefix("BLOCK "))
-        .map(str::to_string)
-        .collect();
-    let sizes: Vec<&str> = blocks
-        .iter()
-        .filter_map(|b| b.split_whitespace().nth(1))
-        .collect();
-    assert!(
-        blocks.iter().any(|b| b.starts_with("vda ")),
-        "virtio disk missing: {blocks:?}"
-    );
-    assert!(
-        blocks.iter().any(|b| b == "nvme0n1 6144"),
-        "3 MiB NVMe disk missing: {blocks:?}"
-    );
-    assert!(
-        blocks.iter().any(|b| b == "mmcblk0 16384"),
-        "8 MiB SD card missing: {blocks:?}"
-    );
-    assert!(
-        blocks.iter().any(|b| b.starts_with("sr0 ")),
-        "CD-ROM missing: {blocks:?}"
-    );
-    assert!(
-        sizes.contains(&"10240"),
-        "5 MiB IDE disk missing: {blocks:?}"
-    );
-    assert!(
-        sizes.contains(&"12288"),
-        "6 MiB EHCI stick missing: {blocks:?}"
-    );
-    assert!(
-        sizes.contains(&"8"),
-        "squashfs-on-AHCI disk missing: {blocks:?}"
-    );
+    let blocks: Vec<String> = log.lines().filter_map(|l| l.strip_prefix("BLOCK ")).map(str::to_string).collect();
+    let sizes: Vec<&str> = blocks.iter().filter_map(|b| b.split_whitespace().nth(1)).collect();
+    assert!(blocks.iter().any(|b| b.starts_with("vda ")), "virtio disk missing: {blocks:?}");
+    assert!(blocks.iter().any(|b| b == "nvme0n1 6144"), "3 MiB NVMe disk missing: {blocks:?}");
+    assert!(blocks.iter().any(|b| b == "mmcblk0 16384"), "8 MiB SD card missing: {blocks:?}");
+    assert!(blocks.iter().any(|b| b.starts_with("sr0 ")), "CD-ROM missing: {blocks:?}");
+    assert!(sizes.contains(&"10240"), "5 MiB IDE disk missing: {blocks:?}");
+    assert!(sizes.contains(&"12288"), "6 MiB EHCI stick missing: {blocks:?}");
+    assert!(sizes.contains(&"8"), "squashfs-on-AHCI disk missing: {blocks:?}");
     let read: Vec<&str> = log.lines().filter(|l| l.starts_with("READ ")).collect();
-    assert_eq!(
-        read.len(),
-        3,
-        "ext4 in MBR, ISO and whole-disk squashfs all readable:\n{}",
-        log.tail(40)
-    );
-    assert!(
-        read.iter().all(|l| l.ends_with("name = \"demo\"")),
-        "{read:?}"
-    );
+    assert_eq!(read.len(), 3, "ext4 in MBR, ISO and whole-disk squashfs all readable:\n{}", log.tail(40));
+    assert!(read.iter().all(|l| l.ends_with("name = \"demo\"")), "{read:?}");
     assert!(read.iter().any(|l| l.starts_with("READ vda1 ")), "{read:?}");
 }
 
@@ -386,27 +277,11 @@ fn q35_machine_disks_reach_the_guest() {
         .usb_stick_xhci(sized_disk(&dir, "xhci.img", 7))
         .run(BOOT_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
-    let blocks: Vec<String> = log
-        .lines()
-        .filter_map(|l| l.strip_prefix("BLOCK "))
-        .map(str::to_string)
-        .collect();
-    let sizes: Vec<&str> = blocks
-        .iter()
-        .filter_map(|b| b.split_whitespace().nth(1))
-        .collect();
-    assert!(
-        sizes.contains(&"10240"),
-        "5 MiB disk on the ICH9 AHCI missing: {blocks:?}"
-    );
-    assert!(
-        sizes.contains(&"14336"),
-        "7 MiB xHCI stick missing: {blocks:?}"
-    );
-    assert!(
-        blocks.iter().any(|b| b.starts_with("sr0 ")),
-        "AHCI CD-ROM missing: {blocks:?}"
-    );
+    let blocks: Vec<String> = log.lines().filter_map(|l| l.strip_prefix("BLOCK ")).map(str::to_string).collect();
+    let sizes: Vec<&str> = blocks.iter().filter_map(|b| b.split_whitespace().nth(1)).collect();
+    assert!(sizes.contains(&"10240"), "5 MiB disk on the ICH9 AHCI missing: {blocks:?}");
+    assert!(sizes.contains(&"14336"), "7 MiB xHCI stick missing: {blocks:?}");
+    assert!(blocks.iter().any(|b| b.starts_with("sr0 ")), "AHCI CD-ROM missing: {blocks:?}");
 }
 
 /// The Debian root from make-debian-root boots with systemd to multi-user.target and
@@ -428,37 +303,19 @@ for d in proc sys dev; do mount --move /$d /newroot/$d; done
 exec switch_root /newroot /sbin/init
 "#
     );
-    let initrd = busybox_initramfs(
-        &dir,
-        &init,
-        &["virtio_blk", "virtio_pci", "ext4", "crc32c_generic"],
-    );
-    let mut vm = Vm::new("harness-debian")
-        .kernel(qemu::kernel())
-        .initrd(&initrd)
-        .disk_virtio(&disk)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let state = vm
-        .wait_for_line("SYSTEM-STATE: ", Duration::from_secs(400))
-        .unwrap_or_else(|e| panic!("{e}"));
-    vm.wait_for_line("VIVER-DEBIAN-UP", Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let initrd = busybox_initramfs(&dir, &init, &["virtio_blk", "virtio_pci", "ext4", "crc32c_generic"]);
+    let mut vm =
+        Vm::new("harness-debian").kernel(qemu::kernel()).initrd(&initrd).disk_virtio(&disk).spawn().unwrap_or_else(|e| panic!("{e}"));
+    let state = vm.wait_for_line("SYSTEM-STATE: ", Duration::from_secs(400)).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_line("VIVER-DEBIAN-UP", Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("Debian root: {state} after {:.1?}", vm.elapsed());
     // The unit powers the system off cleanly: systemd's shutdown must finish too.
-    vm.wait(Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait(Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
     let log = vm.serial();
-    assert!(
-        state.ends_with("running") || state.ends_with("degraded"),
-        "{state}"
-    );
+    assert!(state.ends_with("running") || state.ends_with("degraded"), "{state}");
     if state.ends_with("degraded") {
         // Say which unit failed: a degraded boot is worth looking at, not a test failure.
-        eprintln!(
-            "failed units: {:?}",
-            log.section("FAILED-UNITS-BEGIN", "FAILED-UNITS-END")
-        );
+        eprintln!("failed units: {:?}", log.section("FAILED-UNITS-BEGIN", "FAILED-UNITS-END"));
     }
 }
 
@@ -466,16 +323,8 @@ exec switch_root /newroot /sbin/init
 fn isolinux_hybrid_iso(dir: &std::path::Path, initrd: &std::path::Path) -> std::path::PathBuf {
     let tree = dir.join("iso-tree");
     std::fs::create_dir_all(tree.join("isolinux")).unwrap();
-    std::fs::copy(
-        "/usr/lib/ISOLINUX/isolinux.bin",
-        tree.join("isolinux/isolinux.bin"),
-    )
-    .unwrap();
-    std::fs::copy(
-        "/usr/lib/syslinux/modules/bios/ldlinux.c32",
-        tree.join("isolinux/ldlinux.c32"),
-    )
-    .unwrap();
+    std::fs::copy("/usr/lib/ISOLINUX/isolinux.bin", tree.join("isolinux/isolinux.bin")).unwrap();
+    std::fs::copy("/usr/lib/syslinux/modules/bios/ldlinux.c32", tree.join("isolinux/ldlinux.c32")).unwrap();
     std::fs::copy(qemu::kernel(), tree.join("vmlinuz")).unwrap();
     std::fs::copy(initrd, tree.join("initrd.img")).unwrap();
     std::fs::write(
@@ -485,26 +334,8 @@ fn isolinux_hybrid_iso(dir: &std::path::Path, initrd: &std::path::Path) -> std::
     .unwrap();
     let iso = dir.join("hybrid.iso");
     let status = std::process::Command::new("xorriso")
-        .args([
-            "-as",
-            "mkisofs",
-            "-quiet",
-            "-R",
-            "-V",
-            "HARNESS",
-            "-b",
-            "isolinux/isolinux.bin",
-            "-c",
-            "isolinux/boot.cat",
-        ])
-        .args([
-            "-no-emul-boot",
-            "-boot-load-size",
-            "4",
-            "-boot-info-table",
-            "-isohybrid-mbr",
-            "/usr/lib/ISOLINUX/isohdpfx.bin",
-        ])
+        .args(["-as", "mkisofs", "-quiet", "-R", "-V", "HARNESS", "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat"])
+        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin"])
         .arg("-o")
         .arg(&iso)
         .arg(&tree)
@@ -520,29 +351,15 @@ fn isolinux_hybrid_iso(dir: &std::path::Path, initrd: &std::path::Path) -> std::
 #[test]
 fn seabios_boots_hybrid_iso_from_cdrom_and_usb() {
     let dir = temp_dir("harness-media");
-    let init =
-        format!("{INIT_PRELUDE}echo \"HARNESS-MEDIA-UP $(cat /proc/cmdline)\"\npoweroff -f\n");
+    let init = format!("{INIT_PRELUDE}echo \"HARNESS-MEDIA-UP $(cat /proc/cmdline)\"\npoweroff -f\n");
     let initrd = busybox_initramfs(&dir, &init, &[]);
     let iso = isolinux_hybrid_iso(&dir, &initrd);
 
-    let log = Vm::new("harness-media-cdrom")
-        .cdrom_ide(&iso)
-        .boot_from_cdrom()
-        .run(BOOT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let cmdline = log
-        .line_after("HARNESS-MEDIA-UP ")
-        .unwrap_or_else(|| panic!("{}", log.tail(30)));
-    assert!(
-        cmdline.contains("initrd=/initrd.img"),
-        "booted through isolinux: {cmdline}"
-    );
+    let log = Vm::new("harness-media-cdrom").cdrom_ide(&iso).boot_from_cdrom().run(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let cmdline = log.line_after("HARNESS-MEDIA-UP ").unwrap_or_else(|| panic!("{}", log.tail(30)));
+    assert!(cmdline.contains("initrd=/initrd.img"), "booted through isolinux: {cmdline}");
 
-    let log = Vm::new("harness-media-usb")
-        .usb_stick_ehci(&iso)
-        .boot_from_usb()
-        .run(BOOT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let log = Vm::new("harness-media-usb").usb_stick_ehci(&iso).boot_from_usb().run(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert!(log.contains("HARNESS-MEDIA-UP"), "{}", log.tail(30));
 
     let log = Vm::new("harness-media-usb3")
@@ -557,30 +374,10 @@ fn seabios_boots_hybrid_iso_from_cdrom_and_usb() {
 #[test]
 fn media_boot_needs_the_boot_device_and_no_kernel() {
     let iso = qemu::kernel(); // any existing file will do: QEMU is not started
-    assert!(
-        Vm::new("x").boot_from_cdrom().qemu_args().is_err(),
-        "no CD-ROM attached"
-    );
-    assert!(
-        Vm::new("x")
-            .kernel(&iso)
-            .cdrom_ide(&iso)
-            .boot_from_cdrom()
-            .qemu_args()
-            .is_err(),
-        "-kernel bypasses media"
-    );
-    let args = Vm::new("x")
-        .disk_virtio(&iso)
-        .cdrom_ahci(&iso)
-        .boot_from_cdrom()
-        .qemu_args()
-        .unwrap()
-        .join(" ");
-    assert!(
-        args.contains("ide-cd,drive=drv-cdahci0,id=cdahci0,bus=ahcictl.0,bootindex=0"),
-        "{args}"
-    );
+    assert!(Vm::new("x").boot_from_cdrom().qemu_args().is_err(), "no CD-ROM attached");
+    assert!(Vm::new("x").kernel(&iso).cdrom_ide(&iso).boot_from_cdrom().qemu_args().is_err(), "-kernel bypasses media");
+    let args = Vm::new("x").disk_virtio(&iso).cdrom_ahci(&iso).boot_from_cdrom().qemu_args().unwrap().join(" ");
+    assert!(args.contains("ide-cd,drive=drv-cdahci0,id=cdahci0,bus=ahcictl.0,bootindex=0"), "{args}");
     assert!(!args.contains("-kernel"), "{args}");
     assert!(args.contains("-accel tcg"), "{args}");
 }
@@ -597,13 +394,8 @@ fn serial_log_parsing_skips_interleaved_kernel_messages() {
     let mounts = log.mounts();
     assert_eq!(mounts.len(), 2, "{mounts:?}");
     assert_eq!(log.mount_at("/").unwrap().fstype, "overlay");
-    assert_eq!(
-        log.line_after("PERSIST: ").as_deref(),
-        Some("boot-1 boot-2")
-    );
-    let empty = qemu::SerialLog {
-        text: "BOOT-JSON-MISSING\nBOOT-JSON-BEGIN\n\nBOOT-JSON-END\n".into(),
-    };
+    assert_eq!(log.line_after("PERSIST: ").as_deref(), Some("boot-1 boot-2"));
+    let empty = qemu::SerialLog { text: "BOOT-JSON-MISSING\nBOOT-JSON-BEGIN\n\nBOOT-JSON-END\n".into() };
     assert!(empty.boot_json().is_err());
 }
 
@@ -619,9 +411,7 @@ fn mkdisk_wrappers_make_the_promised_layouts() {
     std::fs::write(&image, b"not really squashfs").unwrap();
     std::fs::write(&manifest, b"name = \"img\"\n").unwrap();
     qemu::viver_medium_dir(&image, &manifest, &content, "demo");
-    assert!(
-        content.join("viver/demo.squashfs").is_file() && content.join("viver/demo.toml").is_file()
-    );
+    assert!(content.join("viver/demo.squashfs").is_file() && content.join("viver/demo.toml").is_file());
 
     let blkid = |path: &std::path::Path, offset: u64| -> String {
         let out = std::process::Command::new("blkid")
@@ -631,10 +421,7 @@ fn mkdisk_wrappers_make_the_promised_layouts() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    let mbr = qemu::DiskOpts {
-        mbr: true,
-        ..Default::default()
-    };
+    let mbr = qemu::DiskOpts { mbr: true, ..Default::default() };
     let ext4 = qemu::disk_ext4(&content, &dir.join("e.img"), &mbr);
     assert_eq!(blkid(&ext4, 1024 * 1024), "ext4");
     let vfat = qemu::disk_vfat(&content, &dir.join("v.img"), &qemu::DiskOpts::default());
@@ -642,13 +429,6 @@ fn mkdisk_wrappers_make_the_promised_layouts() {
     let iso = qemu::disk_iso(&content, &dir.join("i.iso"));
     assert_eq!(blkid(&iso, 0), "iso9660");
     let garbage = qemu::disk_garbage(&dir.join("g.img"), 2, true);
-    let table = std::process::Command::new("sfdisk")
-        .arg("-d")
-        .arg(&garbage)
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&table.stdout).contains("start=        2048"),
-        "one partition at 1 MiB"
-    );
+    let table = std::process::Command::new("sfdisk").arg("-d").arg(&garbage).output().unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains("start=        2048"), "one partition at 1 MiB");
 }

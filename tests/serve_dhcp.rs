@@ -18,30 +18,16 @@ fn segment() -> Segment {
     let server_ns = Netns::new("vds");
     server_ns.bridge("br0", "10.77.0.1/24");
     let client_ns = Netns::new("vdc");
-    server_ns.veth_to(
-        "vc0",
-        Some("br0"),
-        &client_ns,
-        "eth0",
-        Some("10.77.0.200/24"),
-    );
-    Segment {
-        server_ns,
-        client_ns,
-    }
+    server_ns.veth_to("vc0", Some("br0"), &client_ns, "eth0", Some("10.77.0.200/24"));
+    Segment { server_ns, client_ns }
 }
 
 fn start(seg: &Segment, dir: &std::path::Path, extra: &[&str]) -> (Process, serde_json::Value) {
     let f = fixture(dir);
     let state = dir.join("state");
     let mut cmd = seg.server_ns.command(viver());
-    cmd.args(serve_args(&f, &state))
-        .args(["--interface", "br0", "--survey-wait", "0.5"])
-        .args(extra);
-    let mut p = Process::spawn(
-        cmd,
-        &dir.join(format!("serve-{}.log", Instant::now().elapsed().as_nanos())),
-    );
+    cmd.args(serve_args(&f, &state)).args(["--interface", "br0", "--survey-wait", "0.5"]).args(extra);
+    let mut p = Process::spawn(cmd, &dir.join(format!("serve-{}.log", Instant::now().elapsed().as_nanos())));
     let report = wait_report(&state, &mut p, Duration::from_secs(20));
     p.wait_for_log("serve: ready", Duration::from_secs(10));
     (p, report)
@@ -62,8 +48,7 @@ fn collect(sock: &UdpSocket, xid: u32) -> Vec<Packet> {
     let mut out = Vec::new();
     let mut buf = [0u8; 1500];
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .unwrap();
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
             if let Ok(p) = Packet::parse(&buf[..n]) {
                 if p.xid == xid && p.op == 2 {
@@ -81,26 +66,15 @@ fn broadcast() -> SocketAddr {
 
 fn pxe(kind: MessageType, xid: u32, mac: [u8; 6], arch: u16) -> Packet {
     let mut p = Packet::request(kind, xid, mac);
-    let class = if arch == 16 {
-        "HTTPClient"
-    } else {
-        "PXEClient"
-    };
-    p.set(
-        opt::VENDOR_CLASS,
-        format!("{class}:Arch:{arch:05}:UNDI:003016").into_bytes(),
-    );
+    let class = if arch == 16 { "HTTPClient" } else { "PXEClient" };
+    p.set(opt::VENDOR_CLASS, format!("{class}:Arch:{arch:05}:UNDI:003016").into_bytes());
     p.set(opt::CLIENT_ARCH, arch.to_be_bytes().to_vec());
     p.set(opt::CLIENT_UUID, [vec![0u8], vec![0xab; 16]].concat());
     p
 }
 
 fn one(replies: Vec<Packet>, what: &str) -> Packet {
-    assert_eq!(
-        replies.len(),
-        1,
-        "{what}: one reply expected, got {replies:?}"
-    );
+    assert_eq!(replies.len(), 1, "{what}: one reply expected, got {replies:?}");
     replies.into_iter().next().unwrap()
 }
 
@@ -115,16 +89,10 @@ fn full_mode_offers_requests_init_reboot_inform_and_restart() {
     let dir = scratch("dhcp-full");
     let (server, report) = start(&seg, &dir, &["--range", "10.77.0.100-10.77.0.110"]);
     assert_eq!(report["dhcp"]["mode"], "full");
-    assert_eq!(
-        report["dhcp"]["range"],
-        serde_json::json!(["10.77.0.100", "10.77.0.110"])
-    );
+    assert_eq!(report["dhcp"]["range"], serde_json::json!(["10.77.0.100", "10.77.0.110"]));
 
     // BIOS PXE: address + TFTP boot of undionly.kpxe, every PXE option.
-    let offer = one(
-        exchange(&seg, pxe(MessageType::Discover, 11, MAC1, 0), broadcast()),
-        "BIOS DISCOVER",
-    );
+    let offer = one(exchange(&seg, pxe(MessageType::Discover, 11, MAC1, 0), broadcast()), "BIOS DISCOVER");
     assert_eq!(offer.message_type(), Some(MessageType::Offer));
     assert_eq!(offer.yiaddr, Ipv4Addr::new(10, 77, 0, 100));
     assert_eq!(offer.siaddr, Ipv4Addr::from(SERVER));
@@ -134,10 +102,7 @@ fn full_mode_offers_requests_init_reboot_inform_and_restart() {
     assert_eq!(offer.get(opt::VENDOR_SPECIFIC), Some(&[6, 1, 8, 255][..]));
     assert_eq!(offer.get(opt::TFTP_SERVER), Some(&b"10.77.0.1"[..]));
     assert_eq!(offer.get(opt::BOOTFILE), Some(&b"undionly.kpxe"[..]));
-    assert_eq!(
-        offer.get(opt::CLIENT_UUID),
-        Some(&[vec![0u8], vec![0xab; 16]].concat()[..])
-    );
+    assert_eq!(offer.get(opt::CLIENT_UUID), Some(&[vec![0u8], vec![0xab; 16]].concat()[..]));
     assert_eq!(offer.get(opt::SUBNET_MASK), Some(&[255, 255, 255, 0][..]));
     assert_eq!(offer.get(opt::LEASE_TIME), Some(&3600u32.to_be_bytes()[..]));
 
@@ -150,17 +115,11 @@ fn full_mode_offers_requests_init_reboot_inform_and_restart() {
     assert_eq!(ack.file, b"undionly.kpxe");
 
     // x86-64 UEFI PXE: ipxe.efi.
-    let offer = one(
-        exchange(&seg, pxe(MessageType::Discover, 13, MAC2, 7), broadcast()),
-        "UEFI DISCOVER",
-    );
+    let offer = one(exchange(&seg, pxe(MessageType::Discover, 13, MAC2, 7), broadcast()), "UEFI DISCOVER");
     assert_eq!(offer.yiaddr, Ipv4Addr::new(10, 77, 0, 101));
     assert_eq!(offer.get(opt::BOOTFILE), Some(&b"ipxe.efi"[..]));
     // UEFI HTTP boot: a URL and option 60 HTTPClient, no option 43.
-    let offer = one(
-        exchange(&seg, pxe(MessageType::Discover, 14, MAC3, 16), broadcast()),
-        "HTTP DISCOVER",
-    );
+    let offer = one(exchange(&seg, pxe(MessageType::Discover, 14, MAC3, 16), broadcast()), "HTTP DISCOVER");
     assert_eq!(offer.file, b"http://10.77.0.1:80/ipxe/ipxe.efi");
     assert_eq!(offer.get(opt::VENDOR_CLASS), Some(&b"HTTPClient"[..]));
     assert_eq!(offer.get(opt::VENDOR_SPECIFIC), None);
@@ -169,63 +128,30 @@ fn full_mode_offers_requests_init_reboot_inform_and_restart() {
     let mut reboot = Packet::request(MessageType::Request, 15, MAC1);
     reboot.set(opt::REQUESTED_IP, vec![10, 77, 0, 100]);
     let ack = one(exchange(&seg, reboot, broadcast()), "INIT-REBOOT");
-    assert_eq!(
-        (ack.message_type(), ack.yiaddr),
-        (Some(MessageType::Ack), Ipv4Addr::new(10, 77, 0, 100))
-    );
-    assert_eq!(
-        ack.get(opt::BOOTFILE),
-        None,
-        "a plain REQUEST gets no boot file"
-    );
+    assert_eq!((ack.message_type(), ack.yiaddr), (Some(MessageType::Ack), Ipv4Addr::new(10, 77, 0, 100)));
+    assert_eq!(ack.get(opt::BOOTFILE), None, "a plain REQUEST gets no boot file");
     let mut theft = Packet::request(MessageType::Request, 16, MAC3);
     theft.set(opt::REQUESTED_IP, vec![10, 77, 0, 100]);
-    let nak = one(
-        exchange(&seg, theft, broadcast()),
-        "INIT-REBOOT of a taken address",
-    );
+    let nak = one(exchange(&seg, theft, broadcast()), "INIT-REBOOT of a taken address");
     assert_eq!(nak.message_type(), Some(MessageType::Nak));
 
     // INFORM from a configured client: an ACK with boot options, unicast, no address.
     let mut inform = pxe(MessageType::Inform, 17, MAC2, 0);
     inform.ciaddr = Ipv4Addr::new(10, 77, 0, 200);
     inform.flags = 0;
-    let ack = one(
-        exchange(&seg, inform, "10.77.0.1:67".parse().unwrap()),
-        "INFORM",
-    );
+    let ack = one(exchange(&seg, inform, "10.77.0.1:67".parse().unwrap()), "INFORM");
     assert_eq!(ack.message_type(), Some(MessageType::Ack));
     assert_eq!(ack.yiaddr, Ipv4Addr::UNSPECIFIED);
     assert_eq!(ack.get(opt::BOOTFILE), Some(&b"undionly.kpxe"[..]));
-    assert!(
-        server
-            .log_text()
-            .contains("ACK to INFORM of 52:54:00:77:01:02"),
-        "{}",
-        server.log_text()
-    );
+    assert!(server.log_text().contains("ACK to INFORM of 52:54:00:77:01:02"), "{}", server.log_text());
 
     // The lease survives a restart of the server.
     drop(server);
     let (_again, _) = start(&seg, &dir, &["--range", "10.77.0.100-10.77.0.110"]);
-    let offer = one(
-        exchange(&seg, pxe(MessageType::Discover, 18, MAC1, 0), broadcast()),
-        "DISCOVER after restart",
-    );
+    let offer = one(exchange(&seg, pxe(MessageType::Discover, 18, MAC1, 0), broadcast()), "DISCOVER after restart");
     assert_eq!(offer.yiaddr, Ipv4Addr::new(10, 77, 0, 100));
-    let offer = one(
-        exchange(
-            &seg,
-            Packet::request(MessageType::Discover, 19, [0x52, 0x54, 0, 0x77, 1, 9]),
-            broadcast(),
-        ),
-        "plain",
-    );
-    assert_eq!(
-        offer.yiaddr,
-        Ipv4Addr::new(10, 77, 0, 103),
-        "the next free address (101 and 102 are still held for their offers)"
-    );
+    let offer = one(exchange(&seg, Packet::request(MessageType::Discover, 19, [0x52, 0x54, 0, 0x77, 1, 9]), broadcast()), "plain");
+    assert_eq!(offer.yiaddr, Ipv4Addr::new(10, 77, 0, 103), "the next free address (101 and 102 are still held for their offers)");
     assert_eq!(offer.get(opt::BOOTFILE), None);
 }
 
@@ -234,15 +160,8 @@ fn full_mode_skips_an_address_that_answers_arp() {
     let seg = segment();
     let dir = scratch("dhcp-arp");
     // 10.77.0.200 is the test client's own address: first in this range.
-    let (_server, _) = start(
-        &seg,
-        &dir,
-        &["--range", "10.77.0.200-10.77.0.201", "--dhcp", "full"],
-    );
-    let offer = one(
-        exchange(&seg, pxe(MessageType::Discover, 21, MAC1, 0), broadcast()),
-        "DISCOVER",
-    );
+    let (_server, _) = start(&seg, &dir, &["--range", "10.77.0.200-10.77.0.201", "--dhcp", "full"]);
+    let offer = one(exchange(&seg, pxe(MessageType::Discover, 21, MAC1, 0), broadcast()), "DISCOVER");
     assert_eq!(offer.yiaddr, Ipv4Addr::new(10, 77, 0, 201));
 }
 
@@ -252,10 +171,7 @@ fn proxy_mode_gives_boot_information_only() {
     let dir = scratch("dhcp-proxy");
     let (_server, report) = start(&seg, &dir, &["--dhcp", "proxy"]);
     assert_eq!(report["dhcp"]["mode"], "proxy");
-    let offer = one(
-        exchange(&seg, pxe(MessageType::Discover, 31, MAC1, 0), broadcast()),
-        "proxy DISCOVER",
-    );
+    let offer = one(exchange(&seg, pxe(MessageType::Discover, 31, MAC1, 0), broadcast()), "proxy DISCOVER");
     assert_eq!(offer.message_type(), Some(MessageType::Offer));
     assert_eq!(offer.yiaddr, Ipv4Addr::UNSPECIFIED);
     assert_eq!(offer.file, b"undionly.kpxe");
@@ -264,12 +180,7 @@ fn proxy_mode_gives_boot_information_only() {
     assert_eq!(offer.get(opt::LEASE_TIME), None);
     assert_eq!(offer.get(opt::SUBNET_MASK), None);
     // A plain client gets nothing from a proxy; nor does a REQUEST to the LAN server.
-    assert!(exchange(
-        &seg,
-        Packet::request(MessageType::Discover, 32, MAC2),
-        broadcast()
-    )
-    .is_empty());
+    assert!(exchange(&seg, Packet::request(MessageType::Discover, 32, MAC2), broadcast()).is_empty());
     let mut request = pxe(MessageType::Request, 33, MAC1, 0);
     request.set(opt::SERVER_ID, vec![10, 77, 0, 254]);
     request.set(opt::REQUESTED_IP, vec![10, 77, 0, 200]);
@@ -277,10 +188,7 @@ fn proxy_mode_gives_boot_information_only() {
     // Port 4011: the boot server request of a PXE client with an address.
     let mut request = pxe(MessageType::Request, 34, MAC1, 7);
     request.ciaddr = Ipv4Addr::new(10, 77, 0, 200);
-    let ack = one(
-        exchange(&seg, request, "10.77.0.1:4011".parse().unwrap()),
-        "4011 REQUEST",
-    );
+    let ack = one(exchange(&seg, request, "10.77.0.1:4011".parse().unwrap()), "4011 REQUEST");
     assert_eq!(ack.message_type(), Some(MessageType::Ack));
     assert_eq!(ack.file, b"ipxe.efi");
     // iPXE: the HTTP script, whatever its architecture.

@@ -24,13 +24,7 @@ fn lab(name: &str) -> Lab {
     let dir = scratch(name);
     let initrd = dir.join("initrd.img");
     let modules = qemu::modules_dir();
-    qemu::kit(&[
-        "initrd",
-        "--modules",
-        modules.to_str().unwrap(),
-        "-o",
-        initrd.to_str().unwrap(),
-    ]);
+    qemu::kit(&["initrd", "--modules", modules.to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
     // The client does not fetch the image yet (its DHCP client and NBD root come
     // later): any file stands for it.
     let image = dir.join("lan.squashfs");
@@ -38,31 +32,15 @@ fn lab(name: &str) -> Lab {
     let ns = Netns::new("vsb");
     ns.bridge("br0", "10.77.0.1/24");
     ns.tap("tap0", "br0");
-    Lab {
-        ns,
-        dir,
-        kernel: qemu::kernel(),
-        initrd,
-        image,
-    }
+    Lab { ns, dir, kernel: qemu::kernel(), initrd, image }
 }
 
 fn serve(lab: &Lab, extra: &[&str]) -> (Process, serde_json::Value) {
     let state = lab.dir.join("state");
     let mut cmd = lab.ns.command(viver());
-    cmd.args(["serve", "--image"])
-        .arg(&lab.image)
-        .arg("--kernel")
-        .arg(&lab.kernel)
-        .arg("--initrd")
-        .arg(&lab.initrd);
+    cmd.args(["serve", "--image"]).arg(&lab.image).arg("--kernel").arg(&lab.kernel).arg("--initrd").arg(&lab.initrd);
     cmd.args(["--interface", "br0", "--state-dir"]).arg(&state);
-    cmd.args([
-        "--survey-wait",
-        "1",
-        "--cmdline",
-        "console=ttyS0 panic=-1 viver.panic=halt viver.panic_wait=0",
-    ]);
+    cmd.args(["--survey-wait", "1", "--cmdline", "console=ttyS0 panic=-1 viver.panic=halt viver.panic_wait=0"]);
     cmd.args(extra);
     cmd.env("RUST_LOG", "info");
     let mut p = Process::spawn(cmd, &lab.dir.join("serve.log"));
@@ -79,27 +57,10 @@ fn boot_client(lab: &Lab, nic: &str) -> (String, Duration) {
     let _one = VM.lock().unwrap_or_else(|e| e.into_inner());
     let log = lab.dir.join("client.log");
     let mut cmd = lab.ns.command("qemu-system-x86_64");
-    cmd.args([
-        "-accel",
-        "tcg",
-        "-machine",
-        "pc",
-        "-m",
-        "768",
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-nographic",
-        "-no-reboot",
-    ]);
+    cmd.args(["-accel", "tcg", "-machine", "pc", "-m", "768", "-smp", "1", "-nodefaults", "-nographic", "-no-reboot"]);
     cmd.arg("-serial").arg(format!("file:{}", log.display()));
     cmd.args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"]);
-    cmd.args([
-        "-device",
-        &format!("{nic},netdev=n0,mac={MAC}"),
-        "-boot",
-        "n",
-    ]);
+    cmd.args(["-device", &format!("{nic},netdev=n0,mac={MAC}"), "-boot", "n"]);
     let mut vm = Process::spawn(cmd, &lab.dir.join("qemu.stderr"));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(240);
@@ -111,17 +72,9 @@ fn boot_client(lab: &Lab, nic: &str) -> (String, Duration) {
             return (text, started.elapsed());
         }
         if let Ok(Some(status)) = vm.child.try_wait() {
-            panic!(
-                "QEMU exited ({status}):\n{}\n{}",
-                vm.log_text(),
-                tail(&text)
-            );
+            panic!("QEMU exited ({status}):\n{}\n{}", vm.log_text(), tail(&text));
         }
-        assert!(
-            Instant::now() < deadline,
-            "client did not reach VIVER's /init in 240 s:\n{}",
-            tail(&text)
-        );
+        assert!(Instant::now() < deadline, "client did not reach VIVER's /init in 240 s:\n{}", tail(&text));
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -132,21 +85,10 @@ fn tail(text: &str) -> String {
 }
 
 fn check_client(text: &str, server: &str) {
-    let cmdline = text
-        .lines()
-        .find(|l| l.contains("Kernel command line:"))
-        .unwrap_or_default();
-    assert!(
-        cmdline.contains(&format!("viver.net=http://{server}:80/image/lan.squashfs")),
-        "{cmdline}"
-    );
+    let cmdline = text.lines().find(|l| l.contains("Kernel command line:")).unwrap_or_default();
+    assert!(cmdline.contains(&format!("viver.net=http://{server}:80/image/lan.squashfs")), "{cmdline}");
     assert!(cmdline.contains("BOOTIF=01-52-54-00-77-00-01"), "{cmdline}");
-    assert!(
-        text.lines()
-            .any(|l| l.contains("VIVER ") && l.contains(" on Linux ")),
-        "no VIVER banner:\n{}",
-        tail(text)
-    );
+    assert!(text.lines().any(|l| l.contains("VIVER ") && l.contains(" on Linux ")), "no VIVER banner:\n{}", tail(text));
 }
 
 #[test]
@@ -154,35 +96,15 @@ fn ipxe_client_boots_viver_initrd_with_full_dhcp() {
     let lab = lab("netboot-full");
     let (server, report) = serve(&lab, &[]);
     assert_eq!(report["dhcp"]["mode"], "full", "{report}");
-    assert!(
-        report["dhcp"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("no DHCP server answered"),
-        "{report}"
-    );
+    assert!(report["dhcp"]["reason"].as_str().unwrap().contains("no DHCP server answered"), "{report}");
     let (text, took) = boot_client(&lab, "virtio-net-pci");
     check_client(&text, "10.77.0.1");
     let log = server.log_text();
-    assert!(
-        log.contains(
-            "OFFER 10.77.0.128 to 52:54:00:77:00:01 (Ipxe -> http://10.77.0.1:80/boot.ipxe)"
-        ),
-        "{log}"
-    );
-    assert!(
-        log.contains("ACK 10.77.0.128 to 52:54:00:77:00:01"),
-        "{log}"
-    );
-    assert!(
-        log.contains("GET /vmlinuz 200") && log.contains("GET /initrd.img 200"),
-        "{log}"
-    );
+    assert!(log.contains("OFFER 10.77.0.128 to 52:54:00:77:00:01 (Ipxe -> http://10.77.0.1:80/boot.ipxe)"), "{log}");
+    assert!(log.contains("ACK 10.77.0.128 to 52:54:00:77:00:01"), "{log}");
+    assert!(log.contains("GET /vmlinuz 200") && log.contains("GET /initrd.img 200"), "{log}");
     let leases = std::fs::read_to_string(lab.dir.join("state/leases.json")).unwrap();
-    assert!(
-        leases.contains("52:54:00:77:00:01") && leases.contains("10.77.0.128"),
-        "{leases}"
-    );
+    assert!(leases.contains("52:54:00:77:00:01") && leases.contains("10.77.0.128"), "{leases}");
     eprintln!("netboot (full DHCP, virtio-net): QEMU start to VIVER /init in {took:.1?}");
 }
 
@@ -192,8 +114,7 @@ fn ipxe_client_boots_viver_initrd_with_full_dhcp() {
 fn ipxe_client_boots_with_lan_dhcp_and_viver_as_proxy() {
     let lab = lab("netboot-proxy");
     let lan = Netns::new("vsl");
-    lab.ns
-        .veth_to("vl0", Some("br0"), &lan, "eth0", Some("10.77.0.2/24"));
+    lab.ns.veth_to("vl0", Some("br0"), &lan, "eth0", Some("10.77.0.2/24"));
     let mut dnsmasq = lan.command("dnsmasq");
     dnsmasq.args([
         "--keep-in-foreground",
@@ -212,28 +133,14 @@ fn ipxe_client_boots_with_lan_dhcp_and_viver_as_proxy() {
     std::thread::sleep(Duration::from_millis(500));
     let (server, report) = serve(&lab, &[]);
     assert_eq!(report["dhcp"]["mode"], "proxy", "{report}");
-    assert!(
-        report["dhcp"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("DHCP server 10.77.0.2"),
-        "{report}"
-    );
+    assert!(report["dhcp"]["reason"].as_str().unwrap().contains("DHCP server 10.77.0.2"), "{report}");
     let (text, took) = boot_client(&lab, "e1000");
     check_client(&text, "10.77.0.1");
     let log = server.log_text();
-    assert!(
-        log.contains("proxy Offer to 52:54:00:77:00:01: Ipxe -> http://10.77.0.1:80/boot.ipxe"),
-        "{log}"
-    );
+    assert!(log.contains("proxy Offer to 52:54:00:77:00:01: Ipxe -> http://10.77.0.1:80/boot.ipxe"), "{log}");
     let dns = std::fs::read_to_string(lab.dir.join("dnsmasq.log")).unwrap_or_default();
-    assert!(
-        dns.contains("DHCPACK(eth0) 10.77.0.5"),
-        "address from dnsmasq expected:\n{dns}"
-    );
-    eprintln!(
-        "netboot (LAN dnsmasq + VIVER proxyDHCP, e1000): QEMU start to VIVER /init in {took:.1?}"
-    );
+    assert!(dns.contains("DHCPACK(eth0) 10.77.0.5"), "address from dnsmasq expected:\n{dns}");
+    eprintln!("netboot (LAN dnsmasq + VIVER proxyDHCP, e1000): QEMU start to VIVER /init in {took:.1?}");
 }
 
 /// Another PXE server on the segment: VIVER stays silent and says why.
@@ -241,8 +148,7 @@ fn ipxe_client_boots_with_lan_dhcp_and_viver_as_proxy() {
 fn another_pxe_server_silences_viver() {
     let lab = lab("netboot-other-pxe");
     let lan = Netns::new("vsp");
-    lab.ns
-        .veth_to("vp0", Some("br0"), &lan, "eth0", Some("10.77.0.3/24"));
+    lab.ns.veth_to("vp0", Some("br0"), &lan, "eth0", Some("10.77.0.3/24"));
     let mut dnsmasq = lan.command("dnsmasq");
     dnsmasq.args([
         "--keep-in-foreground",
@@ -264,15 +170,6 @@ fn another_pxe_server_silences_viver() {
     let (server, report) = serve(&lab, &[]);
     assert_eq!(report["dhcp"]["mode"], "silent", "{report}");
     let reason = report["dhcp"]["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("another PXE server answers on this segment: 10.77.0.3"),
-        "{reason}"
-    );
-    assert!(
-        server
-            .log_text()
-            .contains("DHCP mode Silent: another PXE server"),
-        "{}",
-        server.log_text()
-    );
+    assert!(reason.contains("another PXE server answers on this segment: 10.77.0.3"), "{reason}");
+    assert!(server.log_text().contains("DHCP mode Silent: another PXE server"), "{}", server.log_text());
 }

@@ -64,17 +64,9 @@ fn run(target: fn(&[u8]), seeds: &[Vec<u8>], rounds: usize) {
 #[test]
 fn dhcp_survives_garbage() {
     let mut seeds = Vec::new();
-    for (kind, arch) in [
-        (MessageType::Discover, 0u16),
-        (MessageType::Request, 7),
-        (MessageType::Inform, 16),
-        (MessageType::Decline, 9),
-    ] {
+    for (kind, arch) in [(MessageType::Discover, 0u16), (MessageType::Request, 7), (MessageType::Inform, 16), (MessageType::Decline, 9)] {
         let mut p = Packet::request(kind, 7, [2, 0, 0, 0, 0, 1]);
-        p.set(
-            opt::VENDOR_CLASS,
-            b"PXEClient:Arch:00000:UNDI:002001".to_vec(),
-        );
+        p.set(opt::VENDOR_CLASS, b"PXEClient:Arch:00000:UNDI:002001".to_vec());
         p.set(opt::CLIENT_ARCH, arch.to_be_bytes().to_vec());
         p.set(opt::REQUESTED_IP, vec![10, 0, 0, 5]);
         p.set(opt::USER_CLASS, b"iPXE".to_vec());
@@ -86,8 +78,7 @@ fn dhcp_survives_garbage() {
 #[test]
 fn tftp_survives_garbage() {
     let seeds = vec![
-        b"\x00\x01ipxe.efi\x00octet\x00blksize\x001456\x00windowsize\x0016\x00tsize\x000\x00"
-            .to_vec(),
+        b"\x00\x01ipxe.efi\x00octet\x00blksize\x001456\x00windowsize\x0016\x00tsize\x000\x00".to_vec(),
         b"\x00\x04\x00\x00\x00\x04\x00\x01\x00\x04\x00\x02\x00\x05\x00\x01x\x00".to_vec(),
         b"\x00\x02a\x00octet\x00".to_vec(),
     ];

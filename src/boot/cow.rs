@@ -18,25 +18,16 @@ impl Boot {
         let layer = match &self.settings.cow {
             CowSpec::None => {
                 cow::mkdir_all(new_root).map_err(|e| failure(e.to_string(), vec![]))?;
-                nix::mount::mount(
-                    Some(IMAGE_MOUNT),
-                    new_root,
-                    None::<&str>,
-                    nix::mount::MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(|e| failure(format!("binding the image to {NEW_ROOT}: {e}"), vec![]))?;
+                nix::mount::mount(Some(IMAGE_MOUNT), new_root, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+                    .map_err(|e| failure(format!("binding the image to {NEW_ROOT}: {e}"), vec![]))?;
                 self.report.cow = Some("none (read-only root)".into());
                 return Ok(());
             }
             CowSpec::Tmpfs { size } => cow::tmpfs_layer(Path::new(COW_DIR), size).map_err(|e| failure(e.to_string(), vec![]))?,
             CowSpec::Persistent { device, dir } => {
-                let medium = search.find_device(device).ok_or_else(|| {
-                    failure(
-                        format!("viver.cow={device}:{dir}: no such device among the disks found"),
-                        search.describe(),
-                    )
-                })?;
+                let medium = search
+                    .find_device(device)
+                    .ok_or_else(|| failure(format!("viver.cow={device}:{dir}: no such device among the disks found"), search.describe()))?;
                 let mounted = match &medium.mounted_at {
                     Some(path) => path.clone(),
                     None => return Err(failure(format!("{device} has no mountable filesystem for the changes"), search.describe())),
@@ -49,9 +40,8 @@ impl Boot {
                 if target.is_file() {
                     // An image file (a filesystem in a file) holds the changes: on FAT
                     // media, which cannot carry an overlay's upper layer, this is the way.
-                    let file_mount = self
-                        .mount_cow_file(&target, detector)
-                        .map_err(|e| failure(format!("viver.cow={device}:{dir}: {e}"), vec![]))?;
+                    let file_mount =
+                        self.mount_cow_file(&target, detector).map_err(|e| failure(format!("viver.cow={device}:{dir}: {e}"), vec![]))?;
                     cow::persistent_layer(&file_mount, "/", &image.id, &format!("{device}:{dir}"))
                         .map_err(|e| failure(e.to_string(), vec![]))?
                 } else {
@@ -78,8 +68,7 @@ impl Boot {
         }
         let attached = loopdev::attach(file, Path::new("/dev"), false).map_err(|e| e.to_string())?;
         let target = Path::new(COW_FILE_MOUNT);
-        cow::mount_fs(&attached.path, target, fs.kind.mount_type(), nix::mount::MsFlags::MS_NODEV, None)
-            .map_err(|e| e.to_string())?;
+        cow::mount_fs(&attached.path, target, fs.kind.mount_type(), nix::mount::MsFlags::MS_NODEV, None).map_err(|e| e.to_string())?;
         Ok(target.to_path_buf())
     }
 }

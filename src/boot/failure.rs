@@ -57,7 +57,6 @@ fn run_kept_shell() -> bool {
     started
 }
 
-
 pub fn render(failure: &Failure) -> String {
     let mut text = String::new();
     text.push_str("========================================================================\n");
@@ -97,7 +96,7 @@ fn say(text: &str) {
 }
 
 pub fn apply_policy(policy: PanicPolicy, wait: Duration) -> ! {
-    let _ = nix::unistd::sync();
+    nix::unistd::sync();
     match policy {
         PanicPolicy::Shell => {
             if KEPT_SHELL.get().is_some() {
@@ -148,7 +147,7 @@ fn countdown_and(policy: PanicPolicy, wait: Duration) -> ! {
             RebootMode::RB_AUTOBOOT
         }
     };
-    let _ = nix::unistd::sync();
+    nix::unistd::sync();
     let _ = reboot(mode);
     // reboot(2) only returns on error (not PID 1, no CAP_SYS_BOOT): stay alive, never exit.
     loop {

@@ -35,12 +35,8 @@ impl Boot {
             }
             None => None,
         };
-        let untried: Vec<Candidate> = search
-            .candidates
-            .iter()
-            .filter(|c| !search.tried.contains(&(c.device.name.clone(), c.medium_path.clone())))
-            .cloned()
-            .collect();
+        let untried: Vec<Candidate> =
+            search.candidates.iter().filter(|c| !search.tried.contains(&(c.device.name.clone(), c.medium_path.clone()))).cloned().collect();
         let plan = choose::plan(untried, self.settings.image.as_deref(), selector.as_ref());
         for note in &plan.notes {
             ::log::warn!("{note}");
@@ -97,7 +93,7 @@ impl Boot {
             ::log::info!("copying {} ({} MiB) to RAM", candidate.medium_path, info.bytes_used >> 20);
             let mut last_percent = 0;
             let (copy, digest) = cow::copy_to_ram(&candidate.image_path, Path::new(RAM_DIR), |done, total| {
-                let percent = if total == 0 { 100 } else { done * 100 / total };
+                let percent = (done * 100).checked_div(total).unwrap_or(100);
                 if percent >= last_percent + 10 || percent == 100 {
                     last_percent = percent;
                     ::log::info!("  {percent}% ({} of {} MiB)", done >> 20, total >> 20);
@@ -222,5 +218,3 @@ fn candidate_report(c: &Candidate, rank: Option<usize>, verdict: &str, reason: O
         reason,
     }
 }
-
-

@@ -23,8 +23,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] =
-        [Stage::Early, Stage::Config, Stage::Hardware, Stage::Disks, Stage::Image, Stage::Cow, Stage::SwitchRoot];
+    pub const ALL: [Stage; 7] = [Stage::Early, Stage::Config, Stage::Hardware, Stage::Disks, Stage::Image, Stage::Cow, Stage::SwitchRoot];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -6,9 +6,7 @@
 use super::error::{HwError, TableWarning};
 use super::fnmatch::{fnmatch, literal_prefix};
 use super::legacy::LegacyMaps;
-use super::modinfo::{
-    module_name_from_path, normalize_module_name, parse_module_file, ModuleFacts, MODULE_EXTENSIONS,
-};
+use super::modinfo::{module_name_from_path, normalize_module_name, parse_module_file, ModuleFacts, MODULE_EXTENSIONS};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -52,32 +50,20 @@ impl AliasIndex {
         for (i, a) in aliases.iter().enumerate() {
             let prefix = literal_prefix(&a.normalized);
             index.longest = index.longest.max(prefix.len());
-            index
-                .by_prefix
-                .entry(prefix.to_string())
-                .or_default()
-                .push(i as u32);
+            index.by_prefix.entry(prefix.to_string()).or_default().push(i as u32);
         }
         index
     }
 
     /// Indices of the aliases whose pattern matches `key` (already normalized).
-    fn matches<'a>(
-        &'a self,
-        aliases: &'a [Alias],
-        key: &'a str,
-    ) -> impl Iterator<Item = usize> + 'a {
+    fn matches<'a>(&'a self, aliases: &'a [Alias], key: &'a str) -> impl Iterator<Item = usize> + 'a {
         let max = self.longest.min(key.len());
         (0..=max)
             .filter(move |l| key.is_char_boundary(*l))
             .filter_map(move |l| self.by_prefix.get(&key[..l]))
             .flatten()
             .map(|i| *i as usize)
-            .filter(move |i| {
-                aliases
-                    .get(*i)
-                    .is_some_and(|a| fnmatch(a.normalized.as_bytes(), key.as_bytes()))
-            })
+            .filter(move |i| aliases.get(*i).is_some_and(|a| fnmatch(a.normalized.as_bytes(), key.as_bytes())))
     }
 }
 
@@ -112,11 +98,7 @@ fn normalize_pattern(pattern: &str) -> String {
 }
 
 fn make_alias(pattern: &str, module: &str) -> Alias {
-    Alias {
-        pattern: pattern.to_string(),
-        normalized: normalize_pattern(pattern),
-        module: normalize_module_name(module),
-    }
+    Alias { pattern: pattern.to_string(), normalized: normalize_pattern(pattern), module: normalize_module_name(module) }
 }
 
 pub use super::matches::Match;
@@ -146,14 +128,7 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, HwError> {
 }
 
 fn lines_of(bytes: &[u8]) -> impl Iterator<Item = (usize, String)> + '_ {
-    bytes.split(|b| *b == b'\n').enumerate().map(|(i, l)| {
-        (
-            i + 1,
-            String::from_utf8_lossy(l)
-                .trim_end_matches('\r')
-                .to_string(),
-        )
-    })
+    bytes.split(|b| *b == b'\n').enumerate().map(|(i, l)| (i + 1, String::from_utf8_lossy(l).trim_end_matches('\r').to_string()))
 }
 
 /// Files under the release directory that are modules, sorted by path (so the
@@ -166,11 +141,7 @@ fn find_module_files(release_dir: &Path, warnings: &mut Vec<TableWarning>) -> Ve
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) => {
-                warnings.push(TableWarning::at(
-                    &dir,
-                    None,
-                    format!("cannot read directory: {e}"),
-                ));
+                warnings.push(TableWarning::at(&dir, None, format!("cannot read directory: {e}")));
                 continue;
             }
         };
@@ -186,11 +157,7 @@ fn find_module_files(release_dir: &Path, warnings: &mut Vec<TableWarning>) -> Ve
             };
             if meta.is_dir() {
                 stack.push(child);
-            } else if meta.is_file()
-                && MODULE_EXTENSIONS
-                    .iter()
-                    .any(|(ext, _)| name.len() > ext.len() && name.ends_with(ext))
-            {
+            } else if meta.is_file() && MODULE_EXTENSIONS.iter().any(|(ext, _)| name.len() > ext.len() && name.ends_with(ext)) {
                 found.push(child.to_string_lossy().to_string());
             }
         }
@@ -201,13 +168,9 @@ fn find_module_files(release_dir: &Path, warnings: &mut Vec<TableWarning>) -> Ve
 
 /// Reads the .modinfo of every module, on all cores.
 fn read_all_modules(release_dir: &Path, paths: &[String]) -> Vec<Result<ModuleFacts, String>> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<ModuleFacts, String>>> =
-        (0..paths.len()).map(|_| None).collect();
+    let mut results: Vec<Option<Result<ModuleFacts, String>>> = (0..paths.len()).map(|_| None).collect();
     let chunks: Vec<Vec<(usize, Result<ModuleFacts, String>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -223,20 +186,14 @@ fn read_all_modules(release_dir: &Path, paths: &[String]) -> Vec<Result<ModuleFa
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
     for (i, r) in chunks.into_iter().flatten() {
         if let Some(slot) = results.get_mut(i) {
             *slot = Some(r);
         }
     }
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err("module reader thread failed".into())))
-        .collect()
+    results.into_iter().map(|r| r.unwrap_or_else(|| Err("module reader thread failed".into()))).collect()
 }
 
 impl ModuleTables {
@@ -279,12 +236,7 @@ impl ModuleTables {
                 continue;
             }
             t.by_name.insert(name.clone(), t.modules.len());
-            t.modules.push(ModuleEntry {
-                name,
-                path: PathBuf::from(path),
-                deps: Vec::new(),
-                softdeps: Vec::new(),
-            });
+            t.modules.push(ModuleEntry { name, path: PathBuf::from(path), deps: Vec::new(), softdeps: Vec::new() });
         }
         t.reindex();
         Ok(t)
@@ -295,19 +247,12 @@ impl ModuleTables {
     /// softdeps (by module name, or an alias of a module named like it), so a kit
     /// initrd reads ~150 modules instead of ~4000. Dependencies are then computed from
     /// the symbols as build() does; the set is closed, so they are the same.
-    pub fn build_closure(
-        release_dir: &Path,
-        roots: &BTreeSet<String>,
-    ) -> Result<(ModuleTables, Vec<TableWarning>), HwError> {
+    pub fn build_closure(release_dir: &Path, roots: &BTreeSet<String>) -> Result<(ModuleTables, Vec<TableWarning>), HwError> {
         let mut warnings = Vec::new();
         let mut t = ModuleTables::default();
         t.read_builtin_files(release_dir, &mut warnings)?;
         let skeleton = Self::skeleton(release_dir)?;
-        let path_of = |name: &str| {
-            skeleton
-                .module_path(name)
-                .map(|p| p.to_string_lossy().to_string())
-        };
+        let path_of = |name: &str| skeleton.module_path(name).map(|p| p.to_string_lossy().to_string());
         let mut queued: HashSet<String> = HashSet::new();
         let mut todo: Vec<String> = Vec::new();
         let push = |name: &str, todo: &mut Vec<String>, queued: &mut HashSet<String>| {
@@ -343,15 +288,12 @@ impl ModuleTables {
                                     // An alias ("crc32c", "xxhash64", "blake2b-256"): its
                                     // providers are named like it ("xxhash_generic") or are
                                     // crypto modules; those are read, closure() resolves it.
-                                    let stem = soft
-                                        .trim_end_matches(|c: char| c.is_ascii_digit())
-                                        .trim_end_matches('_');
+                                    let stem = soft.trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('_');
                                     let stem = if stem.is_empty() { soft.as_str() } else { stem };
                                     for m in skeleton.modules() {
-                                        let crypto = skeleton.module_path(m).is_some_and(|p| {
-                                            p.starts_with("kernel/crypto")
-                                                || p.starts_with("kernel/arch/x86/crypto")
-                                        });
+                                        let crypto = skeleton
+                                            .module_path(m)
+                                            .is_some_and(|p| p.starts_with("kernel/crypto") || p.starts_with("kernel/arch/x86/crypto"));
                                         if m.starts_with(stem) || crypto {
                                             push(m, &mut todo, &mut queued);
                                         }
@@ -370,8 +312,7 @@ impl ModuleTables {
             return Err(HwError::NoModules(release_dir.to_path_buf()));
         }
         // build()'s input order: sorted by path.
-        let mut pairs: Vec<(String, Result<ModuleFacts, String>)> =
-            files.into_iter().zip(infos).collect();
+        let mut pairs: Vec<(String, Result<ModuleFacts, String>)> = files.into_iter().zip(infos).collect();
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         let (files, infos): (Vec<String>, Vec<_>) = pairs.into_iter().unzip();
         Self::from_facts(release_dir, t, files, infos, warnings)
@@ -398,27 +339,15 @@ impl ModuleTables {
             let Some(name) = module_name_from_path(&path) else {
                 continue;
             };
-            let ModuleFacts {
-                modinfo: info,
-                exports,
-                undefined,
-            } = match info {
+            let ModuleFacts { modinfo: info, exports, undefined } = match info {
                 Ok(i) => i,
                 Err(reason) => {
-                    warnings.push(TableWarning::at(
-                        release_dir.join(&path),
-                        None,
-                        format!("module {name} skipped: {reason}"),
-                    ));
+                    warnings.push(TableWarning::at(release_dir.join(&path), None, format!("module {name} skipped: {reason}")));
                     continue;
                 }
             };
             if !info.iter().any(|(k, _)| k == "name") {
-                warnings.push(TableWarning::at(
-                    release_dir.join(&path),
-                    None,
-                    format!("module {name} skipped: .modinfo has no name="),
-                ));
+                warnings.push(TableWarning::at(release_dir.join(&path), None, format!("module {name} skipped: .modinfo has no name=")));
                 continue;
             }
             if let Some(&i) = seen.get(&name) {
@@ -431,57 +360,26 @@ impl ModuleTables {
                     ));
                     continue;
                 }
-                raws[i] = Raw {
-                    name,
-                    path,
-                    info,
-                    exports,
-                    undefined,
-                };
+                raws[i] = Raw { name, path, info, exports, undefined };
                 continue;
             }
             seen.insert(name.clone(), raws.len());
-            raws.push(Raw {
-                name,
-                path,
-                info,
-                exports,
-                undefined,
-            });
+            raws.push(Raw { name, path, info, exports, undefined });
         }
 
         // depmod's module order: modules.order first (in its order), the rest after.
         // Like depmod, lines are matched by module name: modules.order says "x.ko" even
         // when the installed file is x.ko.xz or x.ko.zst.
-        let order_pos: HashMap<String, usize> = t
-            .order_lines
-            .iter()
-            .enumerate()
-            .rev()
-            .filter_map(|(i, l)| Some((module_name_from_path(l)?, i)))
-            .collect();
+        let order_pos: HashMap<String, usize> =
+            t.order_lines.iter().enumerate().rev().filter_map(|(i, l)| Some((module_name_from_path(l)?, i))).collect();
         let mut idx: Vec<usize> = (0..raws.len()).collect();
-        idx.sort_by_key(|&i| {
-            (
-                order_pos
-                    .get(raws[i].name.as_str())
-                    .copied()
-                    .unwrap_or(usize::MAX),
-                i,
-            )
-        });
+        idx.sort_by_key(|&i| (order_pos.get(raws[i].name.as_str()).copied().unwrap_or(usize::MAX), i));
         let raws: Vec<Raw> = {
             let mut slots: Vec<Option<Raw>> = raws.into_iter().map(Some).collect();
-            idx.iter()
-                .filter_map(|&i| slots.get_mut(i).and_then(|s| s.take()))
-                .collect()
+            idx.iter().filter_map(|&i| slots.get_mut(i).and_then(|s| s.take())).collect()
         };
 
-        let by_name: HashMap<String, usize> = raws
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.name.clone(), i))
-            .collect();
+        let by_name: HashMap<String, usize> = raws.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect();
         // Who exports what; like depmod's symbol hash, a later module wins a duplicate.
         let mut owner: HashMap<&str, usize> = HashMap::new();
         for (i, r) in raws.iter().enumerate() {
@@ -533,31 +431,16 @@ impl ModuleTables {
             }
         }
         for (i, r) in raws.into_iter().enumerate() {
-            let softdeps = r
-                .info
-                .iter()
-                .filter(|(k, _)| k == "softdep")
-                .map(|(_, v)| v.clone())
-                .collect();
+            let softdeps = r.info.iter().filter(|(k, _)| k == "softdep").map(|(_, v)| v.clone()).collect();
             let deps = sorted_deps.get(i).cloned().unwrap_or_default();
             t.by_name.insert(r.name.clone(), t.modules.len());
-            t.modules.push(ModuleEntry {
-                name: r.name,
-                path: PathBuf::from(r.path),
-                deps,
-                softdeps,
-            });
+            t.modules.push(ModuleEntry { name: r.name, path: PathBuf::from(r.path), deps, softdeps });
         }
         // Modules in a cycle cannot be loaded in any order: they are dropped (depmod does too).
         let cyclic: HashSet<String> =
             in_cycle.iter().enumerate().filter(|(_, c)| **c).filter_map(|(i, _)| t.modules.get(i).map(|m| m.name.clone())).collect();
         if !cyclic.is_empty() {
-            let keep: BTreeSet<String> = t
-                .modules
-                .iter()
-                .map(|m| m.name.clone())
-                .filter(|n| !cyclic.contains(n))
-                .collect();
+            let keep: BTreeSet<String> = t.modules.iter().map(|m| m.name.clone()).filter(|n| !cyclic.contains(n)).collect();
             let aliases_all = std::mem::take(&mut t.aliases);
             t = t.subset(&keep);
             // subset() keeps only aliases of kept modules, which is what depmod writes too...
@@ -585,38 +468,20 @@ impl ModuleTables {
                 let (path, name, deps) = match parse_dep_line(&line) {
                     Some(Ok(v)) => v,
                     Some(Err(e)) => {
-                        warnings.push(TableWarning::at(
-                            &dep_file,
-                            Some(n),
-                            format!("{e}; skipped"),
-                        ));
+                        warnings.push(TableWarning::at(&dep_file, Some(n), format!("{e}; skipped")));
                         continue;
                     }
                     None => continue,
                 };
                 if t.by_name.contains_key(&name) {
-                    warnings.push(TableWarning::at(
-                        &dep_file,
-                        Some(n),
-                        format!("module {name} listed twice; later line ignored"),
-                    ));
+                    warnings.push(TableWarning::at(&dep_file, Some(n), format!("module {name} listed twice; later line ignored")));
                     continue;
                 }
                 t.by_name.insert(name.clone(), t.modules.len());
-                t.modules.push(ModuleEntry {
-                    name,
-                    path: PathBuf::from(path),
-                    deps: Vec::new(),
-                    softdeps: Vec::new(),
-                });
+                t.modules.push(ModuleEntry { name, path: PathBuf::from(path), deps: Vec::new(), softdeps: Vec::new() });
                 dep_paths.push(deps);
             }
-            let by_path: HashMap<PathBuf, usize> = t
-                .modules
-                .iter()
-                .enumerate()
-                .map(|(i, m)| (m.path.clone(), i))
-                .collect();
+            let by_path: HashMap<PathBuf, usize> = t.modules.iter().enumerate().map(|(i, m)| (m.path.clone(), i)).collect();
             for (i, deps) in dep_paths.into_iter().enumerate() {
                 let mut resolved = Vec::new();
                 for d in deps {
@@ -647,11 +512,7 @@ impl ModuleTables {
                 }
                 match parse_alias_line(&line) {
                     Some(Ok((pattern, module))) => t.aliases.push(make_alias(pattern, module)),
-                    Some(Err(e)) => warnings.push(TableWarning::at(
-                        &alias_file,
-                        Some(n),
-                        format!("{e}; skipped"),
-                    )),
+                    Some(Err(e)) => warnings.push(TableWarning::at(&alias_file, Some(n), format!("{e}; skipped"))),
                     None => {}
                 }
             }
@@ -689,11 +550,7 @@ impl ModuleTables {
     }
 
     /// modules.builtin, modules.builtin.modinfo and modules.order (all optional).
-    fn read_builtin_files(
-        &mut self,
-        release_dir: &Path,
-        warnings: &mut Vec<TableWarning>,
-    ) -> Result<(), HwError> {
+    fn read_builtin_files(&mut self, release_dir: &Path, warnings: &mut Vec<TableWarning>) -> Result<(), HwError> {
         let builtin_file = release_dir.join("modules.builtin");
         if let Some(bytes) = read_optional(&builtin_file)? {
             for (n, line) in lines_of(&bytes) {
@@ -705,11 +562,7 @@ impl ModuleTables {
                         self.builtins.insert(name);
                         self.builtin_lines.push(line);
                     }
-                    None => warnings.push(TableWarning::at(
-                        &builtin_file,
-                        Some(n),
-                        format!("{line:?} is not a module path; skipped"),
-                    )),
+                    None => warnings.push(TableWarning::at(&builtin_file, Some(n), format!("{line:?} is not a module path; skipped"))),
                 }
             }
         }
@@ -722,21 +575,13 @@ impl ModuleTables {
             self.builtin_modinfo_raw = bytes;
         }
         if let Some(bytes) = read_optional(&release_dir.join("modules.order"))? {
-            self.order_lines = lines_of(&bytes)
-                .map(|(_, l)| l)
-                .filter(|l| !l.is_empty())
-                .collect();
+            self.order_lines = lines_of(&bytes).map(|(_, l)| l).filter(|l| !l.is_empty()).collect();
         }
         Ok(())
     }
 
     fn reindex(&mut self) {
-        self.by_name = self
-            .modules
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.name.clone(), i))
-            .collect();
+        self.by_name = self.modules.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
         self.alias_index = AliasIndex::build(&self.aliases);
         self.builtin_alias_index = AliasIndex::build(&self.builtin_aliases);
     }
@@ -744,35 +589,17 @@ impl ModuleTables {
     /// Only these modules (names with '_'), for an initrd holding a subset; deps must be inside the set.
     pub fn subset(&self, names: &BTreeSet<String>) -> ModuleTables {
         let names: BTreeSet<String> = names.iter().map(|n| normalize_module_name(n)).collect();
-        let kept: Vec<usize> = (0..self.modules.len())
-            .filter(|&i| names.contains(&self.modules[i].name))
-            .collect();
-        let new_pos: HashMap<usize, usize> = kept
-            .iter()
-            .enumerate()
-            .map(|(new, old)| (*old, new))
-            .collect();
+        let kept: Vec<usize> = (0..self.modules.len()).filter(|&i| names.contains(&self.modules[i].name)).collect();
+        let new_pos: HashMap<usize, usize> = kept.iter().enumerate().map(|(new, old)| (*old, new)).collect();
         let modules: Vec<ModuleEntry> = kept
             .iter()
             .map(|&i| {
                 let m = &self.modules[i];
-                ModuleEntry {
-                    deps: m
-                        .deps
-                        .iter()
-                        .filter_map(|d| new_pos.get(d).copied())
-                        .collect(),
-                    ..m.clone()
-                }
+                ModuleEntry { deps: m.deps.iter().filter_map(|d| new_pos.get(d).copied()).collect(), ..m.clone() }
             })
             .collect();
         let mut t = ModuleTables {
-            aliases: self
-                .aliases
-                .iter()
-                .filter(|a| names.contains(&a.module))
-                .cloned()
-                .collect(),
+            aliases: self.aliases.iter().filter(|a| names.contains(&a.module)).cloned().collect(),
             modules,
             builtin_aliases: self.builtin_aliases.clone(),
             builtin_modinfo_raw: self.builtin_modinfo_raw.clone(),
@@ -796,9 +623,7 @@ impl ModuleTables {
     /// (depmod text format) into dir (and modules.builtin.modinfo when known).
     pub fn write(&self, dir: &Path) -> Result<(), HwError> {
         std::fs::create_dir_all(dir).map_err(|e| HwError::io(dir, e))?;
-        let put = |name: &str, text: &[u8]| {
-            std::fs::write(dir.join(name), text).map_err(|e| HwError::io(dir.join(name), e))
-        };
+        let put = |name: &str, text: &[u8]| std::fs::write(dir.join(name), text).map_err(|e| HwError::io(dir.join(name), e));
         put("modules.dep", self.modules_dep_text().as_bytes())?;
         put("modules.alias", self.modules_alias_text().as_bytes())?;
         let mut soft = String::from(SOFTDEP_HEADER);
@@ -808,10 +633,7 @@ impl ModuleTables {
             }
         }
         put("modules.softdep", soft.as_bytes())?;
-        put(
-            "modules.builtin",
-            lines_text(&self.builtin_lines).as_bytes(),
-        )?;
+        put("modules.builtin", lines_text(&self.builtin_lines).as_bytes())?;
         put("modules.order", lines_text(&self.order_lines).as_bytes())?;
         if !self.builtin_modinfo_raw.is_empty() {
             put("modules.builtin.modinfo", &self.builtin_modinfo_raw)?;
@@ -868,10 +690,7 @@ impl ModuleTables {
             return Vec::new();
         };
         if self.by_name.contains_key(&key) {
-            return vec![Match {
-                module: key,
-                why: "module name".into(),
-            }];
+            return vec![Match { module: key, why: "module name".into() }];
         }
         let found = self.match_aliases(&self.aliases, &self.alias_index, &key, false);
         if !found.is_empty() {
@@ -884,16 +703,12 @@ impl ModuleTables {
                 return found;
             }
         }
-        let found =
-            self.match_aliases(&self.builtin_aliases, &self.builtin_alias_index, &key, true);
+        let found = self.match_aliases(&self.builtin_aliases, &self.builtin_alias_index, &key, true);
         if !found.is_empty() {
             return found;
         }
         if self.builtins.contains(&key) {
-            return vec![Match {
-                module: key,
-                why: "builtin module name".into(),
-            }];
+            return vec![Match { module: key, why: "builtin module name".into() }];
         }
         Vec::new()
     }
@@ -914,33 +729,17 @@ impl ModuleTables {
     /// Matching aliases in kmod's order: depmod gives each alias the priority of its
     /// module's position (modules.order), and a (pattern, module) pair counts
     /// as often as it is listed. Builtin aliases all have priority 0, where kmod's index puts later ones first.
-    fn match_aliases(
-        &self,
-        aliases: &[Alias],
-        index: &AliasIndex,
-        key: &str,
-        builtin: bool,
-    ) -> Vec<Match> {
+    fn match_aliases(&self, aliases: &[Alias], index: &AliasIndex, key: &str, builtin: bool) -> Vec<Match> {
         let mut hits: Vec<(usize, std::cmp::Reverse<usize>)> = index
             .matches(aliases, key)
             .map(|i| {
-                let prio = if builtin {
-                    0
-                } else {
-                    self.by_name
-                        .get(&aliases[i].module)
-                        .copied()
-                        .unwrap_or(usize::MAX)
-                };
+                let prio = if builtin { 0 } else { self.by_name.get(&aliases[i].module).copied().unwrap_or(usize::MAX) };
                 (prio, std::cmp::Reverse(i))
             })
             .collect();
         hits.sort();
         hits.into_iter()
-            .map(|(_, std::cmp::Reverse(i))| Match {
-                module: aliases[i].module.clone(),
-                why: format!("alias {}", aliases[i].pattern),
-            })
+            .map(|(_, std::cmp::Reverse(i))| Match { module: aliases[i].module.clone(), why: format!("alias {}", aliases[i].pattern) })
             .collect()
     }
 
@@ -950,13 +749,7 @@ impl ModuleTables {
             return Vec::new();
         };
         let m = &self.modules[i];
-        let mut out: Vec<String> = m
-            .deps
-            .iter()
-            .rev()
-            .filter_map(|d| self.modules.get(*d))
-            .map(|d| d.name.clone())
-            .collect();
+        let mut out: Vec<String> = m.deps.iter().rev().filter_map(|d| self.modules.get(*d)).map(|d| d.name.clone()).collect();
         out.push(m.name.clone());
         out
     }
@@ -988,9 +781,7 @@ impl ModuleTables {
     }
 
     pub fn module_path(&self, module: &str) -> Option<&Path> {
-        self.by_name
-            .get(&normalize_module_name(module))
-            .map(|&i| self.modules[i].path.as_path())
+        self.by_name.get(&normalize_module_name(module)).map(|&i| self.modules[i].path.as_path())
     }
 
     pub fn is_builtin(&self, module: &str) -> bool {
@@ -1003,9 +794,7 @@ impl ModuleTables {
 
     /// (pattern, module) of every modules.alias entry, in file order.
     pub fn aliases(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.aliases
-            .iter()
-            .map(|a| (a.pattern.as_str(), a.module.as_str()))
+        self.aliases.iter().map(|a| (a.pattern.as_str(), a.module.as_str()))
     }
 
     /// True when PCI/USB detection runs on modules.pcimap/usbmap.
@@ -1045,12 +834,10 @@ pub fn parse_alias_line(line: &str) -> Option<Result<(&str, &str), String>> {
         return None;
     }
     let mut words = line.split_whitespace();
-    Some(
-        match (words.next(), words.next(), words.next(), words.next()) {
-            (Some("alias"), Some(pattern), Some(module), None) => Ok((pattern, module)),
-            _ => Err(format!("expected \"alias PATTERN MODULE\", got {line:?}")),
-        },
-    )
+    Some(match (words.next(), words.next(), words.next(), words.next()) {
+        (Some("alias"), Some(pattern), Some(module), None) => Ok((pattern, module)),
+        _ => Err(format!("expected \"alias PATTERN MODULE\", got {line:?}")),
+    })
 }
 
 /// A parsed modules.dep line: (path relative to the release dir, module name, dep paths).
@@ -1068,11 +855,7 @@ pub fn parse_dep_line(line: &str) -> Option<Result<DepLine, String>> {
     let Some(name) = module_name_from_path(&path) else {
         return Some(Err(format!("{path:?} is not a module file name")));
     };
-    Some(Ok((
-        path,
-        name,
-        deps.split_whitespace().map(relative_module_path).collect(),
-    )))
+    Some(Ok((path, name, deps.split_whitespace().map(relative_module_path).collect())))
 }
 
 fn lines_text(lines: &[String]) -> String {
@@ -1186,10 +969,7 @@ mod tests {
 
     #[test]
     fn absolute_legacy_dep_paths_become_relative() {
-        assert_eq!(
-            relative_module_path("/lib/modules/2.6.18/kernel/drivers/a.ko"),
-            "kernel/drivers/a.ko"
-        );
+        assert_eq!(relative_module_path("/lib/modules/2.6.18/kernel/drivers/a.ko"), "kernel/drivers/a.ko");
         assert_eq!(relative_module_path("kernel/a.ko"), "kernel/a.ko");
     }
 }

@@ -26,9 +26,7 @@ pub fn plan(all: Vec<Candidate>, wanted: Option<&str>, selector: Option<&MediaSe
     let mut considered = Vec::new();
     for candidate in all {
         match wanted {
-            Some(name) if !candidate.matches(name) => {
-                plan.excluded.push((candidate, format!("not the image named by viver.image={name}")))
-            }
+            Some(name) if !candidate.matches(name) => plan.excluded.push((candidate, format!("not the image named by viver.image={name}"))),
             _ => considered.push(candidate),
         }
     }
@@ -106,7 +104,8 @@ mod tests {
 
     #[test]
     fn a_newer_image_on_a_slower_stick_does_not_take_over() {
-        let all = vec![candidate("sda", MediaClass::Usb, "newer00000000000", 200), candidate("vda", MediaClass::Virtio, "older00000000000", 100)];
+        let all =
+            vec![candidate("sda", MediaClass::Usb, "newer00000000000", 200), candidate("vda", MediaClass::Virtio, "older00000000000", 100)];
         let plan = plan(all, None, None);
         assert_eq!(order(&plan)[0], ("vda".to_string(), "older00000000000".to_string()));
         assert!(plan.notes.iter().any(|n| n.contains("fastest medium")), "{:?}", plan.notes);
@@ -130,7 +129,10 @@ mod tests {
 
     #[test]
     fn recency_breaks_ties_between_equal_media() {
-        let all = vec![candidate("vda", MediaClass::Virtio, "older00000000000", 100), candidate("vdb", MediaClass::Virtio, "newer00000000000", 200)];
+        let all = vec![
+            candidate("vda", MediaClass::Virtio, "older00000000000", 100),
+            candidate("vdb", MediaClass::Virtio, "newer00000000000", 200),
+        ];
         assert_eq!(order(&plan(all, None, None))[0].0, "vdb");
     }
 }

@@ -59,11 +59,8 @@ pub fn tmpfs_layer(base: &Path, size: &str) -> Result<Layer, CowError> {
 /// image id keeps the changes made to one image from being laid over another.
 pub fn persistent_layer(mounted_at: &Path, dir: &str, image_id: &str, device_shown: &str) -> Result<Layer, CowError> {
     let base = mounted_at.join(dir.trim_start_matches('/')).join(image_id.replace(['/', ':'], "_"));
-    let layer = Layer {
-        upper: base.join("upper"),
-        work: base.join("work"),
-        description: format!("persistent {device_shown}:{dir}/{image_id}"),
-    };
+    let layer =
+        Layer { upper: base.join("upper"), work: base.join("work"), description: format!("persistent {device_shown}:{dir}/{image_id}") };
     mkdir_all(&layer.upper)?;
     mkdir_all(&layer.work)?;
     Ok(layer)
@@ -97,7 +94,7 @@ pub fn copy_to_ram(image: &Path, ram_dir: &Path, progress: impl FnMut(u64, u64))
     // Keep a quarter of what is free for the system that is about to run from it.
     let available = mem_available().unwrap_or(0);
     if size.saturating_mul(4) / 3 > available {
-        return Err(CowError::NoRoom { needed_mib: size * 4 / 3 >> 20, available_mib: available >> 20 });
+        return Err(CowError::NoRoom { needed_mib: (size.saturating_mul(4) / 3) >> 20, available_mib: available >> 20 });
     }
     let tmpfs_size = format!("size={}k,mode=0755", size / 1024 + 1024);
     mount_fs(Path::new("tmpfs"), ram_dir, "tmpfs", MsFlags::MS_NODEV | MsFlags::MS_NOSUID, Some(&tmpfs_size))?;

@@ -51,23 +51,14 @@ pub fn attach(image: &Path, dev_dir: &Path, read_only: bool) -> Result<LoopDevic
         let two_step = unsafe { loop_uapi::loop_set_fd(loop_dev.as_raw_fd(), backing.as_raw_fd()) }
             .and_then(|_| unsafe { loop_uapi::loop_set_status64(loop_dev.as_raw_fd(), &info) });
         if let Err(set_fd) = two_step {
-            return Err(LoopError::Attach {
-                image: image.display().to_string(),
-                device: device.display().to_string(),
-                configure,
-                set_fd,
-            });
+            return Err(LoopError::Attach { image: image.display().to_string(), device: device.display().to_string(), configure, set_fd });
         }
     }
     Ok(LoopDevice { path: device, _holder: loop_dev })
 }
 
 fn open(path: &Path, write: bool) -> Result<File, LoopError> {
-    OpenOptions::new()
-        .read(true)
-        .write(write)
-        .open(path)
-        .map_err(|source| LoopError::Open { path: path.display().to_string(), source })
+    OpenOptions::new().read(true).write(write).open(path).map_err(|source| LoopError::Open { path: path.display().to_string(), source })
 }
 
 /// devtmpfs creates /dev/loopN a moment after LOOP_CTL_GET_FREE adds it.

@@ -2,8 +2,8 @@
 //! that exposes it, and the copy-on-write overlay that becomes the new root.
 
 pub mod candidate;
-pub mod chunks;
 pub mod choose;
+pub mod chunks;
 pub mod cow;
 pub mod loopdev;
 pub mod manifest;

@@ -13,9 +13,7 @@ pub struct PendingOutput {
 
 impl PendingOutput {
     pub fn new(final_path: &Path) -> Result<PendingOutput, KitError> {
-        let name = final_path
-            .file_name()
-            .ok_or_else(|| KitError::BadInput(format!("output {} has no file name", final_path.display())))?;
+        let name = final_path.file_name().ok_or_else(|| KitError::BadInput(format!("output {} has no file name", final_path.display())))?;
         let dir = match final_path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),

@@ -123,7 +123,8 @@ mod tests {
 
     #[test]
     fn module_satisfies_m_not_y_and_groups_need_one() {
-        let reqs = parse_fragment("CONFIG_A=y\nCONFIG_B=m\nCONFIG_C=y # any-of: g\nCONFIG_D=y # any-of: g\nCONFIG_E=m # optional\n").unwrap();
+        let reqs =
+            parse_fragment("CONFIG_A=y\nCONFIG_B=m\nCONFIG_C=y # any-of: g\nCONFIG_D=y # any-of: g\nCONFIG_E=m # optional\n").unwrap();
         let r = check("CONFIG_A=m\nCONFIG_B=m\nCONFIG_D=y\n", &reqs);
         assert_eq!(r.missing, vec!["CONFIG_A=m, needs =y (built in)".to_string()]);
         assert_eq!(r.warnings.len(), 1);

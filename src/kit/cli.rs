@@ -264,7 +264,8 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 println!("# segment at byte {}: {:?}, {} entries", s.offset, s.compression, s.entries.len());
                 for e in &s.entries {
                     let size = if e.mode & 0o170000 == 0o020000 { format!("{},{}", e.rdev.0, e.rdev.1) } else { e.size.to_string() };
-                    let link = if e.mode & 0o170000 == 0o120000 { format!(" -> {}", String::from_utf8_lossy(&e.data)) } else { String::new() };
+                    let link =
+                        if e.mode & 0o170000 == 0o120000 { format!(" -> {}", String::from_utf8_lossy(&e.data)) } else { String::new() };
                     println!("{} {:>10} {}{}", inspect::mode_string(e.mode), size, e.name, link);
                 }
             }

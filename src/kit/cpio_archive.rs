@@ -14,7 +14,10 @@ pub enum Content {
     HostFile(PathBuf),
     Bytes(Vec<u8>),
     Symlink(String),
-    CharDevice { major: u32, minor: u32 },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -102,8 +105,7 @@ impl Archive {
                 Content::Symlink(target) => target.as_bytes().into(),
                 Content::Dir | Content::CharDevice { .. } => (&[][..]).into(),
             };
-            let size = u32::try_from(data.len())
-                .map_err(|_| KitError::BadInput(format!("{path}: too large for a cpio archive")))?;
+            let size = u32::try_from(data.len()).map_err(|_| KitError::BadInput(format!("{path}: too large for a cpio archive")))?;
             unpacked += data.len() as u64;
             let mut writer = builder.write(out, size);
             writer.write_all(&data).at(sink)?;

@@ -7,9 +7,7 @@ const NOTE: &str = "# viver: disabled, names a local disk of the source machine:
 
 /// True when an fstab source names a local disk (or the entry is swap).
 fn is_local_disk(source: &str, fstype: &str) -> bool {
-    const PREFIXES: [&str; 9] = [
-        "UUID=", "LABEL=", "PARTUUID=", "PARTLABEL=", "/dev/sd", "/dev/nvme", "/dev/vd", "/dev/disk/", "/dev/hd",
-    ];
+    const PREFIXES: [&str; 9] = ["UUID=", "LABEL=", "PARTUUID=", "PARTLABEL=", "/dev/sd", "/dev/nvme", "/dev/vd", "/dev/disk/", "/dev/hd"];
     fstype == "swap" || PREFIXES.iter().any(|p| source.starts_with(p)) || source.starts_with("/dev/mapper/")
 }
 
@@ -26,7 +24,7 @@ pub fn adapt(text: &str) -> (String, usize) {
         if !trimmed.starts_with('#') && !source.is_empty() && is_local_disk(source, fstype) {
             out.push_str(NOTE);
             out.push('\n');
-            out.push_str("#");
+            out.push('#');
             out.push_str(line);
             disabled += 1;
         } else {

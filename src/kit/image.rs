@@ -47,10 +47,7 @@ pub fn check_root(root: &Path) -> Result<(), KitError> {
         return Err(KitError::BadInput(format!("root {} does not exist or is not a directory", root.display())));
     }
     if !root.join("etc").is_dir() || !(root.join("usr").is_dir() || root.join("bin").is_dir()) {
-        return Err(KitError::BadInput(format!(
-            "{} does not look like a Linux root: it needs /etc and /usr or /bin",
-            root.display()
-        )));
+        return Err(KitError::BadInput(format!("{} does not look like a Linux root: it needs /etc and /usr or /bin", root.display())));
     }
     Ok(())
 }
@@ -132,17 +129,17 @@ pub fn build_image(opts: &ImageOptions) -> Result<ImageResult, KitError> {
         .map(|n| n.to_string_lossy().to_string())
         .filter(|n| !n.contains('/') && !n.is_empty())
         .ok_or_else(|| KitError::BadInput(format!("output {} has no file name", opts.output.display())))?;
-    let name = opts.name.clone().unwrap_or_else(|| {
-        opts.output.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "image".into())
-    });
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| opts.output.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "image".into()));
     let manifest_path = manifest_path_for(&opts.output);
     let image_out = PendingOutput::new(&opts.output)?;
     let manifest_out = PendingOutput::new(&manifest_path)?;
     let scratch = ScratchDir::new("image")?;
     let fixed_time = source_date_epoch();
-    let created = fixed_time.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-    });
+    let created =
+        fixed_time.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
 
     // What stays out, as -wildcards patterns relative to ROOT.
     let mut excludes: Vec<String> = EMPTIED_DIRS.iter().map(|d| format!("{d}/*")).collect();

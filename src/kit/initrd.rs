@@ -54,23 +54,12 @@ pub struct InitrdReport {
 fn host_modules(tables: &ModuleTables, host_root: &Path) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     if let Ok(text) = std::fs::read_to_string(host_root.join("proc/modules")) {
-        names.extend(
-            text.lines()
-                .filter_map(|l| l.split_whitespace().next())
-                .map(str::to_string),
-        );
+        names.extend(text.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string));
     }
     if let Ok(entries) = std::fs::read_dir(host_root.join("sys/module")) {
-        names.extend(
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().to_string()),
-        );
+        names.extend(entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()));
     }
-    names
-        .into_iter()
-        .filter(|n| tables.module_path(n).is_some())
-        .collect()
+    names.into_iter().filter(|n| tables.module_path(n).is_some()).collect()
 }
 
 /// Expands selectors into module names; returns the names and the selectors that
@@ -91,10 +80,7 @@ fn expand(tables: &ModuleTables, selectors: &[SelectorLine]) -> (BTreeSet<String
             }
             Selector::PathGlob(glob) => {
                 for m in tables.modules() {
-                    if tables
-                        .module_path(m)
-                        .is_some_and(|p| selection::glob_match(glob, &p.to_string_lossy()))
-                    {
+                    if tables.module_path(m).is_some_and(|p| selection::glob_match(glob, &p.to_string_lossy())) {
                         names.insert(m.to_string());
                     }
                 }
@@ -109,14 +95,8 @@ fn expand(tables: &ModuleTables, selectors: &[SelectorLine]) -> (BTreeSet<String
                 }
             }
         }
-        if names.len() == before
-            && !builtin
-            && !matches!(&line.selector, Selector::Module(n) if names.contains(n))
-        {
-            unmatched.push(format!(
-                "{}: {:?} matches no module of this kernel",
-                line.origin, line.selector
-            ));
+        if names.len() == before && !builtin && !matches!(&line.selector, Selector::Module(n) if names.contains(n)) {
+            unmatched.push(format!("{}: {:?} matches no module of this kernel", line.origin, line.selector));
         }
     }
     (names, unmatched)
@@ -150,27 +130,20 @@ pub fn closure(tables: &ModuleTables, roots: &BTreeSet<String>) -> BTreeSet<Stri
 
 fn is_static_elf(path: &Path) -> Result<bool, KitError> {
     let bytes = std::fs::read(path).at(path)?;
-    let elf = goblin::elf::Elf::parse(&bytes).map_err(|e| {
-        KitError::BadInput(format!("{} is not an ELF executable: {e}", path.display()))
-    })?;
+    let elf =
+        goblin::elf::Elf::parse(&bytes).map_err(|e| KitError::BadInput(format!("{} is not an ELF executable: {e}", path.display())))?;
     Ok(elf.interpreter.is_none())
 }
 
 fn find_busybox(explicit: Option<&Path>) -> Result<PathBuf, KitError> {
     let candidates: Vec<PathBuf> = match explicit {
         Some(p) => vec![p.to_path_buf()],
-        None => vec![
-            PathBuf::from("/bin/busybox"),
-            PathBuf::from("/usr/bin/busybox"),
-        ],
+        None => vec![PathBuf::from("/bin/busybox"), PathBuf::from("/usr/bin/busybox")],
     };
     let found = candidates
         .into_iter()
         .find(|p| p.is_file())
-        .ok_or_else(|| KitError::MissingTool {
-            tool: "busybox".into(),
-            package: "busybox-static".into(),
-        })?;
+        .ok_or_else(|| KitError::MissingTool { tool: "busybox".into(), package: "busybox-static".into() })?;
     if !is_static_elf(&found)? {
         return Err(KitError::BadInput(format!(
             "{} is linked dynamically and cannot run in the initrd: install busybox-static",
@@ -183,64 +156,37 @@ fn find_busybox(explicit: Option<&Path>) -> Result<PathBuf, KitError> {
 pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
     let release_dir = &opts.modules;
     if !release_dir.is_dir() {
-        return Err(KitError::BadInput(format!(
-            "module directory {} does not exist",
-            release_dir.display()
-        )));
+        return Err(KitError::BadInput(format!("module directory {} does not exist", release_dir.display())));
     }
     let release = release_dir
         .canonicalize()
         .at(release_dir)?
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
-        .ok_or_else(|| {
-            KitError::BadInput(format!("{} has no release name", release_dir.display()))
-        })?;
+        .ok_or_else(|| KitError::BadInput(format!("{} has no release name", release_dir.display())))?;
     let init = match &opts.init {
         Some(p) => p.clone(),
-        None => std::env::current_exe().map_err(|e| {
-            KitError::BadInput(format!("cannot find the viver binary for /init: {e}"))
-        })?,
+        None => std::env::current_exe().map_err(|e| KitError::BadInput(format!("cannot find the viver binary for /init: {e}")))?,
     };
     if !init.is_file() {
-        return Err(KitError::BadInput(format!(
-            "/init binary {} does not exist",
-            init.display()
-        )));
+        return Err(KitError::BadInput(format!("/init binary {} does not exist", init.display())));
     }
     if !is_static_elf(&init)? {
-        log::warn!(
-            "{} is dynamically linked: as /init it will not run (build with cargo build --release)",
-            init.display()
-        );
+        log::warn!("{} is dynamically linked: as /init it will not run (build with cargo build --release)", init.display());
     }
 
     // What to include. Selections by name and path need no module read: the tables are
     // then built from the selected modules and what they need only (reading all ~4000,
     // decompressing .ko.xz, is what made a Debian 13 initrd take seconds). A selection
     // by alias needs every module's aliases: the full tables.
-    let only: Option<&[&str]> = if opts.host_only {
-        Some(&selection::HOST_ONLY_LISTS)
-    } else {
-        None
-    };
+    let only: Option<&[&str]> = if opts.host_only { Some(&selection::HOST_ONLY_LISTS) } else { None };
     let mut selectors = selection::load_lists(opts.lists.as_deref(), only)?;
-    selectors.extend(opts.add_modules.iter().map(|m| SelectorLine {
-        selector: Selector::Module(m.replace('-', "_")),
-        origin: "--add-module".into(),
-    }));
-    let tables_error = |e: crate::hardware::HwError| KitError::Tables {
-        release_dir: release_dir.clone(),
-        message: e.to_string(),
-    };
-    let by_alias = selectors
-        .iter()
-        .any(|l| matches!(l.selector, Selector::Alias(_)));
-    let skeleton = if by_alias {
-        None
-    } else {
-        Some(ModuleTables::skeleton(release_dir).map_err(tables_error)?)
-    };
+    selectors.extend(
+        opts.add_modules.iter().map(|m| SelectorLine { selector: Selector::Module(m.replace('-', "_")), origin: "--add-module".into() }),
+    );
+    let tables_error = |e: crate::hardware::HwError| KitError::Tables { release_dir: release_dir.clone(), message: e.to_string() };
+    let by_alias = selectors.iter().any(|l| matches!(l.selector, Selector::Alias(_)));
+    let skeleton = if by_alias { None } else { Some(ModuleTables::skeleton(release_dir).map_err(tables_error)?) };
     let (tables, warnings) = match &skeleton {
         Some(skeleton) => {
             let (mut roots, _) = expand(skeleton, &selectors);
@@ -262,15 +208,8 @@ pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
         )));
     }
     let (mut roots, unmatched) = expand(listing, &selectors);
-    if let Some(bad) = opts
-        .add_modules
-        .iter()
-        .find(|m| listing.module_path(m).is_none() && !listing.is_builtin(m))
-    {
-        return Err(KitError::BadInput(format!(
-            "--add-module {bad}: no such module in {}",
-            release_dir.display()
-        )));
+    if let Some(bad) = opts.add_modules.iter().find(|m| listing.module_path(m).is_none() && !listing.is_builtin(m)) {
+        return Err(KitError::BadInput(format!("--add-module {bad}: no such module in {}", release_dir.display())));
     }
     if opts.host_only {
         roots.extend(host_modules(listing, &opts.host_root));
@@ -288,39 +227,18 @@ pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
     archive.file("init", 0o755, Content::HostFile(init.clone()));
     // The kernel's request_module() runs /sbin/modprobe; /init answers to that name.
     archive.file("sbin/modprobe", 0o777, Content::Symlink("/init".into()));
-    archive.file(
-        "dev/console",
-        0o600,
-        Content::CharDevice { major: 5, minor: 1 },
-    );
-    archive.file(
-        "dev/null",
-        0o666,
-        Content::CharDevice { major: 1, minor: 3 },
-    );
+    archive.file("dev/console", 0o600, Content::CharDevice { major: 5, minor: 1 });
+    archive.file("dev/null", 0o666, Content::CharDevice { major: 1, minor: 3 });
     for m in &modules {
         if let Some(rel) = tables.module_path(m) {
-            archive.file(
-                &format!("{lib}/{}", rel.to_string_lossy()),
-                0o644,
-                Content::HostFile(release_dir.join(rel)),
-            );
+            archive.file(&format!("{lib}/{}", rel.to_string_lossy()), 0o644, Content::HostFile(release_dir.join(rel)));
         }
     }
     let scratch = ScratchDir::new("initrd")?;
     let table_dir = scratch.path.join("tables");
-    tables
-        .subset(&modules)
-        .write(&table_dir)
-        .map_err(|e| KitError::Tables {
-            release_dir: release_dir.clone(),
-            message: e.to_string(),
-        })?;
-    let mut table_files: Vec<String> = std::fs::read_dir(&table_dir)
-        .at(&table_dir)?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect();
+    tables.subset(&modules).write(&table_dir).map_err(|e| KitError::Tables { release_dir: release_dir.clone(), message: e.to_string() })?;
+    let mut table_files: Vec<String> =
+        std::fs::read_dir(&table_dir).at(&table_dir)?.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
     table_files.sort();
     for name in table_files {
         let bytes = std::fs::read(table_dir.join(&name)).at(&table_dir.join(&name))?;
@@ -340,17 +258,12 @@ pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
     }
     let (files_text, files_origin) = match &opts.files_list {
         Some(p) => (std::fs::read_to_string(p).at(p)?, p.display().to_string()),
-        None => (
-            selection::BUILTIN_FILES_LIST.to_string(),
-            "initramfs/files.list".to_string(),
-        ),
+        None => (selection::BUILTIN_FILES_LIST.to_string(), "initramfs/files.list".to_string()),
     };
     for extra in selection::parse_files_list(&files_text, &files_origin)? {
         let src = PathBuf::from(&extra.source);
         let meta = std::fs::metadata(&src).at(&src)?;
-        let mode = extra.mode.unwrap_or_else(|| {
-            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777
-        });
+        let mode = extra.mode.unwrap_or_else(|| std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777);
         archive.file(&extra.dest, mode, Content::HostFile(src));
     }
 
@@ -361,9 +274,7 @@ pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
     let buffered = std::io::BufWriter::with_capacity(1 << 20, file);
     let unpacked_size = match opts.compress {
         InitrdCompression::Gzip => {
-            let gz = flate2::GzBuilder::new()
-                .mtime(0)
-                .write(buffered, flate2::Compression::default());
+            let gz = flate2::GzBuilder::new().mtime(0).write(buffered, flate2::Compression::default());
             let (gz, size) = archive.write(gz, mtime)?;
             let buffered = gz.finish().at(&out.temp_path)?;
             finish_file(buffered, &out.temp_path)?;
@@ -377,19 +288,11 @@ pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
     };
     let compressed_size = std::fs::metadata(&out.temp_path).at(&out.temp_path)?.len();
     out.commit()?;
-    Ok(InitrdReport {
-        compressed_size,
-        unpacked_size,
-        modules,
-        entries: archive.len(),
-        unmatched,
-    })
+    Ok(InitrdReport { compressed_size, unpacked_size, modules, entries: archive.len(), unmatched })
 }
 
 fn finish_file(buffered: std::io::BufWriter<std::fs::File>, path: &Path) -> Result<(), KitError> {
-    let mut file = buffered
-        .into_inner()
-        .map_err(|e| KitError::io(path, e.into_error()))?;
+    let mut file = buffered.into_inner().map_err(|e| KitError::io(path, e.into_error()))?;
     file.flush().at(path)?;
     file.sync_all().at(path)
 }

@@ -53,12 +53,10 @@ fn detect(data: &[u8]) -> Option<Compression> {
 
 fn hex_field(header: &[u8], index: usize, file: &str, offset: usize) -> Result<u32, KitError> {
     let start = 6 + index * 8;
-    let field = header
-        .get(start..start + 8)
-        .ok_or_else(|| KitError::BadInput(format!("{file}: truncated cpio header at byte {offset}")))?;
+    let field =
+        header.get(start..start + 8).ok_or_else(|| KitError::BadInput(format!("{file}: truncated cpio header at byte {offset}")))?;
     let text = std::str::from_utf8(field).unwrap_or("");
-    u32::from_str_radix(text, 16)
-        .map_err(|_| KitError::BadInput(format!("{file}: bad cpio header field {text:?} at byte {offset}")))
+    u32::from_str_radix(text, 16).map_err(|_| KitError::BadInput(format!("{file}: bad cpio header field {text:?} at byte {offset}")))
 }
 
 fn align4(n: usize) -> usize {
@@ -79,9 +77,8 @@ fn parse_cpio(data: &[u8], file: &str, base: usize) -> Result<(Vec<Entry>, usize
         let size = hex_field(header, 6, file, at)? as usize;
         let rdev = (hex_field(header, 9, file, at)?, hex_field(header, 10, file, at)?);
         let namesize = hex_field(header, 11, file, at)? as usize;
-        let name_bytes = data
-            .get(pos + 110..pos + 110 + namesize)
-            .ok_or_else(|| KitError::BadInput(format!("{file}: truncated name at byte {at}")))?;
+        let name_bytes =
+            data.get(pos + 110..pos + 110 + namesize).ok_or_else(|| KitError::BadInput(format!("{file}: truncated name at byte {at}")))?;
         let name = String::from_utf8_lossy(name_bytes).trim_end_matches('\0').to_string();
         let data_start = align4(pos + 110 + namesize);
         let body = data
@@ -118,8 +115,8 @@ pub fn read_initrd(path: &Path) -> Result<Vec<Segment>, KitError> {
             pos += 1;
             continue;
         }
-        let compression = detect(rest)
-            .ok_or_else(|| KitError::BadInput(format!("{file}: unknown data at byte {pos} (not cpio, gzip, zstd or xz)")))?;
+        let compression =
+            detect(rest).ok_or_else(|| KitError::BadInput(format!("{file}: unknown data at byte {pos} (not cpio, gzip, zstd or xz)")))?;
         let (entries, used) = match compression {
             Compression::None => parse_cpio(rest, &file, pos)?,
             Compression::Gzip => {

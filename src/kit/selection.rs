@@ -175,7 +175,21 @@ mod tests {
     #[test]
     fn shipped_lists_parse_and_cover_the_basics() {
         let all = load_lists(None, None).unwrap();
-        for name in ["virtio_blk", "nvme", "ahci", "xhci_pci", "usb_storage", "sdhci_pci", "sr_mod", "isofs", "squashfs", "overlay", "loop", "vfat", "virtio_net"] {
+        for name in [
+            "virtio_blk",
+            "nvme",
+            "ahci",
+            "xhci_pci",
+            "usb_storage",
+            "sdhci_pci",
+            "sr_mod",
+            "isofs",
+            "squashfs",
+            "overlay",
+            "loop",
+            "vfat",
+            "virtio_net",
+        ] {
             assert!(all.iter().any(|s| s.selector == Selector::Module(name.into())), "{name}");
         }
         assert!(parse_files_list(BUILTIN_FILES_LIST, "files.list").unwrap().is_empty());

@@ -48,10 +48,11 @@ pub fn find(tool: &str) -> Result<PathBuf, KitError> {
 /// carries the tail of stderr.
 pub fn run_captured(tool: &str, cmd: &mut Command) -> Result<Vec<u8>, KitError> {
     log::debug!("running {:?}", cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| KitError::ToolFailed { tool: tool.to_string(), status: "not started".into(), detail: e.to_string() })?;
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| KitError::ToolFailed {
+        tool: tool.to_string(),
+        status: "not started".into(),
+        detail: e.to_string(),
+    })?;
     if !out.status.success() {
         return Err(failed(tool, &out.status, &out.stderr, &out.stdout));
     }
@@ -61,10 +62,11 @@ pub fn run_captured(tool: &str, cmd: &mut Command) -> Result<Vec<u8>, KitError> 
 /// Runs a command whose progress output goes straight to the person's terminal.
 pub fn run_visible(tool: &str, cmd: &mut Command) -> Result<(), KitError> {
     log::debug!("running {:?}", cmd);
-    let status = cmd
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| KitError::ToolFailed { tool: tool.to_string(), status: "not started".into(), detail: e.to_string() })?;
+    let status = cmd.stdin(Stdio::null()).status().map_err(|e| KitError::ToolFailed {
+        tool: tool.to_string(),
+        status: "not started".into(),
+        detail: e.to_string(),
+    })?;
     if !status.success() {
         return Err(failed(tool, &status, b"(see the output above)", b""));
     }

@@ -81,9 +81,7 @@ pub struct ServeArgs {
 }
 
 fn parse_range(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
-    let (a, b) = text
-        .split_once('-')
-        .ok_or("expected FIRST-LAST, e.g. 10.0.0.100-10.0.0.199")?;
+    let (a, b) = text.split_once('-').ok_or("expected FIRST-LAST, e.g. 10.0.0.100-10.0.0.199")?;
     let a: Ipv4Addr = a.trim().parse().map_err(|e| format!("{a}: {e}"))?;
     let b: Ipv4Addr = b.trim().parse().map_err(|e| format!("{b}: {e}"))?;
     if u32::from(a) > u32::from(b) {
@@ -93,11 +91,7 @@ fn parse_range(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
 }
 
 fn seconds(s: f64) -> Duration {
-    Duration::from_secs_f64(if s.is_finite() && s > 0.0 {
-        s.min(86400.0)
-    } else {
-        0.1
-    })
+    Duration::from_secs_f64(if s.is_finite() && s > 0.0 { s.min(86400.0) } else { 0.1 })
 }
 
 pub fn run(args: ServeArgs) -> i32 {
@@ -128,10 +122,7 @@ pub fn run(args: ServeArgs) -> i32 {
         tftp_port: args.tftp_port,
         survey_wait: seconds(args.survey_wait),
         survey_interval: seconds(args.survey_interval),
-        http_limits: Limits {
-            head_timeout: seconds(args.http_timeout),
-            ..Limits::default()
-        },
+        http_limits: Limits { head_timeout: seconds(args.http_timeout), ..Limits::default() },
     };
     match super::run(config) {
         Ok(()) => 0,

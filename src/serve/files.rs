@@ -42,15 +42,9 @@ impl Resource {
             Source::File(path) => {
                 let file = File::open(path)?;
                 let size = file.metadata()?.len();
-                Ok(Body {
-                    reader: Box::new(file),
-                    size,
-                })
+                Ok(Body { reader: Box::new(file), size })
             }
-            Source::Bytes(bytes) => Ok(Body {
-                size: bytes.len() as u64,
-                reader: Box::new(Cursor::new(BytesRef(bytes.clone()))),
-            }),
+            Source::Bytes(bytes) => Ok(Body { size: bytes.len() as u64, reader: Box::new(Cursor::new(BytesRef(bytes.clone()))) }),
         }
     }
 
@@ -90,21 +84,9 @@ impl Catalogue {
 /// The image's name in URLs: its file name without `.squashfs`, reduced to
 /// characters that need no escaping.
 pub fn image_name(image: &Path) -> String {
-    let stem = image
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let stem = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = stem.strip_suffix(".squashfs").unwrap_or(&stem);
-    let clean: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let clean: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
     if clean.is_empty() {
         "image".into()
     } else {
@@ -116,11 +98,7 @@ pub fn image_name(image: &Path) -> String {
 /// client a netbooted VIVER node. `${netX/mac:hexhyp}` is the MAC of the interface
 /// iPXE booted from (net0 is only the first one), in the pxelinux `BOOTIF=01-...` form.
 pub fn ipxe_script(base: &str, name: &str, extra: &str) -> String {
-    let extra = if extra.trim().is_empty() {
-        String::new()
-    } else {
-        format!(" {}", extra.trim())
-    };
+    let extra = if extra.trim().is_empty() { String::new() } else { format!(" {}", extra.trim()) };
     format!(
         "#!ipxe\n\
          echo VIVER: booting {name} from {base}\n\
@@ -158,55 +136,24 @@ pub fn build(served: &Served, base: &str) -> Result<Built, crate::serve::ServeEr
     let check = |what: &str, path: &Path| -> Result<(), crate::serve::ServeError> {
         File::open(path)
             .and_then(|f| f.metadata())
-            .and_then(|m| {
-                if m.is_file() {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other("not a regular file"))
-                }
-            })
-            .map_err(|source| crate::serve::ServeError::Input {
-                what: what.into(),
-                path: path.to_path_buf(),
-                source,
-            })
+            .and_then(|m| if m.is_file() { Ok(()) } else { Err(std::io::Error::other("not a regular file")) })
+            .map_err(|source| crate::serve::ServeError::Input { what: what.into(), path: path.to_path_buf(), source })
     };
     check("kernel", &served.kernel)?;
     check("initrd", &served.initrd)?;
     check("image", &served.image)?;
     let mut catalogue = Catalogue::default();
-    let file = |path: &Path, content_type| Resource {
-        source: Source::File(path.to_path_buf()),
-        content_type,
-    };
+    let file = |path: &Path, content_type| Resource { source: Source::File(path.to_path_buf()), content_type };
     let name = image_name(&served.image);
-    catalogue.insert(
-        KERNEL_PATH,
-        file(&served.kernel, "application/octet-stream"),
-    );
-    catalogue.insert(
-        INITRD_PATH,
-        file(&served.initrd, "application/octet-stream"),
-    );
-    catalogue.insert(
-        &format!("/image/{name}.squashfs"),
-        file(&served.image, "application/octet-stream"),
-    );
+    catalogue.insert(KERNEL_PATH, file(&served.kernel, "application/octet-stream"));
+    catalogue.insert(INITRD_PATH, file(&served.initrd, "application/octet-stream"));
+    catalogue.insert(&format!("/image/{name}.squashfs"), file(&served.image, "application/octet-stream"));
     if let Some(manifest) = &served.manifest {
         check("manifest", manifest)?;
-        catalogue.insert(
-            &format!("/image/{name}.toml"),
-            file(manifest, "application/toml"),
-        );
+        catalogue.insert(&format!("/image/{name}.toml"), file(manifest, "application/toml"));
     }
     let script = ipxe_script(base, &name, &served.cmdline);
-    catalogue.insert(
-        SCRIPT_PATH,
-        Resource {
-            source: Source::Bytes(Arc::new(script.clone().into_bytes())),
-            content_type: "text/plain",
-        },
-    );
+    catalogue.insert(SCRIPT_PATH, Resource { source: Source::Bytes(Arc::new(script.clone().into_bytes())), content_type: "text/plain" });
     let mut tftp = BTreeMap::new();
     let mut missing = Vec::new();
     for binary in IPXE_BINARIES {
@@ -214,31 +161,17 @@ pub fn build(served: &Served, base: &str) -> Result<Built, crate::serve::ServeEr
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let bytes = Arc::new(bytes);
-                catalogue.insert(
-                    &format!("/ipxe/{binary}"),
-                    Resource {
-                        source: Source::Bytes(bytes.clone()),
-                        content_type: "application/efi",
-                    },
-                );
+                catalogue
+                    .insert(&format!("/ipxe/{binary}"), Resource { source: Source::Bytes(bytes.clone()), content_type: "application/efi" });
                 tftp.insert(binary.to_string(), bytes);
             }
             Err(e) => {
-                log::warn!(
-                    "serve: {}: {e} (clients that need {binary} cannot boot)",
-                    path.display()
-                );
+                log::warn!("serve: {}: {e} (clients that need {binary} cannot boot)", path.display());
                 missing.push(binary.to_string());
             }
         }
     }
-    Ok(Built {
-        catalogue,
-        tftp,
-        name,
-        script,
-        missing,
-    })
+    Ok(Built { catalogue, tftp, name, script, missing })
 }
 
 #[cfg(test)]
@@ -259,10 +192,7 @@ mod tests {
 
     #[test]
     fn bytes_resource_seeks() {
-        let r = Resource {
-            source: Source::Bytes(Arc::new(b"hello".to_vec())),
-            content_type: "text/plain",
-        };
+        let r = Resource { source: Source::Bytes(Arc::new(b"hello".to_vec())), content_type: "text/plain" };
         let mut body = r.open().unwrap();
         assert_eq!(body.size, 5);
         body.reader.seek(std::io::SeekFrom::Start(3)).unwrap();

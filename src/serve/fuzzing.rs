@@ -34,30 +34,17 @@ pub fn dhcp(data: &[u8]) {
         efi_http_path: Some("/ipxe/ipxe.efi".into()),
         script_path: "/boot.ipxe".into(),
     };
-    let lan = Lan {
-        netmask: Ipv4Addr::new(255, 255, 255, 0),
-        router: None,
-        lease_secs: 3600,
-    };
+    let lan = Lan { netmask: Ipv4Addr::new(255, 255, 255, 0), router: None, lease_secs: 3600 };
     for mode in [Mode::Full, Mode::Proxy, Mode::Silent] {
         for port in [Port::Dhcp, Port::Pxe] {
-            let ctx = Context {
-                mode,
-                plan: &plan,
-                lan: &lan,
-                own_mac: None,
-            };
+            let ctx = Context { mode, plan: &plan, lan: &lan, own_mac: None };
             if let Some((reply, _)) = handle(&packet, port, &ctx, &mut AnyPool).reply {
                 let bytes = reply.encode();
                 assert!(Packet::parse(&bytes).is_ok(), "own reply must parse");
             }
         }
     }
-    let _ = observe(
-        &packet,
-        "10.0.0.2:67".parse().expect("literal"),
-        Ipv4Addr::new(10, 0, 0, 1),
-    );
+    let _ = observe(&packet, "10.0.0.2:67".parse().expect("literal"), Ipv4Addr::new(10, 0, 0, 1));
     let _ = packet.encode();
 }
 

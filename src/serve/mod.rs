@@ -32,25 +32,15 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("{what} {path}: {source}")]
-    Input {
-        what: String,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Input { what: String, path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {what}: {source}")]
-    Bind {
-        what: String,
-        source: std::io::Error,
-    },
+    Bind { what: String, source: std::io::Error },
     #[error("cannot start a thread: {source}")]
     Thread { source: std::io::Error },
     #[error("{0}")]
     Interface(String),
     #[error("state directory {path}: {source}")]
-    State {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    State { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Config(String),
 }
@@ -75,49 +65,23 @@ pub struct ServeConfig {
 
 /// The interface to serve on: the one named, the one holding `address`, or the first
 /// non-loopback interface with an IPv4 address.
-pub fn pick_interface(
-    name: Option<&str>,
-    address: Option<Ipv4Addr>,
-) -> Result<Interface, ServeError> {
-    let all = net::interfaces()
-        .map_err(|e| ServeError::Interface(format!("cannot list interfaces: {e}")))?;
-    let listed = || {
-        all.iter()
-            .map(|i| format!("{} {}", i.name, i.address))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+pub fn pick_interface(name: Option<&str>, address: Option<Ipv4Addr>) -> Result<Interface, ServeError> {
+    let all = net::interfaces().map_err(|e| ServeError::Interface(format!("cannot list interfaces: {e}")))?;
+    let listed = || all.iter().map(|i| format!("{} {}", i.name, i.address)).collect::<Vec<_>>().join(", ");
     let found = match (name, address) {
         (Some(name), _) => all
             .iter()
             .find(|i| i.name == name)
             .cloned()
-            .ok_or_else(|| {
-                ServeError::Interface(format!(
-                    "interface {name} has no IPv4 address (interfaces: {})",
-                    listed()
-                ))
-            })?,
+            .ok_or_else(|| ServeError::Interface(format!("interface {name} has no IPv4 address (interfaces: {})", listed())))?,
         (None, Some(address)) => all
             .iter()
             .find(|i| i.address == address)
             .cloned()
-            .ok_or_else(|| {
-                ServeError::Interface(format!(
-                    "no interface holds {address} (interfaces: {})",
-                    listed()
-                ))
-            })?,
-        (None, None) => all
-            .iter()
-            .find(|i| !i.address.is_loopback())
-            .cloned()
-            .ok_or_else(|| {
-                ServeError::Interface(format!(
-                    "no interface with an IPv4 address besides loopback (interfaces: {})",
-                    listed()
-                ))
-            })?,
+            .ok_or_else(|| ServeError::Interface(format!("no interface holds {address} (interfaces: {})", listed())))?,
+        (None, None) => all.iter().find(|i| !i.address.is_loopback()).cloned().ok_or_else(|| {
+            ServeError::Interface(format!("no interface with an IPv4 address besides loopback (interfaces: {})", listed()))
+        })?,
     };
     Ok(match address {
         Some(address) => Interface { address, ..found },
@@ -171,10 +135,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
             interface.address
         )));
     }
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| ServeError::State {
-        path: config.state_dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| ServeError::State { path: config.state_dir.clone(), source })?;
     let base = format!("http://{}:{}", interface.address, config.http_port);
     let built = files::build(&config.served, &base)?;
 
@@ -183,10 +144,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
         Arc::new(built.catalogue.clone()),
         config.http_limits.clone(),
     )?;
-    let tftp = tftp::server::TftpServer::bind(
-        SocketAddr::from((interface.address, config.tftp_port)),
-        Arc::new(built.tftp.clone()),
-    )?;
+    let tftp = tftp::server::TftpServer::bind(SocketAddr::from((interface.address, config.tftp_port)), Arc::new(built.tftp.clone()))?;
     let tftp_addr = tftp.local_addr().map(|a| a.to_string()).unwrap_or_default();
 
     let report = Report {
@@ -196,14 +154,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
         http: base.clone(),
         tftp: tftp_addr.clone(),
         image: built.name.clone(),
-        files: built
-            .catalogue
-            .paths()
-            .map(|(url, r)| ReportFile {
-                url: format!("{base}{url}"),
-                source: r.describe(),
-            })
-            .collect(),
+        files: built.catalogue.paths().map(|(url, r)| ReportFile { url: format!("{base}{url}"), source: r.describe() }).collect(),
         tftp_files: built.tftp.keys().cloned().collect(),
         missing_ipxe: built.missing.clone(),
         script: built.script.clone(),
@@ -236,25 +187,13 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
 
     let state_dir = config.state_dir.clone();
     let report_for_status = report.clone();
-    let status = Arc::new(DhcpStatus::new(
-        config.dhcp,
-        Box::new(move |state| write_report(&state_dir, &report_for_status, state)),
-    ));
+    let status = Arc::new(DhcpStatus::new(config.dhcp, Box::new(move |state| write_report(&state_dir, &report_for_status, state))));
     let plan = BootPlan {
         server: interface.address,
         http_base: base.clone(),
-        bios_file: built
-            .tftp
-            .contains_key("undionly.kpxe")
-            .then(|| "undionly.kpxe".to_string()),
-        efi_file: ["ipxe.efi", "snponly.efi"]
-            .iter()
-            .find(|f| built.tftp.contains_key(**f))
-            .map(|f| f.to_string()),
-        efi_http_path: ["ipxe.efi", "snponly.efi"]
-            .iter()
-            .find(|f| built.tftp.contains_key(**f))
-            .map(|f| format!("/ipxe/{f}")),
+        bios_file: built.tftp.contains_key("undionly.kpxe").then(|| "undionly.kpxe".to_string()),
+        efi_file: ["ipxe.efi", "snponly.efi"].iter().find(|f| built.tftp.contains_key(**f)).map(|f| f.to_string()),
+        efi_http_path: ["ipxe.efi", "snponly.efi"].iter().find(|f| built.tftp.contains_key(**f)).map(|f| format!("/ipxe/{f}")),
         script_path: files::SCRIPT_PATH.to_string(),
     };
     let dhcp_config = DhcpConfig {
@@ -272,10 +211,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
         pxe_port: 4011,
     };
     threads.extend(dhcp::server::start(dhcp_config, status.clone())?);
-    log::info!(
-        "serve: ready (report {})",
-        config.state_dir.join("serve.json").display()
-    );
+    log::info!("serve: ready (report {})", config.state_dir.join("serve.json").display());
     for thread in threads {
         let _ = thread.join();
     }

@@ -25,11 +25,7 @@ impl Interface {
 }
 
 pub fn prefix_mask(prefix_len: u8) -> Ipv4Addr {
-    let bits = if prefix_len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix_len.min(32)))
-    };
+    let bits = if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len.min(32))) };
     Ipv4Addr::from(bits)
 }
 
@@ -90,9 +86,7 @@ pub fn udp_socket(address: Ipv4Addr, port: u16, device: Option<&str>) -> io::Res
     let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(address).to_be(),
-        },
+        sin_addr: libc::in_addr { s_addr: u32::from(address).to_be() },
         sin_zero: [0; 8],
     };
     // SAFETY: sin is a valid sockaddr_in of the size passed.
@@ -127,9 +121,7 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
             continue;
         }
         // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) }
-            .to_string_lossy()
-            .into_owned();
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) }.to_string_lossy().into_owned();
         // SAFETY: ifa_addr is non-null; its family says which struct it is.
         let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
         if family == libc::AF_INET {
@@ -144,16 +136,8 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
                 u32::from_be(mask.sin_addr.s_addr).count_ones() as u8
             };
             if !v4.iter().any(|i| i.name == name) {
-                let index = CString::new(name.clone())
-                    .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) })
-                    .unwrap_or(0);
-                v4.push(Interface {
-                    name,
-                    address,
-                    prefix_len,
-                    mac: None,
-                    index,
-                });
+                let index = CString::new(name.clone()).map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) }).unwrap_or(0);
+                v4.push(Interface { name, address, prefix_len, mac: None, index });
             }
         } else if family == libc::AF_PACKET {
             // SAFETY: AF_PACKET addresses are sockaddr_ll.
@@ -168,10 +152,7 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
     // SAFETY: head came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(head) };
     for interface in &mut v4 {
-        interface.mac = macs
-            .iter()
-            .find(|(n, _)| *n == interface.name)
-            .map(|(_, m)| *m);
+        interface.mac = macs.iter().find(|(n, _)| *n == interface.name).map(|(_, m)| *m);
     }
     Ok(v4)
 }
@@ -179,18 +160,10 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
 /// True when some host answers an ARP probe for `target` on `interface` within
 /// `wait` (RFC 5227: sender address 0.0.0.0, so no host's ARP cache learns anything).
 pub fn arp_in_use(interface: &Interface, target: Ipv4Addr, wait: Duration) -> io::Result<bool> {
-    let mac = interface
-        .mac
-        .ok_or_else(|| io::Error::other("interface has no MAC address"))?;
+    let mac = interface.mac.ok_or_else(|| io::Error::other("interface has no MAC address"))?;
     let proto = (libc::ETH_P_ARP as u16).to_be();
     // SAFETY: plain socket(2); checked and owned at once.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            i32::from(proto),
-        )
-    };
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, i32::from(proto)) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -202,13 +175,8 @@ pub fn arp_in_use(interface: &Interface, target: Ipv4Addr, wait: Duration) -> io
     sll.sll_protocol = proto;
     sll.sll_ifindex = interface.index as i32;
     // SAFETY: sll is a valid sockaddr_ll.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &sll as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
+    let rc =
+        unsafe { libc::bind(fd.as_raw_fd(), &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -241,25 +209,14 @@ pub fn arp_in_use(interface: &Interface, target: Ipv4Addr, wait: Duration) -> io
         if left.is_zero() {
             return Ok(false);
         }
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd.
         let ready = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
         if ready <= 0 {
             continue;
         }
         // SAFETY: buf is writable for its length.
-        let n = unsafe {
-            libc::recv(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                0,
-            )
-        };
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
         if n < 28 {
             continue;
         }
@@ -288,9 +245,6 @@ mod tests {
     #[test]
     fn loopback_is_listed() {
         let all = interfaces().unwrap();
-        assert!(
-            all.iter().any(|i| i.address == Ipv4Addr::LOCALHOST),
-            "{all:?}"
-        );
+        assert!(all.iter().any(|i| i.address == Ipv4Addr::LOCALHOST), "{all:?}");
     }
 }

@@ -114,4 +114,3 @@ pub const REAL: &[&str] = &[
     "weird chars \t*?[",
     "pci:v0000808[6",
 ];
-

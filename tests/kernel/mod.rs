@@ -47,10 +47,7 @@ impl TestKernel {
             let root = std::env::var_os("VIVER_KERNEL2_ROOT")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| repo_dir().join("qemu-harness/cache/kernel-trixie/root"));
-            TestKernel::at(
-                &root,
-                "qemu-harness/fetch-kernel trixie (qemu-harness/setup does it)",
-            )
+            TestKernel::at(&root, "qemu-harness/fetch-kernel trixie (qemu-harness/setup does it)")
         })
         .clone()
     }
@@ -66,20 +63,13 @@ impl TestKernel {
         let recorded = record
             .as_ref()
             .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("KERNEL_MODULES="))
-                    .map(|v| PathBuf::from(v.trim()))
-            });
+            .and_then(|text| text.lines().find_map(|l| l.strip_prefix("KERNEL_MODULES=")).map(|v| PathBuf::from(v.trim())));
         let modules_rel = match recorded {
             Some(rel) => {
                 assert!(
                     root.join(&rel).is_dir(),
                     "{} names {} but {} is missing: run {fix}",
-                    record
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
+                    record.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
                     rel.display(),
                     root.join(&rel).display()
                 );
@@ -98,20 +88,9 @@ impl TestKernel {
                 found.into_iter().next().unwrap_or_default()
             }
         };
-        let release = modules_rel
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let kernel = TestKernel {
-            root: root.to_path_buf(),
-            release,
-            modules_rel,
-        };
-        assert!(
-            kernel.vmlinuz().is_file(),
-            "missing {}: run {fix}",
-            kernel.vmlinuz().display()
-        );
+        let release = modules_rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let kernel = TestKernel { root: root.to_path_buf(), release, modules_rel };
+        assert!(kernel.vmlinuz().is_file(), "missing {}: run {fix}", kernel.vmlinuz().display());
         kernel
     }
 
@@ -121,32 +100,21 @@ impl TestKernel {
     }
 
     pub fn vmlinuz(&self) -> PathBuf {
-        self.root
-            .join("boot")
-            .join(format!("vmlinuz-{}", self.release))
+        self.root.join("boot").join(format!("vmlinuz-{}", self.release))
     }
 
     pub fn config(&self) -> PathBuf {
-        self.root
-            .join("boot")
-            .join(format!("config-{}", self.release))
+        self.root.join("boot").join(format!("config-{}", self.release))
     }
 
     /// One module file, found by name (`-` and `_` alike; `.ko`, `.ko.xz`, `.ko.zst`, `.ko.gz`).
     pub fn module_path(&self, name: &str) -> PathBuf {
         let wanted = name.replace('-', "_");
         find_file(&self.modules_dir().join("kernel"), &|file_name: &str| {
-            let base = ["", ".xz", ".zst", ".gz"]
-                .iter()
-                .find_map(|ext| file_name.strip_suffix(&format!(".ko{ext}")));
+            let base = ["", ".xz", ".zst", ".gz"].iter().find_map(|ext| file_name.strip_suffix(&format!(".ko{ext}")));
             base.is_some_and(|b| b.replace('-', "_") == wanted)
         })
-        .unwrap_or_else(|| {
-            panic!(
-                "module {name} not found under {}",
-                self.modules_dir().display()
-            )
-        })
+        .unwrap_or_else(|| panic!("module {name} not found under {}", self.modules_dir().display()))
     }
 }
 
@@ -157,19 +125,14 @@ fn release_dirs(root: &Path) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(root.join(base)) else {
             continue;
         };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         for name in names {
             let rel = Path::new(base).join(&name);
             let dir = root.join(&rel);
             // With merged /usr, lib may be a link to usr/lib: count the directory once.
             if (dir.join("modules.order").is_file() || dir.join("kernel").is_dir())
-                && !found
-                    .iter()
-                    .any(|f: &PathBuf| root.join(f).canonicalize().ok() == dir.canonicalize().ok())
+                && !found.iter().any(|f: &PathBuf| root.join(f).canonicalize().ok() == dir.canonicalize().ok())
             {
                 found.push(rel);
             }
@@ -179,10 +142,7 @@ fn release_dirs(root: &Path) -> Vec<PathBuf> {
 }
 
 fn find_file(dir: &Path, matches: &dyn Fn(&str) -> bool) -> Option<PathBuf> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();

@@ -11,10 +11,7 @@ use std::time::{Duration, Instant};
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn require_root() {
-    assert!(
-        nix_uid() == 0,
-        "this test creates network namespaces and must run as root (it skips nothing silently)"
-    );
+    assert!(nix_uid() == 0, "this test creates network namespaces and must run as root (it skips nothing silently)");
 }
 
 fn nix_uid() -> u32 {
@@ -23,25 +20,14 @@ fn nix_uid() -> u32 {
 }
 
 pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A unique short name (interface names are limited to 15 bytes).
 pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}x{}",
-        std::process::id() % 100000,
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{prefix}{}x{}", std::process::id() % 100000, COUNTER.fetch_add(1, Ordering::SeqCst))
 }
 
 /// A network namespace, deleted on drop with everything in it.
@@ -88,26 +74,8 @@ impl Netns {
 
     /// A veth pair: `here` in this namespace on `bridge` (if any), `there` in `other`
     /// with `address` (CIDR), both up.
-    pub fn veth_to(
-        &self,
-        here: &str,
-        bridge: Option<&str>,
-        other: &Netns,
-        there: &str,
-        address: Option<&str>,
-    ) {
-        self.ip(&[
-            "link",
-            "add",
-            here,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            there,
-            "netns",
-            &other.name,
-        ]);
+    pub fn veth_to(&self, here: &str, bridge: Option<&str>, other: &Netns, there: &str, address: Option<&str>) {
+        self.ip(&["link", "add", here, "type", "veth", "peer", "name", there, "netns", &other.name]);
         if let Some(bridge) = bridge {
             self.ip(&["link", "set", here, "master", bridge]);
         }
@@ -137,10 +105,7 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Processes still inside would keep interfaces alive: kill them first.
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
                     // SAFETY: plain kill of a process inside our own test namespace.
@@ -148,9 +113,7 @@ impl Drop for Netns {
                 }
             }
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
 
@@ -164,16 +127,8 @@ impl Process {
     pub fn spawn(mut command: Command, log: &Path) -> Process {
         let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let err = file.try_clone().unwrap();
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-        Process {
-            child,
-            log: log.to_path_buf(),
-        }
+        let child = command.stdin(Stdio::null()).stdout(file).stderr(err).spawn().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+        Process { child, log: log.to_path_buf() }
     }
 
     pub fn log_text(&self) -> String {
@@ -191,11 +146,7 @@ impl Process {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("process exited ({status}) before logging {needle:?}:\n{text}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in {} within {timeout:?}:\n{text}",
-                self.log.display()
-            );
+            assert!(Instant::now() < deadline, "no {needle:?} in {} within {timeout:?}:\n{text}", self.log.display());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -210,23 +161,16 @@ impl Drop for Process {
 
 /// The release binary (built by `cargo test --release` for the integration tests).
 pub fn viver() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
     let bin = target.join("x86_64-unknown-linux-gnu/release/viver");
-    assert!(
-        bin.is_file(),
-        "missing {}: cargo build --release",
-        bin.display()
-    );
+    assert!(bin.is_file(), "missing {}: cargo build --release", bin.display());
     bin
 }
 
 /// A fresh scratch directory `target/serve-tmp/NAME`.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/serve-tmp")
-        .join(name);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/serve-tmp").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -311,11 +255,7 @@ pub fn wait_report(state: &Path, server: &mut Process, timeout: Duration) -> ser
         if let Ok(Some(status)) = server.child.try_wait() {
             panic!("viver serve exited ({status}):\n{}", server.log_text());
         }
-        assert!(
-            Instant::now() < deadline,
-            "no serve.json within {timeout:?}:\n{}",
-            server.log_text()
-        );
+        assert!(Instant::now() < deadline, "no serve.json within {timeout:?}:\n{}", server.log_text());
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -9,18 +9,11 @@ use super::paths::{debian_root_tarball, repo_dir};
 /// Runs `qemu-harness/mkdisk ARGS...` (see that script for the kinds and options).
 pub fn mkdisk(args: &[&std::ffi::OsStr]) -> Result<(), String> {
     let script = repo_dir().join("qemu-harness/mkdisk");
-    let output = Command::new("bash")
-        .arg(&script)
-        .args(args)
-        .output()
-        .map_err(|e| format!("run {}: {e}", script.display()))?;
+    let output = Command::new("bash").arg(&script).args(args).output().map_err(|e| format!("run {}: {e}", script.display()))?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "mkdisk {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim_end()
-        ))
+        Err(format!("mkdisk {args:?} failed: {}", String::from_utf8_lossy(&output.stderr).trim_end()))
     }
 }
 
@@ -62,37 +55,16 @@ pub fn disk_vfat(dir: &Path, out: &Path, opts: &DiskOpts) -> PathBuf {
 }
 /// ISO 9660 (Rock Ridge + Joliet) image of `dir` (no MBR, not bootable).
 pub fn disk_iso(dir: &Path, out: &Path) -> PathBuf {
-    mkdisk_fs(
-        "iso",
-        dir,
-        out,
-        &DiskOpts {
-            label: None,
-            ..DiskOpts::default()
-        },
-    )
+    mkdisk_fs("iso", dir, out, &DiskOpts { label: None, ..DiskOpts::default() })
 }
 /// A squashfs file as a whole disk (or as partition 1 with `mbr`).
 pub fn disk_squashfs(squashfs: &Path, out: &Path, mbr: bool) -> PathBuf {
-    mkdisk_fs(
-        "squashfs",
-        squashfs,
-        out,
-        &DiskOpts {
-            mbr,
-            ..DiskOpts::default()
-        },
-    )
+    mkdisk_fs("squashfs", squashfs, out, &DiskOpts { mbr, ..DiskOpts::default() })
 }
 /// `mib` MiB of random bytes, optionally under an MBR with one (garbage) partition.
 pub fn disk_garbage(out: &Path, mib: u32, mbr: bool) -> PathBuf {
     let size = mib.to_string();
-    let mut args: Vec<&std::ffi::OsStr> = vec![
-        "garbage".as_ref(),
-        out.as_os_str(),
-        "--size".as_ref(),
-        size.as_ref(),
-    ];
+    let mut args: Vec<&std::ffi::OsStr> = vec!["garbage".as_ref(), out.as_os_str(), "--size".as_ref(), size.as_ref()];
     if mbr {
         args.push("--mbr".as_ref());
     }
@@ -105,10 +77,8 @@ pub fn disk_garbage(out: &Path, mib: u32, mbr: bool) -> PathBuf {
 pub fn viver_medium_dir(image: &Path, manifest: &Path, dir: &Path, name: &str) -> PathBuf {
     let viver = dir.join("viver");
     fs::create_dir_all(&viver).unwrap_or_else(|e| panic!("mkdir {}: {e}", viver.display()));
-    fs::copy(image, viver.join(format!("{name}.squashfs")))
-        .unwrap_or_else(|e| panic!("copy {}: {e}", image.display()));
-    fs::copy(manifest, viver.join(format!("{name}.toml")))
-        .unwrap_or_else(|e| panic!("copy {}: {e}", manifest.display()));
+    fs::copy(image, viver.join(format!("{name}.squashfs"))).unwrap_or_else(|e| panic!("copy {}: {e}", image.display()));
+    fs::copy(manifest, viver.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("copy {}: {e}", manifest.display()));
     dir.to_path_buf()
 }
 
@@ -123,11 +93,6 @@ pub fn extract_debian_root(dest: &Path) -> PathBuf {
         .arg(dest)
         .status()
         .unwrap_or_else(|e| panic!("tar: {e}"));
-    assert!(
-        status.success(),
-        "extracting {} into {} failed",
-        tarball.display(),
-        dest.display()
-    );
+    assert!(status.success(), "extracting {} into {} failed", tarball.display(), dest.display());
     dest.to_path_buf()
 }

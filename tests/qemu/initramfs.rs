@@ -69,25 +69,18 @@ pub fn busybox() -> PathBuf {
 pub fn busybox_initramfs(dir: &Path, init_script: &str, modules: &[&str]) -> PathBuf {
     let root = dir.join("initramfs-root");
     for sub in ["bin", "modules", "proc", "sys", "dev", "mnt", "tmp"] {
-        fs::create_dir_all(root.join(sub))
-            .unwrap_or_else(|e| panic!("mkdir in {}: {e}", root.display()));
+        fs::create_dir_all(root.join(sub)).unwrap_or_else(|e| panic!("mkdir in {}: {e}", root.display()));
     }
     fs::copy(busybox(), root.join("bin/busybox")).unwrap_or_else(|e| panic!("copy busybox: {e}"));
-    std::os::unix::fs::symlink("busybox", root.join("bin/sh"))
-        .unwrap_or_else(|e| panic!("symlink sh: {e}"));
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap_or_else(|e| panic!("symlink sh: {e}"));
     for (i, module) in modules_with_deps(modules).iter().enumerate() {
-        let name = module
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        fs::copy(module, root.join("modules").join(format!("{i:03}-{name}")))
-            .unwrap_or_else(|e| panic!("copy {}: {e}", module.display()));
+        let name = module.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        fs::copy(module, root.join("modules").join(format!("{i:03}-{name}"))).unwrap_or_else(|e| panic!("copy {}: {e}", module.display()));
     }
     let init = root.join("init");
     fs::write(&init, init_script).unwrap_or_else(|e| panic!("write {}: {e}", init.display()));
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&init, fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("chmod init: {e}"));
+    fs::set_permissions(&init, fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("chmod init: {e}"));
     let cpio = dir.join("initramfs.cpio");
     make_cpio(&root, &cpio).unwrap_or_else(|e| panic!("{e}"));
     cpio

@@ -51,11 +51,7 @@ pub fn module_path(name: &str) -> PathBuf {
 /// The static release binary (`/init` of the initramfs). Panics with the fix if absent.
 pub fn viver_bin() -> PathBuf {
     let path = target_dir().join("x86_64-unknown-linux-gnu/release/viver");
-    assert!(
-        path.is_file(),
-        "missing {}: run `cargo build --release` first",
-        path.display()
-    );
+    assert!(path.is_file(), "missing {}: run `cargo build --release` first", path.display());
     path
 }
 
@@ -67,22 +63,14 @@ pub fn work_dir() -> PathBuf {
 /// The busybox test root built by `qemu-harness/make-testroot`.
 pub fn testroot_dir() -> PathBuf {
     let dir = work_dir().join("testroot");
-    assert!(
-        dir.join("sbin/init").is_file(),
-        "missing {}: run qemu-harness/make-testroot first",
-        dir.display()
-    );
+    assert!(dir.join("sbin/init").is_file(), "missing {}: run qemu-harness/make-testroot first", dir.display());
     dir
 }
 
 /// The Debian 12 root tarball built by `qemu-harness/make-debian-root`.
 pub fn debian_root_tarball() -> PathBuf {
     let path = work_dir().join("debian-root.tar.zst");
-    assert!(
-        path.exists(),
-        "missing {}: run qemu-harness/make-debian-root first",
-        path.display()
-    );
+    assert!(path.exists(), "missing {}: run qemu-harness/make-debian-root first", path.display());
     path
 }
 

@@ -57,8 +57,7 @@ impl RunningVm {
     /// The serial console so far (without the command-line header).
     pub fn serial(&self) -> SerialLog {
         let bytes = fs::read(&self.log_path).unwrap_or_default();
-        let text = String::from_utf8_lossy(bytes.get(self.log_header_len..).unwrap_or_default())
-            .into_owned();
+        let text = String::from_utf8_lossy(bytes.get(self.log_header_len..).unwrap_or_default()).into_owned();
         SerialLog { text }
     }
 
@@ -92,10 +91,7 @@ impl RunningVm {
                 return Ok(line.trim_end_matches('\r').to_string());
             }
             if exited {
-                return Err(self.failure(&format!(
-                    "QEMU exited ({}) before printing {pattern:?}",
-                    self.status_text()
-                )));
+                return Err(self.failure(&format!("QEMU exited ({}) before printing {pattern:?}", self.status_text())));
             }
             if Instant::now() >= deadline {
                 return Err(self.failure(&format!("no line with {pattern:?} within {timeout:?}")));
@@ -111,9 +107,7 @@ impl RunningVm {
         while !self.has_exited() {
             if Instant::now() >= deadline {
                 self.kill();
-                return Err(self.failure(&format!(
-                    "timeout: QEMU still running after {timeout:?}, killed"
-                )));
+                return Err(self.failure(&format!("timeout: QEMU still running after {timeout:?}, killed")));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -143,11 +137,7 @@ impl RunningVm {
         let output = answer.as_str().unwrap_or_default().to_string();
         // HMP reports most failures as text ("Error: ...", "Device 'x' not found").
         if output.starts_with("Error") || output.contains("not found") {
-            return Err(format!(
-                "vm {}: monitor command {command:?} failed: {}",
-                self.name,
-                output.trim_end()
-            ));
+            return Err(format!("vm {}: monitor command {command:?} failed: {}", self.name, output.trim_end()));
         }
         Ok(output)
     }
@@ -161,9 +151,7 @@ impl RunningVm {
         let name = self.name.clone();
         let qmp = self.qmp.as_mut().ok_or("qmp not connected")?;
         let line = format!("{request}\n");
-        qmp.writer
-            .write_all(line.as_bytes())
-            .map_err(|e| format!("vm {name}: qmp write: {e}"))?;
+        qmp.writer.write_all(line.as_bytes()).map_err(|e| format!("vm {name}: qmp write: {e}"))?;
         read_qmp_answer(&mut qmp.reader).map_err(|e| format!("vm {name}: qmp {request}: {e}"))
     }
 
@@ -174,10 +162,7 @@ impl RunningVm {
                 Ok(stream) => break stream,
                 Err(e) => {
                     if self.has_exited() || Instant::now() >= deadline {
-                        return Err(self.failure(&format!(
-                            "cannot connect to QMP at {}: {e}",
-                            self.qmp_path.display()
-                        )));
+                        return Err(self.failure(&format!("cannot connect to QMP at {}: {e}", self.qmp_path.display())));
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -185,18 +170,11 @@ impl RunningVm {
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
         let writer = stream.try_clone().map_err(|e| format!("qmp socket: {e}"))?;
-        let mut qmp = Qmp {
-            reader: BufReader::new(stream),
-            writer,
-        };
+        let mut qmp = Qmp { reader: BufReader::new(stream), writer };
         // The greeting, then capability negotiation, before any command is accepted.
         let mut greeting = String::new();
-        qmp.reader
-            .read_line(&mut greeting)
-            .map_err(|e| format!("qmp greeting: {e}"))?;
-        qmp.writer
-            .write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
-            .map_err(|e| format!("qmp write: {e}"))?;
+        qmp.reader.read_line(&mut greeting).map_err(|e| format!("qmp greeting: {e}"))?;
+        qmp.writer.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").map_err(|e| format!("qmp write: {e}"))?;
         read_qmp_answer(&mut qmp.reader)?;
         Ok(qmp)
     }
@@ -212,12 +190,7 @@ impl RunningVm {
     /// tail of the serial console.
     fn failure(&self, what: &str) -> String {
         let stderr = fs::read_to_string(&self.stderr_path).unwrap_or_default();
-        let mut message = format!(
-            "vm {}: {what} after {:.1?}\nlog: {}\n",
-            self.name,
-            self.started.elapsed(),
-            self.log_path.display()
-        );
+        let mut message = format!("vm {}: {what} after {:.1?}\nlog: {}\n", self.name, self.started.elapsed(), self.log_path.display());
         if !stderr.trim().is_empty() {
             let _ = writeln!(message, "--- qemu stderr ---\n{}", stderr.trim_end());
         }
@@ -236,14 +209,11 @@ impl Drop for RunningVm {
 fn read_qmp_answer(reader: &mut BufReader<UnixStream>) -> Result<serde_json::Value, String> {
     loop {
         let mut line = String::new();
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|e| format!("qmp read: {e}"))?;
+        let n = reader.read_line(&mut line).map_err(|e| format!("qmp read: {e}"))?;
         if n == 0 {
             return Err("qmp connection closed".to_string());
         }
-        let value: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| format!("qmp answer {line:?} is not JSON: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| format!("qmp answer {line:?} is not JSON: {e}"))?;
         if let Some(ret) = value.get("return") {
             return Ok(ret.clone());
         }

@@ -14,11 +14,7 @@ impl SerialLog {
     /// The rest of the first line starting with `prefix` (after trimming leading
     /// whitespace), e.g. `line_after("PERSIST: ")`.
     pub fn line_after(&self, prefix: &str) -> Option<String> {
-        self.lines().find_map(|line| {
-            line.trim_start()
-                .strip_prefix(prefix)
-                .map(|rest| rest.trim_end().to_string())
-        })
+        self.lines().find_map(|line| line.trim_start().strip_prefix(prefix).map(|rest| rest.trim_end().to_string()))
     }
 
     /// Lines without the serial `\r`.
@@ -44,20 +40,10 @@ impl SerialLog {
     pub fn boot_json(&self) -> Result<serde_json::Value, String> {
         let lines = self
             .section("BOOT-JSON-BEGIN", "BOOT-JSON-END")
-            .ok_or_else(|| {
-                format!(
-                    "no BOOT-JSON-BEGIN..END section in the serial log; tail:\n{}",
-                    self.tail(30)
-                )
-            })?;
+            .ok_or_else(|| format!("no BOOT-JSON-BEGIN..END section in the serial log; tail:\n{}", self.tail(30)))?;
         // Kernel messages may interleave with the output: keep only JSON-looking lines.
-        let text: String = lines
-            .iter()
-            .filter(|l| !is_kernel_message(l))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        serde_json::from_str(&text)
-            .map_err(|e| format!("boot.json from the serial log is not JSON: {e}\n{text}"))
+        let text: String = lines.iter().filter(|l| !is_kernel_message(l)).map(|l| format!("{l}\n")).collect();
+        serde_json::from_str(&text).map_err(|e| format!("boot.json from the serial log is not JSON: {e}\n{text}"))
     }
 
     /// `/proc/mounts` of the booted root as (device, mount point, fstype, options).
@@ -80,19 +66,13 @@ impl SerialLog {
 
     /// The mount at exactly `mount_point`, if any (the last one: it is the visible one).
     pub fn mount_at(&self, mount_point: &str) -> Option<Mount> {
-        self.mounts()
-            .into_iter()
-            .rev()
-            .find(|m| m.mount_point == mount_point)
+        self.mounts().into_iter().rev().find(|m| m.mount_point == mount_point)
     }
 
     /// The last `n` lines, for error messages.
     pub fn tail(&self, n: usize) -> String {
         let lines: Vec<&str> = self.lines().collect();
-        lines
-            .get(lines.len().saturating_sub(n)..)
-            .unwrap_or_default()
-            .join("\n")
+        lines.get(lines.len().saturating_sub(n)..).unwrap_or_default().join("\n")
     }
 }
 
@@ -108,10 +88,7 @@ fn is_kernel_message(line: &str) -> bool {
     let stamp = stamp.trim_start();
     match stamp.split_once('.') {
         Some((secs, micros)) => {
-            !secs.is_empty()
-                && secs.chars().all(|c| c.is_ascii_digit())
-                && micros.len() == 6
-                && micros.chars().all(|c| c.is_ascii_digit())
+            !secs.is_empty() && secs.chars().all(|c| c.is_ascii_digit()) && micros.len() == 6 && micros.chars().all(|c| c.is_ascii_digit())
         }
         None => false,
     }

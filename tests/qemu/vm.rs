@@ -120,8 +120,7 @@ impl Vm {
     /// Adds words to the kernel command line (which starts as `console=ttyS0 panic=-1`:
     /// a panic powers the VM off at once instead of hanging until the timeout).
     pub fn append(mut self, cmdline: &str) -> Vm {
-        self.append
-            .extend(cmdline.split_whitespace().map(str::to_string));
+        self.append.extend(cmdline.split_whitespace().map(str::to_string));
         self
     }
 
@@ -140,17 +139,9 @@ impl Vm {
     }
 
     fn disk(mut self, bus: Bus, path: impl AsRef<Path>) -> Vm {
-        let n = self
-            .disks
-            .iter()
-            .filter(|d| d.bus.id_prefix() == bus.id_prefix())
-            .count();
+        let n = self.disks.iter().filter(|d| d.bus.id_prefix() == bus.id_prefix()).count();
         let id = format!("{}{n}", bus.id_prefix());
-        self.disks.push(Disk {
-            bus,
-            path: path.as_ref().to_path_buf(),
-            id,
-        });
+        self.disks.push(Disk { bus, path: path.as_ref().to_path_buf(), id });
         self
     }
 
@@ -217,29 +208,16 @@ impl Vm {
     /// The QEMU arguments (without the program and without the per-run log/monitor
     /// paths, which [`Vm::spawn`] adds).
     pub fn qemu_args(&self) -> Result<Vec<String>, String> {
-        let mut args: Vec<String> = [
-            "-accel",
-            "tcg",
-            "-machine",
-            &self.machine,
-            "-smp",
-            "1",
-            "-nographic",
-            "-no-reboot",
-            "-nic",
-            "none",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = ["-accel", "tcg", "-machine", &self.machine, "-smp", "1", "-nographic", "-no-reboot", "-nic", "none"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         args.push("-m".into());
         args.push(self.memory_mb.to_string());
 
         match self.boot {
             BootFrom::Kernel => {
-                let kernel = self.kernel.as_ref().ok_or_else(|| {
-                    format!("vm {}: no .kernel() and no boot_from_*()", self.name)
-                })?;
+                let kernel = self.kernel.as_ref().ok_or_else(|| format!("vm {}: no .kernel() and no boot_from_*()", self.name))?;
                 args.push("-kernel".into());
                 args.push(path_arg(kernel)?);
                 if let Some(initrd) = &self.initrd {
@@ -251,10 +229,7 @@ impl Vm {
             }
             BootFrom::Cdrom | BootFrom::Usb => {
                 if self.kernel.is_some() || self.initrd.is_some() {
-                    return Err(format!(
-                        "vm {}: boot_from_*() boots media; .kernel()/.initrd() would bypass it",
-                        self.name
-                    ));
+                    return Err(format!("vm {}: boot_from_*() boots media; .kernel()/.initrd() would bypass it", self.name));
                 }
             }
         }
@@ -263,8 +238,7 @@ impl Vm {
         let mut boot_index_given = false;
         let mut builtin_slot = 0usize; // next free port of the built-in IDE/AHCI
         let mut ahci_port = 0usize;
-        let (mut has_ahci, mut has_xhci, mut has_ehci, mut has_sdhci) =
-            (false, false, false, false);
+        let (mut has_ahci, mut has_xhci, mut has_ehci, mut has_sdhci) = (false, false, false, false);
 
         for disk in &self.disks {
             let bootable = match self.boot {
@@ -278,17 +252,9 @@ impl Vm {
             } else {
                 ""
             };
-            let media = if disk.bus.is_cdrom() {
-                ",media=cdrom,readonly=on"
-            } else {
-                ""
-            };
+            let media = if disk.bus.is_cdrom() { ",media=cdrom,readonly=on" } else { "" };
             args.push("-drive".into());
-            args.push(format!(
-                "file={},if=none,id=drv-{},format=raw{media}",
-                drive_path(&disk.path)?,
-                disk.id
-            ));
+            args.push(format!("file={},if=none,id=drv-{},format=raw{media}", drive_path(&disk.path)?, disk.id));
 
             let mut devices: Vec<String> = Vec::new();
             let builtin_bus = |slot: usize| {
@@ -299,47 +265,24 @@ impl Vm {
                 }
             };
             match disk.bus {
-                Bus::Virtio => {
-                    devices.push(format!("virtio-blk-pci,drive=drv-{0},id={0}", disk.id))
-                }
-                Bus::Nvme => devices.push(format!(
-                    "nvme,drive=drv-{0},id={0},serial=viver-{0}",
-                    disk.id
-                )),
+                Bus::Virtio => devices.push(format!("virtio-blk-pci,drive=drv-{0},id={0}", disk.id)),
+                Bus::Nvme => devices.push(format!("nvme,drive=drv-{0},id={0},serial=viver-{0}", disk.id)),
                 Bus::Ahci | Bus::CdromAhci => {
                     if !has_ahci {
                         devices.push("ahci,id=ahcictl".into());
                         has_ahci = true;
                     }
-                    let kind = if disk.bus.is_cdrom() {
-                        "ide-cd"
-                    } else {
-                        "ide-hd"
-                    };
-                    devices.push(format!(
-                        "{kind},drive=drv-{0},id={0},bus=ahcictl.{ahci_port}",
-                        disk.id
-                    ));
+                    let kind = if disk.bus.is_cdrom() { "ide-cd" } else { "ide-hd" };
+                    devices.push(format!("{kind},drive=drv-{0},id={0},bus=ahcictl.{ahci_port}", disk.id));
                     ahci_port += 1;
                 }
                 Bus::Ide | Bus::CdromIde => {
                     let max = if is_q35 { 6 } else { 4 };
                     if builtin_slot >= max {
-                        return Err(format!(
-                            "vm {}: more than {max} disks on the built-in controller",
-                            self.name
-                        ));
+                        return Err(format!("vm {}: more than {max} disks on the built-in controller", self.name));
                     }
-                    let kind = if disk.bus.is_cdrom() {
-                        "ide-cd"
-                    } else {
-                        "ide-hd"
-                    };
-                    devices.push(format!(
-                        "{kind},drive=drv-{0},id={0},{1}",
-                        disk.id,
-                        builtin_bus(builtin_slot)
-                    ));
+                    let kind = if disk.bus.is_cdrom() { "ide-cd" } else { "ide-hd" };
+                    devices.push(format!("{kind},drive=drv-{0},id={0},{1}", disk.id, builtin_bus(builtin_slot)));
                     builtin_slot += 1;
                 }
                 Bus::UsbXhci => {
@@ -347,20 +290,14 @@ impl Vm {
                         devices.push("qemu-xhci,id=xhcictl".into());
                         has_xhci = true;
                     }
-                    devices.push(format!(
-                        "usb-storage,drive=drv-{0},id={0},bus=xhcictl.0,removable=on",
-                        disk.id
-                    ));
+                    devices.push(format!("usb-storage,drive=drv-{0},id={0},bus=xhcictl.0,removable=on", disk.id));
                 }
                 Bus::UsbEhci => {
                     if !has_ehci {
                         devices.push("usb-ehci,id=ehcictl".into());
                         has_ehci = true;
                     }
-                    devices.push(format!(
-                        "usb-storage,drive=drv-{0},id={0},bus=ehcictl.0,removable=on",
-                        disk.id
-                    ));
+                    devices.push(format!("usb-storage,drive=drv-{0},id={0},bus=ehcictl.0,removable=on", disk.id));
                 }
                 Bus::Sd => {
                     if !has_sdhci {
@@ -380,10 +317,7 @@ impl Vm {
         }
         if self.boot != BootFrom::Kernel {
             if !boot_index_given {
-                return Err(format!(
-                    "vm {}: boot_from_*() but no matching device attached",
-                    self.name
-                ));
+                return Err(format!("vm {}: boot_from_*() but no matching device attached", self.name));
             }
             args.push("-boot".into());
             args.push("strict=on".into());
@@ -399,24 +333,13 @@ impl Vm {
         let log_path = logs.join(format!("{}.log", self.name));
         let stderr_path = logs.join(format!("{}.qemu-stderr.log", self.name));
         // Unix socket paths are limited to 108 bytes: keep them short, out of target/.
-        let short_name: String = self
-            .name
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(48)
-            .collect();
-        let qmp_path = std::env::temp_dir().join(format!(
-            "viver-qmp-{}-{short_name}.sock",
-            std::process::id()
-        ));
+        let short_name: String = self.name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(48).collect();
+        let qmp_path = std::env::temp_dir().join(format!("viver-qmp-{}-{short_name}.sock", std::process::id()));
         let _ = fs::remove_file(&qmp_path);
 
         let mut args = self.qemu_args()?;
         args.push("-chardev".into());
-        args.push(format!(
-            "file,id=serial0,path={},append=on",
-            path_arg(&log_path)?
-        ));
+        args.push(format!("file,id=serial0,path={},append=on", path_arg(&log_path)?));
         args.push("-serial".into());
         args.push("chardev:serial0".into());
         args.push("-monitor".into());
@@ -432,8 +355,7 @@ impl Vm {
         }
         header.push_str("\n# --- serial console (ttyS0) ---\n");
         fs::write(&log_path, &header).map_err(|e| format!("write {}: {e}", log_path.display()))?;
-        let stderr = fs::File::create(&stderr_path)
-            .map_err(|e| format!("create {}: {e}", stderr_path.display()))?;
+        let stderr = fs::File::create(&stderr_path).map_err(|e| format!("create {}: {e}", stderr_path.display()))?;
 
         let mut os_args: Vec<std::ffi::OsString> = args.iter().map(std::ffi::OsString::from).collect();
         if !self.append_bytes.is_empty() {
@@ -450,20 +372,9 @@ impl Vm {
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .map_err(|e| {
-                format!(
-                    "vm {}: cannot start qemu-system-x86_64: {e} (run qemu-harness/setup)",
-                    self.name
-                )
-            })?;
+            .map_err(|e| format!("vm {}: cannot start qemu-system-x86_64: {e} (run qemu-harness/setup)", self.name))?;
         Ok(RunningVm::started(
-            RunningVmFiles {
-                name: self.name.clone(),
-                log_path,
-                log_header_len: header.len(),
-                stderr_path,
-                qmp_path,
-            },
+            RunningVmFiles { name: self.name.clone(), log_path, log_header_len: header.len(), stderr_path, qmp_path },
             child,
         ))
     }
@@ -479,9 +390,7 @@ impl Vm {
 }
 
 fn path_arg(path: &Path) -> Result<String, String> {
-    let text = path
-        .to_str()
-        .ok_or_else(|| format!("path {} is not UTF-8", path.display()))?;
+    let text = path.to_str().ok_or_else(|| format!("path {} is not UTF-8", path.display()))?;
     Ok(text.to_string())
 }
 
@@ -494,11 +403,7 @@ fn drive_path(path: &Path) -> Result<String, String> {
 }
 
 fn shell_quote(arg: &str) -> String {
-    if !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c))
-    {
+    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c)) {
         arg.to_string()
     } else {
         format!("'{}'", arg.replace('\'', "'\\''"))

@@ -78,16 +78,12 @@ pub fn payload(opts: &MediaOptions) -> Result<Vec<(String, PathBuf)>, KitError> 
     };
     need(&opts.kernel, "kernel")?;
     need(&opts.initrd, "initrd")?;
-    let mut files = vec![
-        ("boot/vmlinuz".to_string(), opts.kernel.clone()),
-        ("boot/initrd.img".to_string(), opts.initrd.clone()),
-    ];
+    let mut files = vec![("boot/vmlinuz".to_string(), opts.kernel.clone()), ("boot/initrd.img".to_string(), opts.initrd.clone())];
     if let Some(image) = &opts.image {
         need(image, "image")?;
         let manifest_path = super::image::manifest_path_for(image);
-        let manifest = crate::image::manifest::Manifest::load(&manifest_path).map_err(|e| {
-            KitError::BadInput(format!("{e} (the image needs its manifest; build both with `viver kit image`)"))
-        })?;
+        let manifest = crate::image::manifest::Manifest::load(&manifest_path)
+            .map_err(|e| KitError::BadInput(format!("{e} (the image needs its manifest; build both with `viver kit image`)")))?;
         let stem = Path::new(&manifest.image).file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
         files.push((format!("viver/{}", manifest.image), image.clone()));
         files.push((format!("viver/{stem}.toml"), manifest_path));

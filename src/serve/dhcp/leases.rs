@@ -43,10 +43,7 @@ pub struct Leases {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl Leases {
@@ -104,16 +101,12 @@ impl Leases {
 
     /// Held by another MAC (a live lease or offer)?
     fn taken_by_other(&self, mac: &str, ip: Ipv4Addr, now: u64) -> bool {
-        self.leases
-            .iter()
-            .any(|(m, l)| m != mac && l.ip == ip && l.expires > now)
+        self.leases.iter().any(|(m, l)| m != mac && l.ip == ip && l.expires > now)
     }
 
     fn save(&self) {
         let Some(path) = &self.path else { return };
-        let stored = Stored {
-            leases: self.leases.clone(),
-        };
+        let stored = Stored { leases: self.leases.clone() };
         let text = match serde_json::to_string_pretty(&stored) {
             Ok(text) => text,
             Err(e) => return log::warn!("serve: leases: {e}"),
@@ -191,14 +184,7 @@ impl AddressPool for Leases {
         let ip = chosen?;
         // Expired leases of others on this address are forgotten.
         self.leases.retain(|m, l| *m == key || l.ip != ip);
-        self.leases.insert(
-            key,
-            Lease {
-                ip,
-                expires: now + OFFER_HOLD_SECS,
-                bound: false,
-            },
-        );
+        self.leases.insert(key, Lease { ip, expires: now + OFFER_HOLD_SECS, bound: false });
         Some(ip)
     }
 
@@ -212,25 +198,14 @@ impl AddressPool for Leases {
             return false;
         }
         self.leases.retain(|m, l| *m == key || l.ip != ip);
-        self.leases.insert(
-            key,
-            Lease {
-                ip,
-                expires: now + self.lease_secs,
-                bound: true,
-            },
-        );
+        self.leases.insert(key, Lease { ip, expires: now + self.lease_secs, bound: true });
         self.save();
         true
     }
 
     fn release(&mut self, mac: [u8; 6], ip: Ipv4Addr) {
         let key = mac_text(&mac);
-        if self
-            .leases
-            .get(&key)
-            .is_some_and(|l| l.ip == ip || ip.is_unspecified())
-        {
+        if self.leases.get(&key).is_some_and(|l| l.ip == ip || ip.is_unspecified()) {
             let was_bound = self.leases.get(&key).is_some_and(|l| l.bound);
             self.leases.remove(&key);
             if was_bound {
@@ -260,30 +235,15 @@ mod tests {
     }
 
     fn pool(path: Option<PathBuf>, busy: Vec<Ipv4Addr>) -> Leases {
-        Leases::new(
-            path,
-            ip(10),
-            ip(12),
-            vec![ip(11)],
-            3600,
-            Box::new(move |a| busy.contains(&a)),
-        )
+        Leases::new(path, ip(10), ip(12), vec![ip(11)], 3600, Box::new(move |a| busy.contains(&a)))
     }
 
     #[test]
     fn offers_skip_own_address_busy_hosts_and_run_out() {
         let mut p = pool(None, vec![ip(10)]);
         assert_eq!(p.offer([1; 6], None), Some(ip(12)));
-        assert_eq!(
-            p.offer([1; 6], None),
-            Some(ip(12)),
-            "same client, same address"
-        );
-        assert_eq!(
-            p.offer([2; 6], None),
-            None,
-            "10 answers ARP, 11 is the server, 12 held"
-        );
+        assert_eq!(p.offer([1; 6], None), Some(ip(12)), "same client, same address");
+        assert_eq!(p.offer([2; 6], None), None, "10 answers ARP, 11 is the server, 12 held");
     }
 
     #[test]

@@ -50,9 +50,7 @@ pub fn arch(p: &Packet) -> Option<u16> {
 }
 
 pub fn is_ipxe(p: &Packet) -> bool {
-    p.get(opt::IPXE_ENCAP).is_some()
-        || p.get(opt::USER_CLASS)
-            .is_some_and(|u| u.windows(4).any(|w| w == b"iPXE"))
+    p.get(opt::IPXE_ENCAP).is_some() || p.get(opt::USER_CLASS).is_some_and(|u| u.windows(4).any(|w| w == b"iPXE"))
 }
 
 pub fn classify(p: &Packet) -> ClientKind {
@@ -100,26 +98,14 @@ pub struct Boot {
 }
 
 pub fn boot_for(kind: ClientKind, plan: &BootPlan) -> Option<Boot> {
-    let tftp = |file: &Option<String>| {
-        file.as_ref().map(|f| Boot {
-            file: f.clone(),
-            vendor_class: "PXEClient",
-            tftp: true,
-        })
-    };
+    let tftp = |file: &Option<String>| file.as_ref().map(|f| Boot { file: f.clone(), vendor_class: "PXEClient", tftp: true });
     match kind {
-        ClientKind::Ipxe => Some(Boot {
-            file: format!("{}{}", plan.http_base, plan.script_path),
-            vendor_class: "PXEClient",
-            tftp: false,
-        }),
+        ClientKind::Ipxe => Some(Boot { file: format!("{}{}", plan.http_base, plan.script_path), vendor_class: "PXEClient", tftp: false }),
         ClientKind::BiosPxe => tftp(&plan.bios_file),
         ClientKind::UefiPxe => tftp(&plan.efi_file),
-        ClientKind::UefiHttp => plan.efi_http_path.as_ref().map(|p| Boot {
-            file: format!("{}{p}", plan.http_base),
-            vendor_class: "HTTPClient",
-            tftp: false,
-        }),
+        ClientKind::UefiHttp => {
+            plan.efi_http_path.as_ref().map(|p| Boot { file: format!("{}{p}", plan.http_base), vendor_class: "HTTPClient", tftp: false })
+        }
         ClientKind::OtherArch(_) | ClientKind::Plain => None,
     }
 }
@@ -212,14 +198,8 @@ fn add_boot(reply: &mut Packet, req: &Packet, boot: &Boot, plan: &BootPlan) {
 
 fn add_lease(reply: &mut Packet, lan: &Lan) {
     reply.set(opt::LEASE_TIME, lan.lease_secs.to_be_bytes().to_vec());
-    reply.set(
-        opt::RENEWAL_TIME,
-        (lan.lease_secs / 2).to_be_bytes().to_vec(),
-    );
-    reply.set(
-        opt::REBINDING_TIME,
-        (lan.lease_secs / 8 * 7).to_be_bytes().to_vec(),
-    );
+    reply.set(opt::RENEWAL_TIME, (lan.lease_secs / 2).to_be_bytes().to_vec());
+    reply.set(opt::REBINDING_TIME, (lan.lease_secs / 8 * 7).to_be_bytes().to_vec());
     reply.set(opt::SUBNET_MASK, lan.netmask.octets().to_vec());
     if let Some(router) = lan.router {
         reply.set(opt::ROUTER, router.octets().to_vec());
@@ -232,16 +212,10 @@ pub fn handle(req: &Packet, port: Port, ctx: &Context, pool: &mut dyn AddressPoo
         return silent("BOOTP request without DHCP message type: ignored".into());
     };
     let Some(mac) = req.mac() else {
-        return silent(format!(
-            "{kind:?} with hardware type {} / length {}: ignored",
-            req.htype, req.hlen
-        ));
+        return silent(format!("{kind:?} with hardware type {} / length {}: ignored", req.htype, req.hlen));
     };
     if req.op != super::wire::BOOTREQUEST {
-        return silent(format!(
-            "{kind:?} from {}: not a BOOTREQUEST",
-            mac_text(&mac)
-        ));
+        return silent(format!("{kind:?} from {}: not a BOOTREQUEST", mac_text(&mac)));
     }
     if Some(mac) == ctx.own_mac {
         return silent("own survey packet".into());
@@ -264,10 +238,7 @@ pub fn handle(req: &Packet, port: Port, ctx: &Context, pool: &mut dyn AddressPoo
         _ if ctx.mode == Mode::Proxy || port == Port::Pxe => {
             // proxyDHCP: only boot information, only to network-boot clients.
             let Some(boot) = boot else {
-                return silent(format!(
-                    "{kind:?} from {who} ({}): not answered in proxy mode",
-                    boot_note(&None)
-                ));
+                return silent(format!("{kind:?} from {who} ({}): not answered in proxy mode", boot_note(&None)));
             };
             let out_kind = match (kind, port) {
                 (MessageType::Discover, Port::Dhcp) => MessageType::Offer,
@@ -276,15 +247,8 @@ pub fn handle(req: &Packet, port: Port, ctx: &Context, pool: &mut dyn AddressPoo
             };
             let mut reply = reply_with(out_kind);
             add_boot(&mut reply, req, &boot, ctx.plan);
-            let dest = if port == Port::Pxe {
-                Dest::Source
-            } else {
-                dest_for(req, out_kind)
-            };
-            Outcome {
-                reply: Some((reply, dest)),
-                note: format!("proxy {out_kind:?} to {who}: {}", boot_note(&Some(boot))),
-            }
+            let dest = if port == Port::Pxe { Dest::Source } else { dest_for(req, out_kind) };
+            Outcome { reply: Some((reply, dest)), note: format!("proxy {out_kind:?} to {who}: {}", boot_note(&Some(boot))) }
         }
         _ => {
             let note = boot_note(&boot);
@@ -318,18 +282,13 @@ fn full(
             }
         }
         let dest = dest_for(req, out);
-        reply
-            .options
-            .sort_by_key(|(code, _)| if *code == opt::MESSAGE_TYPE { 0 } else { 1 });
+        reply.options.sort_by_key(|(code, _)| if *code == opt::MESSAGE_TYPE { 0 } else { 1 });
         (reply, dest)
     };
     let requested = req.ip_option(opt::REQUESTED_IP);
     match kind {
         MessageType::Discover => match pool.offer(mac, requested) {
-            Some(ip) => Outcome {
-                reply: Some(answer(MessageType::Offer, ip, true)),
-                note: format!("OFFER {ip} to {who} ({boot_note})"),
-            },
+            Some(ip) => Outcome { reply: Some(answer(MessageType::Offer, ip, true)), note: format!("OFFER {ip} to {who} ({boot_note})") },
             None => silent(format!("DISCOVER from {who}: no free address in the range")),
         },
         MessageType::Request => {
@@ -338,10 +297,7 @@ fn full(
                 if let Some(ip) = requested {
                     pool.release(mac, ip);
                 }
-                return silent(format!(
-                    "REQUEST from {who} for server {:?}: not us",
-                    server_id
-                ));
+                return silent(format!("REQUEST from {who} for server {:?}: not us", server_id));
             }
             let (ip, state) = match (server_id, requested, req.ciaddr) {
                 (Some(_), Some(ip), _) => (ip, "selecting"),
@@ -350,17 +306,11 @@ fn full(
                 _ => return silent(format!("REQUEST from {who} without an address: ignored")),
             };
             if pool.commit(mac, ip) {
-                Outcome {
-                    reply: Some(answer(MessageType::Ack, ip, true)),
-                    note: format!("ACK {ip} to {who} ({state}; {boot_note})"),
-                }
+                Outcome { reply: Some(answer(MessageType::Ack, ip, true)), note: format!("ACK {ip} to {who} ({state}; {boot_note})") }
             } else {
                 let (mut nak, dest) = answer(MessageType::Nak, Ipv4Addr::UNSPECIFIED, false);
                 nak.set(opt::MESSAGE, format!("{ip} is not available").into_bytes());
-                Outcome {
-                    reply: Some((nak, dest)),
-                    note: format!("NAK {ip} to {who} ({state})"),
-                }
+                Outcome { reply: Some((nak, dest)), note: format!("NAK {ip} to {who} ({state})") }
             }
         }
         MessageType::Inform => Outcome {
@@ -375,10 +325,7 @@ fn full(
             if let Some(ip) = requested {
                 pool.decline(ip);
             }
-            silent(format!(
-                "DECLINE {:?} by {who}: address marked in use",
-                requested
-            ))
+            silent(format!("DECLINE {:?} by {who}: address marked in use", requested))
         }
         other => silent(format!("{other:?} from {who}: a client never sends that")),
     }
@@ -391,13 +338,7 @@ mod tests {
     struct FakePool(Vec<([u8; 6], Ipv4Addr)>);
     impl AddressPool for FakePool {
         fn offer(&mut self, mac: [u8; 6], _requested: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
-            Some(
-                self.0
-                    .iter()
-                    .find(|(m, _)| *m == mac)
-                    .map(|(_, ip)| *ip)
-                    .unwrap_or(Ipv4Addr::new(10, 0, 0, 100)),
-            )
+            Some(self.0.iter().find(|(m, _)| *m == mac).map(|(_, ip)| *ip).unwrap_or(Ipv4Addr::new(10, 0, 0, 100)))
         }
         fn commit(&mut self, mac: [u8; 6], ip: Ipv4Addr) -> bool {
             if self.0.iter().any(|(m, i)| *i == ip && *m != mac) {
@@ -423,75 +364,40 @@ mod tests {
         }
     }
     fn lan() -> Lan {
-        Lan {
-            netmask: Ipv4Addr::new(255, 255, 255, 0),
-            router: None,
-            lease_secs: 3600,
-        }
+        Lan { netmask: Ipv4Addr::new(255, 255, 255, 0), router: None, lease_secs: 3600 }
     }
     fn pxe(kind: MessageType, arch: u16) -> Packet {
         let mut p = Packet::request(kind, 7, [2, 0, 0, 0, 0, 9]);
-        p.set(
-            opt::VENDOR_CLASS,
-            format!("PXEClient:Arch:{arch:05}:UNDI:002001").into_bytes(),
-        );
+        p.set(opt::VENDOR_CLASS, format!("PXEClient:Arch:{arch:05}:UNDI:002001").into_bytes());
         p.set(opt::CLIENT_ARCH, arch.to_be_bytes().to_vec());
         p.set(opt::CLIENT_UUID, vec![0; 17]);
         p
     }
     fn run(req: &Packet, mode: Mode, port: Port, pool: &mut FakePool) -> Outcome {
         let (plan, lan) = (plan(), lan());
-        let ctx = Context {
-            mode,
-            plan: &plan,
-            lan: &lan,
-            own_mac: Some([2, 0, 0, 0, 0, 1]),
-        };
+        let ctx = Context { mode, plan: &plan, lan: &lan, own_mac: Some([2, 0, 0, 0, 0, 1]) };
         handle(req, port, &ctx, pool)
     }
 
     #[test]
     fn classifies_clients() {
-        assert_eq!(
-            classify(&pxe(MessageType::Discover, 0)),
-            ClientKind::BiosPxe
-        );
-        assert_eq!(
-            classify(&pxe(MessageType::Discover, 7)),
-            ClientKind::UefiPxe
-        );
-        assert_eq!(
-            classify(&pxe(MessageType::Discover, 9)),
-            ClientKind::UefiPxe
-        );
-        assert_eq!(
-            classify(&pxe(MessageType::Discover, 11)),
-            ClientKind::OtherArch(11)
-        );
+        assert_eq!(classify(&pxe(MessageType::Discover, 0)), ClientKind::BiosPxe);
+        assert_eq!(classify(&pxe(MessageType::Discover, 7)), ClientKind::UefiPxe);
+        assert_eq!(classify(&pxe(MessageType::Discover, 9)), ClientKind::UefiPxe);
+        assert_eq!(classify(&pxe(MessageType::Discover, 11)), ClientKind::OtherArch(11));
         let mut http = Packet::request(MessageType::Discover, 1, [2; 6]);
-        http.set(
-            opt::VENDOR_CLASS,
-            b"HTTPClient:Arch:00016:UNDI:003001".to_vec(),
-        );
+        http.set(opt::VENDOR_CLASS, b"HTTPClient:Arch:00016:UNDI:003001".to_vec());
         http.set(opt::CLIENT_ARCH, vec![0, 16]);
         assert_eq!(classify(&http), ClientKind::UefiHttp);
         let mut ipxe = pxe(MessageType::Discover, 0);
         ipxe.set(opt::USER_CLASS, b"iPXE".to_vec());
         assert_eq!(classify(&ipxe), ClientKind::Ipxe);
-        assert_eq!(
-            classify(&Packet::request(MessageType::Discover, 1, [2; 6])),
-            ClientKind::Plain
-        );
+        assert_eq!(classify(&Packet::request(MessageType::Discover, 1, [2; 6])), ClientKind::Plain);
     }
 
     #[test]
     fn proxy_offer_carries_pxe_options_and_no_address() {
-        let out = run(
-            &pxe(MessageType::Discover, 0),
-            Mode::Proxy,
-            Port::Dhcp,
-            &mut FakePool(vec![]),
-        );
+        let out = run(&pxe(MessageType::Discover, 0), Mode::Proxy, Port::Dhcp, &mut FakePool(vec![]));
         let (reply, dest) = out.reply.unwrap();
         assert_eq!(dest, Dest::Broadcast);
         assert_eq!(reply.message_type(), Some(MessageType::Offer));
@@ -506,18 +412,14 @@ mod tests {
         assert!(reply.get(opt::LEASE_TIME).is_none());
         // A plain client is not answered by a proxy.
         let plain = Packet::request(MessageType::Discover, 1, [2; 6]);
-        assert!(run(&plain, Mode::Proxy, Port::Dhcp, &mut FakePool(vec![]))
-            .reply
-            .is_none());
+        assert!(run(&plain, Mode::Proxy, Port::Dhcp, &mut FakePool(vec![])).reply.is_none());
     }
 
     #[test]
     fn port_4011_request_gets_an_ack_back_to_its_source() {
         let mut req = pxe(MessageType::Request, 7);
         req.ciaddr = Ipv4Addr::new(192, 168, 1, 50);
-        let (reply, dest) = run(&req, Mode::Proxy, Port::Pxe, &mut FakePool(vec![]))
-            .reply
-            .unwrap();
+        let (reply, dest) = run(&req, Mode::Proxy, Port::Pxe, &mut FakePool(vec![])).reply.unwrap();
         assert_eq!(dest, Dest::Source);
         assert_eq!(reply.message_type(), Some(MessageType::Ack));
         assert_eq!(reply.file, b"ipxe.efi");
@@ -526,14 +428,7 @@ mod tests {
     #[test]
     fn full_mode_offer_request_ack() {
         let mut pool = FakePool(vec![]);
-        let (offer, _) = run(
-            &pxe(MessageType::Discover, 0),
-            Mode::Full,
-            Port::Dhcp,
-            &mut pool,
-        )
-        .reply
-        .unwrap();
+        let (offer, _) = run(&pxe(MessageType::Discover, 0), Mode::Full, Port::Dhcp, &mut pool).reply.unwrap();
         assert_eq!(offer.yiaddr, Ipv4Addr::new(10, 0, 0, 100));
         assert_eq!(offer.get(opt::LEASE_TIME), Some(&3600u32.to_be_bytes()[..]));
         assert_eq!(offer.get(opt::SUBNET_MASK), Some(&[255, 255, 255, 0][..]));
@@ -552,18 +447,12 @@ mod tests {
 
     #[test]
     fn init_reboot_acks_own_lease_and_naks_a_taken_one() {
-        let mut pool = FakePool(vec![
-            ([2, 0, 0, 0, 0, 9], Ipv4Addr::new(10, 0, 0, 120)),
-            ([3; 6], Ipv4Addr::new(10, 0, 0, 121)),
-        ]);
+        let mut pool = FakePool(vec![([2, 0, 0, 0, 0, 9], Ipv4Addr::new(10, 0, 0, 120)), ([3; 6], Ipv4Addr::new(10, 0, 0, 121))]);
         let mut req = Packet::request(MessageType::Request, 3, [2, 0, 0, 0, 0, 9]);
         req.set(opt::REQUESTED_IP, vec![10, 0, 0, 120]);
         let (ack, _) = run(&req, Mode::Full, Port::Dhcp, &mut pool).reply.unwrap();
         assert_eq!(ack.message_type(), Some(MessageType::Ack));
-        assert!(
-            ack.get(opt::BOOTFILE).is_none(),
-            "plain client: no boot options"
-        );
+        assert!(ack.get(opt::BOOTFILE).is_none(), "plain client: no boot options");
         req.set(opt::REQUESTED_IP, vec![10, 0, 0, 121]);
         let (nak, dest) = run(&req, Mode::Full, Port::Dhcp, &mut pool).reply.unwrap();
         assert_eq!(nak.message_type(), Some(MessageType::Nak));
@@ -574,20 +463,13 @@ mod tests {
     fn ipxe_and_http_boot_get_urls() {
         let mut ipxe = pxe(MessageType::Discover, 0);
         ipxe.set(opt::IPXE_ENCAP, vec![19, 1, 1]);
-        let (offer, _) = run(&ipxe, Mode::Proxy, Port::Dhcp, &mut FakePool(vec![]))
-            .reply
-            .unwrap();
+        let (offer, _) = run(&ipxe, Mode::Proxy, Port::Dhcp, &mut FakePool(vec![])).reply.unwrap();
         assert_eq!(offer.file, b"http://10.0.0.1:80/boot.ipxe");
         assert!(offer.get(opt::TFTP_SERVER).is_none());
         let mut http = Packet::request(MessageType::Discover, 1, [2; 6]);
-        http.set(
-            opt::VENDOR_CLASS,
-            b"HTTPClient:Arch:00016:UNDI:003001".to_vec(),
-        );
+        http.set(opt::VENDOR_CLASS, b"HTTPClient:Arch:00016:UNDI:003001".to_vec());
         http.set(opt::CLIENT_ARCH, vec![0, 16]);
-        let (offer, _) = run(&http, Mode::Full, Port::Dhcp, &mut FakePool(vec![]))
-            .reply
-            .unwrap();
+        let (offer, _) = run(&http, Mode::Full, Port::Dhcp, &mut FakePool(vec![])).reply.unwrap();
         assert_eq!(offer.file, b"http://10.0.0.1:80/ipxe/ipxe.efi");
         assert_eq!(offer.get(opt::VENDOR_CLASS), Some(&b"HTTPClient"[..]));
         assert!(offer.get(opt::VENDOR_SPECIFIC).is_none());
@@ -596,15 +478,9 @@ mod tests {
     #[test]
     fn silent_and_own_packets() {
         let req = pxe(MessageType::Discover, 0);
-        assert!(run(&req, Mode::Silent, Port::Dhcp, &mut FakePool(vec![]))
-            .reply
-            .is_none());
-        assert!(run(&req, Mode::Off, Port::Pxe, &mut FakePool(vec![]))
-            .reply
-            .is_none());
+        assert!(run(&req, Mode::Silent, Port::Dhcp, &mut FakePool(vec![])).reply.is_none());
+        assert!(run(&req, Mode::Off, Port::Pxe, &mut FakePool(vec![])).reply.is_none());
         let own = Packet::request(MessageType::Discover, 1, [2, 0, 0, 0, 0, 1]);
-        assert!(run(&own, Mode::Full, Port::Dhcp, &mut FakePool(vec![]))
-            .reply
-            .is_none());
+        assert!(run(&own, Mode::Full, Port::Dhcp, &mut FakePool(vec![])).reply.is_none());
     }
 }

@@ -50,21 +50,10 @@ pub fn observe(p: &Packet, source: SocketAddr, own: Ipv4Addr) -> Option<Seen> {
         return None;
     }
     let vendor = p.get(opt::VENDOR_CLASS).unwrap_or_default();
-    let file = p
-        .get(opt::BOOTFILE)
-        .map(<[u8]>::to_vec)
-        .unwrap_or_else(|| p.file.clone());
+    let file = p.get(opt::BOOTFILE).map(<[u8]>::to_vec).unwrap_or_else(|| p.file.clone());
     let boot_file = String::from_utf8_lossy(&file).into_owned();
-    let pxe = vendor.starts_with(b"PXEClient")
-        || vendor.starts_with(b"HTTPClient")
-        || !boot_file.is_empty();
-    Some(Seen {
-        server,
-        addresses: p.yiaddr != Ipv4Addr::UNSPECIFIED,
-        pxe,
-        boot_file,
-        message: format!("{kind:?}"),
-    })
+    let pxe = vendor.starts_with(b"PXEClient") || vendor.starts_with(b"HTTPClient") || !boot_file.is_empty();
+    Some(Seen { server, addresses: p.yiaddr != Ipv4Addr::UNSPECIFIED, pxe, boot_file, message: format!("{kind:?}") })
 }
 
 /// The mode at start from the setting and the survey, and the reason in words.
@@ -81,22 +70,15 @@ pub fn decide(setting: Setting, seen: &[Seen]) -> (Mode, String) {
     match setting {
         Setting::Off => (Mode::Off, "--dhcp off".into()),
         Setting::Full if dhcp.is_empty() => (Mode::Full, "--dhcp full".into()),
-        Setting::Full => (
-            Mode::Full,
-            format!("--dhcp full although DHCP server {} answers on the segment", dhcp.join(", ")),
-        ),
+        Setting::Full => (Mode::Full, format!("--dhcp full although DHCP server {} answers on the segment", dhcp.join(", "))),
         Setting::Proxy => (Mode::Proxy, "--dhcp proxy".into()),
         Setting::Auto if !pxe.is_empty() => (
             Mode::Silent,
-            format!(
-                "another PXE server answers on this segment: {}; VIVER stays silent (--dhcp force to answer anyway)",
-                pxe.join(", ")
-            ),
+            format!("another PXE server answers on this segment: {}; VIVER stays silent (--dhcp force to answer anyway)", pxe.join(", ")),
         ),
-        Setting::Auto | Setting::Force if !dhcp.is_empty() => (
-            Mode::Proxy,
-            format!("DHCP server {} gives addresses on this segment: proxyDHCP only", dhcp.join(", ")),
-        ),
+        Setting::Auto | Setting::Force if !dhcp.is_empty() => {
+            (Mode::Proxy, format!("DHCP server {} gives addresses on this segment: proxyDHCP only", dhcp.join(", ")))
+        }
         Setting::Auto | Setting::Force => {
             let mut reason = "no DHCP server answered the survey: VIVER gives addresses".to_string();
             if !pxe.is_empty() {
@@ -117,20 +99,11 @@ pub fn tighten(setting: Setting, current: Mode, seen: &Seen) -> Option<(Mode, St
     if setting == Setting::Auto && seen.pxe && matches!(current, Mode::Full | Mode::Proxy) {
         return Some((
             Mode::Silent,
-            format!(
-                "PXE server {} (boot file {:?}) appeared on the segment: VIVER is silent now",
-                seen.server, seen.boot_file
-            ),
+            format!("PXE server {} (boot file {:?}) appeared on the segment: VIVER is silent now", seen.server, seen.boot_file),
         ));
     }
     if seen.addresses && current == Mode::Full {
-        return Some((
-            Mode::Proxy,
-            format!(
-                "DHCP server {} appeared on the segment: proxyDHCP only now",
-                seen.server
-            ),
-        ));
+        return Some((Mode::Proxy, format!("DHCP server {} appeared on the segment: proxyDHCP only now", seen.server)));
     }
     None
 }
@@ -139,10 +112,7 @@ pub fn tighten(setting: Setting, current: Mode, seen: &Seen) -> Option<(Mode, St
 pub fn survey_discover(xid: u32, mac: [u8; 6]) -> Packet {
     let mut p = Packet::request(MessageType::Discover, xid, mac);
     p.set(opt::PARAMETER_LIST, vec![1, 3, 6, 43, 54, 60, 66, 67]);
-    p.set(
-        opt::VENDOR_CLASS,
-        b"PXEClient:Arch:00000:UNDI:002001".to_vec(),
-    );
+    p.set(opt::VENDOR_CLASS, b"PXEClient:Arch:00000:UNDI:002001".to_vec());
     p.set(opt::CLIENT_ARCH, vec![0, 0]);
     p.set(opt::CLIENT_NDI, vec![1, 2, 1]);
     let mut uuid = vec![0u8];
@@ -154,13 +124,7 @@ pub fn survey_discover(xid: u32, mac: [u8; 6]) -> Packet {
 
 /// Sends the survey DISCOVER on `socket` (port 68 on the interface) to `target` and
 /// collects other servers' answers for `wait`.
-pub fn survey(
-    socket: &UdpSocket,
-    target: SocketAddr,
-    mac: [u8; 6],
-    own: Ipv4Addr,
-    wait: Duration,
-) -> Vec<Seen> {
+pub fn survey(socket: &UdpSocket, target: SocketAddr, mac: [u8; 6], own: Ipv4Addr, wait: Duration) -> Vec<Seen> {
     let xid = (std::process::id() << 8) ^ (Instant::now().elapsed().subsec_nanos());
     let discover = survey_discover(xid, mac).encode();
     let mut seen: Vec<Seen> = Vec::new();
@@ -186,31 +150,21 @@ pub fn survey(
             Ok((n, from)) => {
                 if let Ok(p) = Packet::parse(&buf[..n]) {
                     if let Some(s) = observe(&p, from, own) {
-                        if !seen.iter().any(|x| {
-                            x.server == s.server && x.pxe == s.pxe && x.addresses == s.addresses
-                        }) {
+                        if !seen.iter().any(|x| x.server == s.server && x.pxe == s.pxe && x.addresses == s.addresses) {
                             log::info!(
                                 "serve: DHCP survey: {} from {} (addresses: {}, PXE: {}{})",
                                 s.message,
                                 s.server,
                                 s.addresses,
                                 s.pxe,
-                                if s.pxe {
-                                    format!(", boot file {:?}", s.boot_file)
-                                } else {
-                                    String::new()
-                                }
+                                if s.pxe { format!(", boot file {:?}", s.boot_file) } else { String::new() }
                             );
                             seen.push(s);
                         }
                     }
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(e) => {
                 log::warn!("serve: DHCP survey: {e}");
                 break;
@@ -229,11 +183,7 @@ mod tests {
             server: Ipv4Addr::new(10, 0, 0, 2),
             addresses,
             pxe,
-            boot_file: if pxe {
-                "pxelinux.0".into()
-            } else {
-                String::new()
-            },
+            boot_file: if pxe { "pxelinux.0".into() } else { String::new() },
             message: "Offer".into(),
         }
     }
@@ -244,37 +194,20 @@ mod tests {
         assert_eq!(decide(Setting::Auto, &[seen(true, false)]).0, Mode::Proxy);
         let (mode, why) = decide(Setting::Auto, &[seen(true, false), seen(true, true)]);
         assert_eq!(mode, Mode::Silent);
-        assert!(
-            why.contains("another PXE server") && why.contains("pxelinux.0"),
-            "{why}"
-        );
+        assert!(why.contains("another PXE server") && why.contains("pxelinux.0"), "{why}");
         assert_eq!(decide(Setting::Force, &[seen(true, true)]).0, Mode::Proxy);
         assert_eq!(decide(Setting::Force, &[seen(false, true)]).0, Mode::Full);
         assert_eq!(decide(Setting::Proxy, &[]).0, Mode::Proxy);
         assert_eq!(decide(Setting::Off, &[seen(true, true)]).0, Mode::Off);
-        assert!(decide(Setting::Full, &[seen(true, false)])
-            .1
-            .contains("although"));
+        assert!(decide(Setting::Full, &[seen(true, false)]).1.contains("although"));
     }
 
     #[test]
     fn only_tightens() {
-        assert_eq!(
-            tighten(Setting::Auto, Mode::Full, &seen(true, false)).map(|t| t.0),
-            Some(Mode::Proxy)
-        );
-        assert_eq!(
-            tighten(Setting::Auto, Mode::Proxy, &seen(true, false)),
-            None
-        );
-        assert_eq!(
-            tighten(Setting::Auto, Mode::Proxy, &seen(false, true)).map(|t| t.0),
-            Some(Mode::Silent)
-        );
-        assert_eq!(
-            tighten(Setting::Force, Mode::Proxy, &seen(false, true)),
-            None
-        );
+        assert_eq!(tighten(Setting::Auto, Mode::Full, &seen(true, false)).map(|t| t.0), Some(Mode::Proxy));
+        assert_eq!(tighten(Setting::Auto, Mode::Proxy, &seen(true, false)), None);
+        assert_eq!(tighten(Setting::Auto, Mode::Proxy, &seen(false, true)).map(|t| t.0), Some(Mode::Silent));
+        assert_eq!(tighten(Setting::Force, Mode::Proxy, &seen(false, true)), None);
         assert_eq!(tighten(Setting::Full, Mode::Full, &seen(true, true)), None);
     }
 
@@ -289,11 +222,7 @@ mod tests {
         assert!(s.addresses && !s.pxe);
         assert!(observe(&offer, from, Ipv4Addr::new(10, 0, 0, 2)).is_none());
         offer.file = b"undionly.kpxe".to_vec();
-        assert!(
-            observe(&offer, from, Ipv4Addr::new(10, 0, 0, 1))
-                .unwrap()
-                .pxe
-        );
+        assert!(observe(&offer, from, Ipv4Addr::new(10, 0, 0, 1)).unwrap().pxe);
         assert!(observe(&req, from, Ipv4Addr::new(10, 0, 0, 1)).is_none());
     }
 }

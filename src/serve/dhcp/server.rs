@@ -50,13 +50,7 @@ pub struct DhcpStatus {
 impl DhcpStatus {
     pub fn new(setting: Setting, on_change: Box<dyn Fn(&DhcpState) + Send + Sync>) -> DhcpStatus {
         DhcpStatus {
-            state: Mutex::new(DhcpState {
-                setting,
-                mode: Mode::Silent,
-                reason: "starting".into(),
-                range: None,
-                seen: Vec::new(),
-            }),
+            state: Mutex::new(DhcpState { setting, mode: Mode::Silent, reason: "starting".into(), range: None, seen: Vec::new() }),
             on_change,
         }
     }
@@ -87,10 +81,7 @@ fn is_private(ip: Ipv4Addr) -> bool {
 
 /// The full-mode range: the one given (checked against the interface's subnet), or
 /// the upper half of a private subnet (at most 100 addresses).
-pub fn choose_range(
-    interface: &Interface,
-    given: Option<(Ipv4Addr, Ipv4Addr)>,
-) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+pub fn choose_range(interface: &Interface, given: Option<(Ipv4Addr, Ipv4Addr)>) -> Result<(Ipv4Addr, Ipv4Addr), String> {
     let mask = u32::from(interface.netmask());
     let net = u32::from(interface.address) & mask;
     let broadcast = net | !mask;
@@ -100,27 +91,16 @@ pub fn choose_range(
             return Err(format!("--range {a}-{b}: first address after the last"));
         }
         if a32 & mask != net || b32 & mask != net || a32 == net || b32 == broadcast {
-            return Err(format!(
-                "--range {a}-{b} is not inside {}/{} of {}",
-                Ipv4Addr::from(net),
-                interface.prefix_len,
-                interface.name
-            ));
+            return Err(format!("--range {a}-{b} is not inside {}/{} of {}", Ipv4Addr::from(net), interface.prefix_len, interface.name));
         }
         return Ok((a, b));
     }
     if !is_private(interface.address) {
-        return Err(format!(
-            "{} has the public address {}: give --range to serve addresses from it",
-            interface.name, interface.address
-        ));
+        return Err(format!("{} has the public address {}: give --range to serve addresses from it", interface.name, interface.address));
     }
     let hosts = broadcast.saturating_sub(net).saturating_sub(1);
     if hosts < 4 {
-        return Err(format!(
-            "{}/{} is too small for a range",
-            interface.address, interface.prefix_len
-        ));
+        return Err(format!("{}/{} is too small for a range", interface.address, interface.prefix_len));
     }
     let first = net + 1 + hosts / 2;
     let last = (first + 99).min(broadcast - 1);
@@ -128,61 +108,30 @@ pub fn choose_range(
 }
 
 fn open(interface: &Interface, port: u16) -> Result<UdpSocket, ServeError> {
-    udp_socket(Ipv4Addr::UNSPECIFIED, port, Some(&interface.name)).map_err(|source| {
-        ServeError::Bind {
-            what: format!("DHCP port {port} on {}", interface.name),
-            source,
-        }
-    })
+    udp_socket(Ipv4Addr::UNSPECIFIED, port, Some(&interface.name))
+        .map_err(|source| ServeError::Bind { what: format!("DHCP port {port} on {}", interface.name), source })
 }
 
 /// Runs the survey, settles the mode and starts the threads. With `--dhcp off` no
 /// socket is opened.
-pub fn start(
-    config: DhcpConfig,
-    status: Arc<DhcpStatus>,
-) -> Result<Vec<JoinHandle<()>>, ServeError> {
+pub fn start(config: DhcpConfig, status: Arc<DhcpStatus>) -> Result<Vec<JoinHandle<()>>, ServeError> {
     if config.setting == Setting::Off {
         status.set_mode(Mode::Off, "--dhcp off".into());
         return Ok(Vec::new());
     }
-    let mac = config
-        .interface
-        .mac
-        .unwrap_or([0x02, 0x56, 0x49, 0x56, 0x45, 0x52]);
+    let mac = config.interface.mac.unwrap_or([0x02, 0x56, 0x49, 0x56, 0x45, 0x52]);
     let watch = open(&config.interface, config.client_port)?;
     let target = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, config.server_port));
-    log::info!(
-        "serve: DHCP survey on {} ({:?})",
-        config.interface.name,
-        config.survey_wait
-    );
-    let seen = survey(
-        &watch,
-        target,
-        mac,
-        config.interface.address,
-        config.survey_wait,
-    );
+    log::info!("serve: DHCP survey on {} ({:?})", config.interface.name, config.survey_wait);
+    let seen = survey(&watch, target, mac, config.interface.address, config.survey_wait);
     let (mut mode, mut reason) = decide(config.setting, &seen);
     let mut range = None;
     if mode == Mode::Full {
         match choose_range(&config.interface, config.range) {
             Ok(r) => range = Some(r),
             Err(why) => {
-                mode = if config.setting == Setting::Full {
-                    Mode::Silent
-                } else {
-                    Mode::Proxy
-                };
-                reason = format!(
-                    "{reason}, but {why}: {}",
-                    if mode == Mode::Proxy {
-                        "proxyDHCP only"
-                    } else {
-                        "no DHCP"
-                    }
-                );
+                mode = if config.setting == Setting::Full { Mode::Silent } else { Mode::Proxy };
+                reason = format!("{reason}, but {why}: {}", if mode == Mode::Proxy { "proxyDHCP only" } else { "no DHCP" });
             }
         }
     }
@@ -200,31 +149,21 @@ pub fn start(
         last,
         vec![config.interface.address],
         config.lease_secs,
-        Box::new(
-            move |ip| match arp_in_use(&probe_interface, ip, Duration::from_millis(300)) {
-                Ok(used) => used,
-                Err(e) => {
-                    log::warn!("serve: ARP probe of {ip} failed ({e}): address skipped");
-                    true
-                }
-            },
-        ),
+        Box::new(move |ip| match arp_in_use(&probe_interface, ip, Duration::from_millis(300)) {
+            Ok(used) => used,
+            Err(e) => {
+                log::warn!("serve: ARP probe of {ip} failed ({e}): address skipped");
+                true
+            }
+        }),
     );
     let pool = Arc::new(Mutex::new(pool));
-    let lan = Lan {
-        netmask: config.interface.netmask(),
-        router: config.router,
-        lease_secs: config.lease_secs,
-    };
+    let lan = Lan { netmask: config.interface.netmask(), router: config.router, lease_secs: config.lease_secs };
     let dhcp = open(&config.interface, config.server_port)?;
     let pxe = open(&config.interface, config.pxe_port)?;
     let mut threads = Vec::new();
-    for (socket, port, name) in [
-        (dhcp, Port::Dhcp, "viver-dhcp"),
-        (pxe, Port::Pxe, "viver-pxe"),
-    ] {
-        let (config, status, pool, lan) =
-            (config.clone(), status.clone(), pool.clone(), lan.clone());
+    for (socket, port, name) in [(dhcp, Port::Dhcp, "viver-dhcp"), (pxe, Port::Pxe, "viver-pxe")] {
+        let (config, status, pool, lan) = (config.clone(), status.clone(), pool.clone(), lan.clone());
         let mac = config.interface.mac;
         let handle = std::thread::Builder::new()
             .name(name.into())
@@ -270,23 +209,14 @@ fn serve_loop(
         let mode = status.mode();
         let outcome = {
             let Ok(mut pool) = pool.lock() else { continue };
-            let ctx = Context {
-                mode,
-                plan: &config.plan,
-                lan,
-                own_mac,
-            };
+            let ctx = Context { mode, plan: &config.plan, lan, own_mac };
             handle(&packet, port, &ctx, &mut *pool as &mut dyn AddressPool)
         };
         match outcome.reply {
             Some((reply, dest)) => {
                 let to = match dest {
-                    Dest::Broadcast => {
-                        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, config.client_port))
-                    }
-                    Dest::Unicast(ip, 68) => {
-                        SocketAddr::V4(SocketAddrV4::new(ip, config.client_port))
-                    }
+                    Dest::Broadcast => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, config.client_port)),
+                    Dest::Unicast(ip, 68) => SocketAddr::V4(SocketAddrV4::new(ip, config.client_port)),
                     Dest::Unicast(ip, p) => SocketAddr::V4(SocketAddrV4::new(ip, p)),
                     Dest::Source => from,
                 };
@@ -302,29 +232,16 @@ fn serve_loop(
 
 /// Port 68: other servers' offers and acks (to anyone) are watched all the time; a
 /// survey DISCOVER goes out every `survey_interval`.
-fn watch_loop(
-    socket: &UdpSocket,
-    target: SocketAddr,
-    mac: [u8; 6],
-    config: &DhcpConfig,
-    status: &DhcpStatus,
-) {
+fn watch_loop(socket: &UdpSocket, target: SocketAddr, mac: [u8; 6], config: &DhcpConfig, status: &DhcpStatus) {
     let mut next_survey = Instant::now() + config.survey_interval;
     let mut buf = [0u8; 1500];
     loop {
         let now = Instant::now();
         let seen = if now >= next_survey {
             next_survey = now + config.survey_interval;
-            survey(
-                socket,
-                target,
-                mac,
-                config.interface.address,
-                config.survey_wait,
-            )
+            survey(socket, target, mac, config.interface.address, config.survey_wait)
         } else {
-            let _ =
-                socket.set_read_timeout(Some((next_survey - now).max(Duration::from_millis(10))));
+            let _ = socket.set_read_timeout(Some((next_survey - now).max(Duration::from_millis(10))));
             match socket.recv_from(&mut buf) {
                 Ok((n, from)) => Packet::parse(&buf[..n])
                     .ok()
@@ -336,11 +253,7 @@ fn watch_loop(
         };
         for s in seen {
             let current = status.mode();
-            let known = status
-                .state
-                .lock()
-                .map(|st| st.seen.contains(&s))
-                .unwrap_or(true);
+            let known = status.state.lock().map(|st| st.seen.contains(&s)).unwrap_or(true);
             if !known {
                 status.update(|st| st.seen.push(s.clone()));
             }
@@ -356,33 +269,17 @@ mod tests {
     use super::*;
 
     fn iface(addr: [u8; 4], prefix: u8) -> Interface {
-        Interface {
-            name: "br0".into(),
-            address: Ipv4Addr::from(addr),
-            prefix_len: prefix,
-            mac: None,
-            index: 1,
-        }
+        Interface { name: "br0".into(), address: Ipv4Addr::from(addr), prefix_len: prefix, mac: None, index: 1 }
     }
 
     #[test]
     fn ranges() {
-        assert_eq!(
-            choose_range(&iface([10, 77, 0, 1], 24), None),
-            Ok((Ipv4Addr::new(10, 77, 0, 128), Ipv4Addr::new(10, 77, 0, 227)))
-        );
-        assert_eq!(
-            choose_range(&iface([192, 168, 5, 1], 29), None),
-            Ok((Ipv4Addr::new(192, 168, 5, 4), Ipv4Addr::new(192, 168, 5, 6)))
-        );
-        assert!(choose_range(&iface([8, 8, 0, 1], 24), None)
-            .unwrap_err()
-            .contains("public"));
+        assert_eq!(choose_range(&iface([10, 77, 0, 1], 24), None), Ok((Ipv4Addr::new(10, 77, 0, 128), Ipv4Addr::new(10, 77, 0, 227))));
+        assert_eq!(choose_range(&iface([192, 168, 5, 1], 29), None), Ok((Ipv4Addr::new(192, 168, 5, 4), Ipv4Addr::new(192, 168, 5, 6))));
+        assert!(choose_range(&iface([8, 8, 0, 1], 24), None).unwrap_err().contains("public"));
         let r = (Ipv4Addr::new(10, 77, 0, 10), Ipv4Addr::new(10, 77, 0, 20));
         assert_eq!(choose_range(&iface([10, 77, 0, 1], 24), Some(r)), Ok(r));
         let outside = (Ipv4Addr::new(10, 78, 0, 10), Ipv4Addr::new(10, 78, 0, 20));
-        assert!(choose_range(&iface([10, 77, 0, 1], 24), Some(outside))
-            .unwrap_err()
-            .contains("not inside"));
+        assert!(choose_range(&iface([10, 77, 0, 1], 24), Some(outside)).unwrap_err().contains("not inside"));
     }
 }

@@ -235,10 +235,7 @@ impl Packet {
     }
 
     pub fn get(&self, code: u8) -> Option<&[u8]> {
-        self.options
-            .iter()
-            .find(|(c, _)| *c == code)
-            .map(|(_, v)| v.as_slice())
+        self.options.iter().find(|(c, _)| *c == code).map(|(_, v)| v.as_slice())
     }
 
     pub fn set(&mut self, code: u8, value: impl Into<Vec<u8>>) {
@@ -322,10 +319,7 @@ impl Packet {
 
 /// `52:54:00:12:34:56`
 pub fn mac_text(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// The sub-options (code, value) of an encapsulated option such as 43 or 175.
@@ -343,10 +337,7 @@ mod tests {
     #[test]
     fn round_trip_with_long_option() {
         let mut p = Packet::request(MessageType::Discover, 0x1234_5678, [2, 0, 0, 0, 0, 1]);
-        p.set(
-            opt::VENDOR_CLASS,
-            b"PXEClient:Arch:00000:UNDI:002001".to_vec(),
-        );
+        p.set(opt::VENDOR_CLASS, b"PXEClient:Arch:00000:UNDI:002001".to_vec());
         p.set(opt::HOSTNAME, vec![b'x'; 300]);
         let bytes = p.encode();
         assert_eq!(&bytes[236..240], &MAGIC);

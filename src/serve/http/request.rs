@@ -55,21 +55,12 @@ impl Request {
         let mut lines = text.split("\r\n");
         let line = lines.next().unwrap_or_default();
         let mut parts = line.split(' ');
-        let (method, target, version) =
-            match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                (Some(m), Some(t), Some(v), None) if !m.is_empty() && t.starts_with('/') => {
-                    (m, t, v)
-                }
-                _ => {
-                    return Err(RequestError::BadRequestLine(
-                        line.chars().take(80).collect(),
-                    ))
-                }
-            };
+        let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(m), Some(t), Some(v), None) if !m.is_empty() && t.starts_with('/') => (m, t, v),
+            _ => return Err(RequestError::BadRequestLine(line.chars().take(80).collect())),
+        };
         if !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(RequestError::BadRequestLine(
-                line.chars().take(80).collect(),
-            ));
+            return Err(RequestError::BadRequestLine(line.chars().take(80).collect()));
         }
         let http11 = match version {
             "HTTP/1.1" => true,
@@ -90,32 +81,17 @@ impl Request {
                 .ok_or_else(|| RequestError::BadHeader(line.chars().take(80).collect()))?;
             headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
         }
-        let path = target
-            .split(['?', '#'])
-            .next()
-            .unwrap_or(target)
-            .to_string();
-        Ok(Request {
-            method: method.to_string(),
-            path,
-            http11,
-            headers,
-        })
+        let path = target.split(['?', '#']).next().unwrap_or(target).to_string();
+        Ok(Request { method: method.to_string(), path, http11, headers })
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// Keep the connection open after the answer?
     pub fn keep_alive(&self) -> bool {
-        let connection = self
-            .header("connection")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let connection = self.header("connection").unwrap_or_default().to_ascii_lowercase();
         if self.http11 {
             !connection.split(',').any(|t| t.trim() == "close")
         } else {
@@ -125,10 +101,7 @@ impl Request {
 
     /// Whether a body follows (which this server refuses).
     pub fn has_body(&self) -> bool {
-        self.header("transfer-encoding").is_some()
-            || self
-                .header("content-length")
-                .is_some_and(|v| v.trim() != "0")
+        self.header("transfer-encoding").is_some() || self.header("content-length").is_some_and(|v| v.trim() != "0")
     }
 }
 
@@ -190,10 +163,7 @@ mod tests {
 
     #[test]
     fn parses_a_head() {
-        let r = Request::parse(
-            b"GET /image/a.squashfs?x=1 HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n",
-        )
-        .unwrap();
+        let r = Request::parse(b"GET /image/a.squashfs?x=1 HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n").unwrap();
         assert_eq!(r.path, "/image/a.squashfs");
         assert_eq!(r.header("range"), Some("bytes=0-9"));
         assert!(r.keep_alive() && !r.has_body());
@@ -207,41 +177,13 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(
-            Request::parse(b"GET / HTTP/2\r\n\r\n")
-                .unwrap_err()
-                .status(),
-            505
-        );
-        assert_eq!(
-            Request::parse(b"GET  / HTTP/1.1\r\n\r\n")
-                .unwrap_err()
-                .status(),
-            400
-        );
-        assert_eq!(
-            Request::parse(b"GET http://x/ HTTP/1.1\r\n\r\n")
-                .unwrap_err()
-                .status(),
-            400
-        );
-        assert_eq!(
-            Request::parse(b"GET / HTTP/1.1\r\nbad header\r\n\r\n")
-                .unwrap_err()
-                .status(),
-            400
-        );
-        assert_eq!(
-            Request::parse(&[b'a'; MAX_HEAD + 1]).unwrap_err(),
-            RequestError::TooLarge
-        );
+        assert_eq!(Request::parse(b"GET / HTTP/2\r\n\r\n").unwrap_err().status(), 505);
+        assert_eq!(Request::parse(b"GET  / HTTP/1.1\r\n\r\n").unwrap_err().status(), 400);
+        assert_eq!(Request::parse(b"GET http://x/ HTTP/1.1\r\n\r\n").unwrap_err().status(), 400);
+        assert_eq!(Request::parse(b"GET / HTTP/1.1\r\nbad header\r\n\r\n").unwrap_err().status(), 400);
+        assert_eq!(Request::parse(&[b'a'; MAX_HEAD + 1]).unwrap_err(), RequestError::TooLarge);
         let many: String = (0..100).map(|i| format!("h{i}: v\r\n")).collect();
-        assert_eq!(
-            Request::parse(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes())
-                .unwrap_err()
-                .status(),
-            431
-        );
+        assert_eq!(Request::parse(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).unwrap_err().status(), 431);
     }
 
     #[test]

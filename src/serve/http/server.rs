@@ -23,10 +23,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            head_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(60),
-        }
+        Limits { head_timeout: Duration::from_secs(10), write_timeout: Duration::from_secs(60) }
     }
 }
 
@@ -38,21 +35,9 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub fn bind(
-        address: SocketAddr,
-        catalogue: Arc<Catalogue>,
-        limits: Limits,
-    ) -> Result<HttpServer, ServeError> {
-        let listener = TcpListener::bind(address).map_err(|source| ServeError::Bind {
-            what: format!("HTTP {address}"),
-            source,
-        })?;
-        Ok(HttpServer {
-            listener,
-            catalogue,
-            limits,
-            active: Arc::new(AtomicUsize::new(0)),
-        })
+    pub fn bind(address: SocketAddr, catalogue: Arc<Catalogue>, limits: Limits) -> Result<HttpServer, ServeError> {
+        let listener = TcpListener::bind(address).map_err(|source| ServeError::Bind { what: format!("HTTP {address}"), source })?;
+        Ok(HttpServer { listener, catalogue, limits, active: Arc::new(AtomicUsize::new(0)) })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -70,25 +55,17 @@ impl HttpServer {
                 }
             };
             if self.active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-                log::warn!(
-                    "serve: HTTP {peer}: {MAX_CONNECTIONS} connections already open: refused"
-                );
+                log::warn!("serve: HTTP {peer}: {MAX_CONNECTIONS} connections already open: refused");
                 let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
                 let _ = stream.write_all(&simple(503, "busy", false));
                 continue;
             }
-            let (catalogue, limits, active) = (
-                self.catalogue.clone(),
-                self.limits.clone(),
-                self.active.clone(),
-            );
+            let (catalogue, limits, active) = (self.catalogue.clone(), self.limits.clone(), self.active.clone());
             active.fetch_add(1, Ordering::SeqCst);
-            let spawned = std::thread::Builder::new()
-                .name("viver-http".into())
-                .spawn(move || {
-                    connection(stream, peer, &catalogue, &limits);
-                    active.fetch_sub(1, Ordering::SeqCst);
-                });
+            let spawned = std::thread::Builder::new().name("viver-http".into()).spawn(move || {
+                connection(stream, peer, &catalogue, &limits);
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
             if spawned.is_err() {
                 self.active.fetch_sub(1, Ordering::SeqCst);
             }
@@ -117,19 +94,11 @@ fn reason(status: u16) -> &'static str {
 /// A short text answer (errors).
 fn simple(status: u16, body: &str, keep_alive: bool) -> Vec<u8> {
     let body = format!("{body}\n");
-    let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n",
-        reason(status),
-        body.len()
-    );
+    let mut head = format!("HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n", reason(status), body.len());
     if status == 405 {
         head.push_str("Allow: GET, HEAD\r\n");
     }
-    head.push_str(if keep_alive {
-        "\r\n"
-    } else {
-        "Connection: close\r\n\r\n"
-    });
+    head.push_str(if keep_alive { "\r\n" } else { "Connection: close\r\n\r\n" });
     let mut out = head.into_bytes();
     out.extend_from_slice(body.as_bytes());
     out
@@ -157,21 +126,13 @@ fn read_head(stream: &mut TcpStream, pending: &mut Vec<u8>, limits: &Limits) -> 
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return if pending.is_empty() {
-                Head::Closed
-            } else {
-                Head::TooSlow
-            };
+            return if pending.is_empty() { Head::Closed } else { Head::TooSlow };
         }
         let _ = stream.set_read_timeout(Some(left));
         match stream.read(&mut buf) {
             Ok(0) => return Head::Closed,
             Ok(n) => pending.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return Head::Closed,
         }
@@ -187,10 +148,7 @@ fn connection(mut stream: TcpStream, peer: SocketAddr, catalogue: &Catalogue, li
             Head::Got(head) => head,
             Head::Closed => return,
             Head::TooSlow => {
-                log::warn!(
-                    "serve: HTTP {peer}: request head not complete within {:?}: closed",
-                    limits.head_timeout
-                );
+                log::warn!("serve: HTTP {peer}: request head not complete within {:?}: closed", limits.head_timeout);
                 let _ = stream.write_all(&simple(408, "request timeout", false));
                 return;
             }
@@ -217,19 +175,10 @@ fn connection(mut stream: TcpStream, peer: SocketAddr, catalogue: &Catalogue, li
 }
 
 /// Answers one request; Ok(true) when the connection may carry another.
-fn answer(
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    request: &Request,
-    catalogue: &Catalogue,
-) -> std::io::Result<bool> {
+fn answer(stream: &mut TcpStream, peer: SocketAddr, request: &Request, catalogue: &Catalogue) -> std::io::Result<bool> {
     let keep = request.keep_alive();
     if request.has_body() {
-        log::warn!(
-            "serve: HTTP {peer} {} {}: request with a body refused",
-            request.method,
-            request.path
-        );
+        log::warn!("serve: HTTP {peer} {} {}: request with a body refused", request.method, request.path);
         stream.write_all(&simple(413, "no request bodies", false))?;
         return Ok(false);
     }
@@ -237,31 +186,20 @@ fn answer(
         "GET" => false,
         "HEAD" => true,
         other => {
-            log::warn!(
-                "serve: HTTP {peer} {other} {}: method refused",
-                request.path
-            );
+            log::warn!("serve: HTTP {peer} {other} {}: method refused", request.path);
             stream.write_all(&simple(405, "only GET and HEAD", keep))?;
             return Ok(true);
         }
     };
     let Some(resource) = catalogue.get(&request.path) else {
-        log::info!(
-            "serve: HTTP {peer} {} {}: 404",
-            request.method,
-            request.path
-        );
+        log::info!("serve: HTTP {peer} {} {}: 404", request.method, request.path);
         stream.write_all(&simple(404, "not found", keep))?;
         return Ok(true);
     };
     let mut body = match resource.open() {
         Ok(body) => body,
         Err(e) => {
-            log::warn!(
-                "serve: HTTP {peer} {}: cannot open {}: {e}",
-                request.path,
-                resource.describe()
-            );
+            log::warn!("serve: HTTP {peer} {}: cannot open {}: {e}", request.path, resource.describe());
             stream.write_all(&simple(500, "cannot read the file", keep))?;
             return Ok(true);
         }
@@ -277,12 +215,7 @@ fn answer(
                 if keep { "" } else { "Connection: close\r\n" }
             );
             stream.write_all(head.as_bytes())?;
-            log::info!(
-                "serve: HTTP {peer} {} {} {:?}: 416",
-                request.method,
-                request.path,
-                request.header("range")
-            );
+            log::info!("serve: HTTP {peer} {} {} {:?}: 416", request.method, request.path, request.header("range"));
             return Ok(true);
         }
     };
@@ -292,26 +225,16 @@ fn answer(
         resource.content_type
     );
     if status == 206 {
-        head.push_str(&format!(
-            "Content-Range: bytes {first}-{}/{size}\r\n",
-            first + length - 1
-        ));
+        head.push_str(&format!("Content-Range: bytes {first}-{}/{size}\r\n", first + length - 1));
     }
-    head.push_str(if keep {
-        "\r\n"
-    } else {
-        "Connection: close\r\n\r\n"
-    });
+    head.push_str(if keep { "\r\n" } else { "Connection: close\r\n\r\n" });
     stream.write_all(head.as_bytes())?;
     let started = Instant::now();
     if !head_only && length > 0 {
         body.reader.seek(SeekFrom::Start(first))?;
         let copied = std::io::copy(&mut (&mut body.reader).take(length), stream)?;
         if copied != length {
-            log::warn!(
-                "serve: HTTP {peer} {}: file shrank while sending ({copied} of {length} bytes)",
-                request.path
-            );
+            log::warn!("serve: HTTP {peer} {}: file shrank while sending ({copied} of {length} bytes)", request.path);
             return Ok(false);
         }
     }

@@ -23,10 +23,7 @@ pub fn lookup(files: &Files, name: &str) -> Result<Arc<Vec<u8>>, (u16, String)> 
     if clean.contains("..") || clean.contains('\\') || clean.contains('\0') {
         return Err((code::ACCESS_VIOLATION, "access violation".into()));
     }
-    files
-        .get(clean)
-        .cloned()
-        .ok_or((code::NOT_FOUND, "file not found".into()))
+    files.get(clean).cloned().ok_or((code::NOT_FOUND, "file not found".into()))
 }
 
 pub struct TftpServer {
@@ -37,15 +34,8 @@ pub struct TftpServer {
 
 impl TftpServer {
     pub fn bind(address: SocketAddr, files: Files) -> Result<TftpServer, ServeError> {
-        let socket = UdpSocket::bind(address).map_err(|source| ServeError::Bind {
-            what: format!("TFTP {address}"),
-            source,
-        })?;
-        Ok(TftpServer {
-            socket,
-            files,
-            active: Arc::new(AtomicUsize::new(0)),
-        })
+        let socket = UdpSocket::bind(address).map_err(|source| ServeError::Bind { what: format!("TFTP {address}"), source })?;
+        Ok(TftpServer { socket, files, active: Arc::new(AtomicUsize::new(0)) })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -66,15 +56,8 @@ impl TftpServer {
             // Refusals come from a new TID, as a transfer would (clients such as curl
             // expect the answer of a request from another port than 69).
             let refuse = |code: u16, message: &str| {
-                let packet = Packet::Error {
-                    code,
-                    message: message.into(),
-                }
-                .encode();
-                let fresh = self
-                    .socket
-                    .local_addr()
-                    .and_then(|a| UdpSocket::bind(SocketAddr::new(a.ip(), 0)));
+                let packet = Packet::Error { code, message: message.into() }.encode();
+                let fresh = self.socket.local_addr().and_then(|a| UdpSocket::bind(SocketAddr::new(a.ip(), 0)));
                 match fresh {
                     Ok(fresh) => {
                         let _ = fresh.send_to(&packet, peer);
@@ -85,11 +68,7 @@ impl TftpServer {
                 }
             };
             match Packet::parse(&buf[..n]) {
-                Ok(Packet::Rrq {
-                    file,
-                    mode,
-                    options,
-                }) => {
+                Ok(Packet::Rrq { file, mode, options }) => {
                     if mode != "octet" && mode != "netascii" {
                         log::warn!("serve: TFTP {peer} asked {file:?} in mode {mode:?}: refused");
                         refuse(code::ILLEGAL_OPERATION, "only octet mode");
@@ -115,22 +94,17 @@ impl TftpServer {
                     };
                     let active = self.active.clone();
                     active.fetch_add(1, Ordering::SeqCst);
-                    let spawned =
-                        std::thread::Builder::new()
-                            .name("viver-tftp".into())
-                            .spawn(move || {
-                                transfer(local, peer, &file, data, &options);
-                                active.fetch_sub(1, Ordering::SeqCst);
-                            });
+                    let spawned = std::thread::Builder::new().name("viver-tftp".into()).spawn(move || {
+                        transfer(local, peer, &file, data, &options);
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    });
                     if spawned.is_err() {
                         self.active.fetch_sub(1, Ordering::SeqCst);
                         refuse(code::UNDEFINED, "server busy");
                     }
                 }
                 Ok(Packet::Wrq { file }) => {
-                    log::warn!(
-                        "serve: TFTP {peer} tried to write {file:?}: refused (read-only server)"
-                    );
+                    log::warn!("serve: TFTP {peer} tried to write {file:?}: refused (read-only server)");
                     refuse(code::ACCESS_VIOLATION, "read-only server");
                 }
                 Ok(other) => {
@@ -146,13 +120,7 @@ impl TftpServer {
     }
 }
 
-fn transfer(
-    local: SocketAddr,
-    peer: SocketAddr,
-    file: &str,
-    data: Arc<Vec<u8>>,
-    options: &[(String, String)],
-) {
+fn transfer(local: SocketAddr, peer: SocketAddr, file: &str, data: Arc<Vec<u8>>, options: &[(String, String)]) {
     let started = Instant::now();
     let socket = match UdpSocket::bind(local).and_then(|s| s.connect(peer).map(|_| s)) {
         Ok(s) => s,
@@ -191,10 +159,7 @@ fn transfer(
             }
         }
         if started.elapsed() > MAX_SESSION_TIME {
-            send(&[Packet::Error {
-                code: code::UNDEFINED,
-                message: "transfer too long".into(),
-            }]);
+            send(&[Packet::Error { code: code::UNDEFINED, message: "transfer too long".into() }]);
             log::warn!("serve: TFTP {file} to {peer} abandoned after {MAX_SESSION_TIME:?}");
             return;
         }
@@ -206,14 +171,7 @@ fn transfer(
                     Action::Wait
                 }
             },
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                session.on_timeout()
-            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => session.on_timeout(),
             Err(e) => Action::Abort(Vec::new(), format!("receive: {e}")),
         };
     }
@@ -225,23 +183,10 @@ mod tests {
 
     #[test]
     fn lookup_refuses_tricks() {
-        let files: Files = Arc::new(
-            [("ipxe.efi".to_string(), Arc::new(vec![1u8]))]
-                .into_iter()
-                .collect(),
-        );
+        let files: Files = Arc::new([("ipxe.efi".to_string(), Arc::new(vec![1u8]))].into_iter().collect());
         assert!(lookup(&files, "/ipxe.efi").is_ok());
-        assert_eq!(
-            lookup(&files, "../etc/passwd").unwrap_err().0,
-            code::ACCESS_VIOLATION
-        );
-        assert_eq!(
-            lookup(&files, "/etc/passwd").unwrap_err().0,
-            code::NOT_FOUND
-        );
-        assert_eq!(
-            lookup(&files, "a\\b").unwrap_err().0,
-            code::ACCESS_VIOLATION
-        );
+        assert_eq!(lookup(&files, "../etc/passwd").unwrap_err().0, code::ACCESS_VIOLATION);
+        assert_eq!(lookup(&files, "/etc/passwd").unwrap_err().0, code::NOT_FOUND);
+        assert_eq!(lookup(&files, "a\\b").unwrap_err().0, code::ACCESS_VIOLATION);
     }
 }

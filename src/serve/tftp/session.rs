@@ -24,12 +24,7 @@ pub struct Negotiated {
 /// The options VIVER accepts, clamped to its limits; unknown ones are left out of the
 /// OACK, which tells the client they were not taken (RFC 2347).
 pub fn negotiate(options: &[(String, String)], size: u64) -> Negotiated {
-    let mut n = Negotiated {
-        blksize: DEFAULT_BLKSIZE,
-        windowsize: 1,
-        timeout: DEFAULT_TIMEOUT,
-        oack: Vec::new(),
-    };
+    let mut n = Negotiated { blksize: DEFAULT_BLKSIZE, windowsize: 1, timeout: DEFAULT_TIMEOUT, oack: Vec::new() };
     for (name, value) in options {
         let number = value.trim().parse::<u64>().ok();
         match (name.as_str(), number) {
@@ -78,13 +73,7 @@ impl Session {
     pub fn new(data: Arc<Vec<u8>>, negotiated: Negotiated) -> Session {
         let last = data.len() as u64 / negotiated.blksize as u64 + 1;
         let base = if negotiated.oack.is_empty() { 1 } else { 0 };
-        Session {
-            data,
-            negotiated,
-            last,
-            base,
-            retries: 0,
-        }
+        Session { data, negotiated, last, base, retries: 0 }
     }
 
     pub fn blocks(&self) -> u64 {
@@ -95,18 +84,13 @@ impl Session {
         let bs = self.negotiated.blksize as u64;
         let start = ((k - 1) * bs).min(self.data.len() as u64) as usize;
         let end = (k * bs).min(self.data.len() as u64) as usize;
-        Packet::Data {
-            block: (k % 65536) as u16,
-            data: self.data.get(start..end).unwrap_or_default().to_vec(),
-        }
+        Packet::Data { block: (k % 65536) as u16, data: self.data.get(start..end).unwrap_or_default().to_vec() }
     }
 
     /// What to send now: the OACK, or the window starting at the first unacked block.
     pub fn current(&self) -> Vec<Packet> {
         if self.base == 0 {
-            return vec![Packet::Oack {
-                options: self.negotiated.oack.clone(),
-            }];
+            return vec![Packet::Oack { options: self.negotiated.oack.clone() }];
         }
         let end = (self.base + u64::from(self.negotiated.windowsize) - 1).min(self.last);
         (self.base..=end).map(|k| self.block(k)).collect()
@@ -140,14 +124,9 @@ impl Session {
                     None => Action::Wait,
                 }
             }
-            Packet::Error { code, message } => {
-                Action::Abort(Vec::new(), format!("client sent error {code}: {message}"))
-            }
+            Packet::Error { code, message } => Action::Abort(Vec::new(), format!("client sent error {code}: {message}")),
             other => Action::Abort(
-                vec![Packet::Error {
-                    code: code::ILLEGAL_OPERATION,
-                    message: "only ACKs expected".into(),
-                }],
+                vec![Packet::Error { code: code::ILLEGAL_OPERATION, message: "only ACKs expected".into() }],
                 format!("unexpected {other:?}"),
             ),
         }
@@ -157,10 +136,7 @@ impl Session {
         self.retries += 1;
         if self.retries > MAX_RETRIES {
             return Action::Abort(
-                vec![Packet::Error {
-                    code: code::UNDEFINED,
-                    message: "timeout".into(),
-                }],
+                vec![Packet::Error { code: code::UNDEFINED, message: "timeout".into() }],
                 format!("no ACK after {MAX_RETRIES} retransmissions"),
             );
         }
@@ -173,9 +149,7 @@ mod tests {
     use super::*;
 
     fn opts(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn data_blocks(action: &Action) -> Vec<(u16, usize)> {
@@ -193,27 +167,12 @@ mod tests {
 
     #[test]
     fn negotiation_clamps_and_skips_unknown() {
-        let n = negotiate(
-            &opts(&[
-                ("blksize", "100000"),
-                ("tsize", "0"),
-                ("windowsize", "500"),
-                ("multicast", ""),
-                ("timeout", "0"),
-            ]),
-            1234,
-        );
+        let n =
+            negotiate(&opts(&[("blksize", "100000"), ("tsize", "0"), ("windowsize", "500"), ("multicast", ""), ("timeout", "0")]), 1234);
         assert_eq!(n.blksize, MAX_BLKSIZE);
         assert_eq!(n.windowsize, MAX_WINDOW);
         assert_eq!(n.timeout, DEFAULT_TIMEOUT);
-        assert_eq!(
-            n.oack,
-            opts(&[
-                ("blksize", "65464"),
-                ("tsize", "1234"),
-                ("windowsize", "64")
-            ])
-        );
+        assert_eq!(n.oack, opts(&[("blksize", "65464"), ("tsize", "1234"), ("windowsize", "64")]));
         assert!(negotiate(&opts(&[("blksize", "4")]), 1).oack.is_empty());
     }
 
@@ -221,64 +180,29 @@ mod tests {
     fn plain_transfer_ends_with_empty_block_on_exact_multiple() {
         let mut s = Session::new(Arc::new(vec![7; 1024]), negotiate(&[], 1024));
         assert_eq!(data_blocks(&s.start()), vec![(1, 512)]);
-        assert_eq!(
-            s.on_packet(Packet::Ack { block: 0 }),
-            Action::Wait,
-            "stray ack"
-        );
-        assert_eq!(
-            data_blocks(&s.on_packet(Packet::Ack { block: 1 })),
-            vec![(2, 512)]
-        );
-        assert_eq!(
-            s.on_packet(Packet::Ack { block: 1 }),
-            Action::Wait,
-            "duplicate ack ignored"
-        );
-        assert_eq!(
-            data_blocks(&s.on_packet(Packet::Ack { block: 2 })),
-            vec![(3, 0)]
-        );
+        assert_eq!(s.on_packet(Packet::Ack { block: 0 }), Action::Wait, "stray ack");
+        assert_eq!(data_blocks(&s.on_packet(Packet::Ack { block: 1 })), vec![(2, 512)]);
+        assert_eq!(s.on_packet(Packet::Ack { block: 1 }), Action::Wait, "duplicate ack ignored");
+        assert_eq!(data_blocks(&s.on_packet(Packet::Ack { block: 2 })), vec![(3, 0)]);
         assert_eq!(s.on_packet(Packet::Ack { block: 3 }), Action::Done);
     }
 
     #[test]
     fn oack_then_windows_and_a_lost_block() {
-        let mut s = Session::new(
-            Arc::new(vec![1; 10 * 100 + 5]),
-            negotiate(&opts(&[("blksize", "100"), ("windowsize", "4")]), 1005),
-        );
+        let mut s = Session::new(Arc::new(vec![1; 10 * 100 + 5]), negotiate(&opts(&[("blksize", "100"), ("windowsize", "4")]), 1005));
         assert!(matches!(s.start(), Action::Send(ref p) if matches!(p[0], Packet::Oack { .. })));
-        assert_eq!(
-            data_blocks(&s.on_packet(Packet::Ack { block: 0 })),
-            vec![(1, 100), (2, 100), (3, 100), (4, 100)]
-        );
+        assert_eq!(data_blocks(&s.on_packet(Packet::Ack { block: 0 })), vec![(1, 100), (2, 100), (3, 100), (4, 100)]);
         // Block 3 lost: the client acks 2; the window restarts at 3.
-        assert_eq!(
-            data_blocks(&s.on_packet(Packet::Ack { block: 2 })),
-            vec![(3, 100), (4, 100), (5, 100), (6, 100)]
-        );
-        assert_eq!(
-            data_blocks(&s.on_timeout()),
-            vec![(3, 100), (4, 100), (5, 100), (6, 100)]
-        );
-        assert_eq!(
-            data_blocks(&s.on_packet(Packet::Ack { block: 6 })),
-            vec![(7, 100), (8, 100), (9, 100), (10, 100)]
-        );
-        assert_eq!(
-            data_blocks(&s.on_packet(Packet::Ack { block: 10 })),
-            vec![(11, 5)]
-        );
+        assert_eq!(data_blocks(&s.on_packet(Packet::Ack { block: 2 })), vec![(3, 100), (4, 100), (5, 100), (6, 100)]);
+        assert_eq!(data_blocks(&s.on_timeout()), vec![(3, 100), (4, 100), (5, 100), (6, 100)]);
+        assert_eq!(data_blocks(&s.on_packet(Packet::Ack { block: 6 })), vec![(7, 100), (8, 100), (9, 100), (10, 100)]);
+        assert_eq!(data_blocks(&s.on_packet(Packet::Ack { block: 10 })), vec![(11, 5)]);
         assert_eq!(s.on_packet(Packet::Ack { block: 11 }), Action::Done);
     }
 
     #[test]
     fn block_numbers_roll_over() {
-        let mut s = Session::new(
-            Arc::new(vec![0; 70000 * 8]),
-            negotiate(&opts(&[("blksize", "8")]), 0),
-        );
+        let mut s = Session::new(Arc::new(vec![0; 70000 * 8]), negotiate(&opts(&[("blksize", "8")]), 0));
         let mut last = None;
         let mut ack = 0u16; // first the OACK's ACK 0
         loop {

@@ -55,10 +55,7 @@ fn strings(b: &[u8]) -> Result<Vec<String>, WireError> {
     if b.last() != Some(&0) {
         return Err(WireError::Unterminated);
     }
-    b[..b.len() - 1]
-        .split(|&c| c == 0)
-        .map(|s| String::from_utf8(s.to_vec()).map_err(|_| WireError::NotText))
-        .collect()
+    b[..b.len() - 1].split(|&c| c == 0).map(|s| String::from_utf8(s.to_vec()).map_err(|_| WireError::NotText)).collect()
 }
 
 fn options(words: &[String]) -> Result<Vec<(String, String)>, WireError> {
@@ -89,19 +86,10 @@ impl Packet {
                 if op == 2 {
                     return Ok(Packet::Wrq { file });
                 }
-                Ok(Packet::Rrq {
-                    file,
-                    mode,
-                    options: options(&words[2..])?,
-                })
+                Ok(Packet::Rrq { file, mode, options: options(&words[2..])? })
             }
-            3 => Ok(Packet::Data {
-                block: u16::from_be_bytes([rest[0], rest[1]]),
-                data: rest[2..].to_vec(),
-            }),
-            4 => Ok(Packet::Ack {
-                block: u16::from_be_bytes([rest[0], rest[1]]),
-            }),
+            3 => Ok(Packet::Data { block: u16::from_be_bytes([rest[0], rest[1]]), data: rest[2..].to_vec() }),
+            4 => Ok(Packet::Ack { block: u16::from_be_bytes([rest[0], rest[1]]) }),
             5 => {
                 let code = u16::from_be_bytes([rest[0], rest[1]]);
                 let message = match rest.get(2..) {
@@ -110,13 +98,7 @@ impl Packet {
                 };
                 Ok(Packet::Error { code, message })
             }
-            6 => Ok(Packet::Oack {
-                options: if rest.is_empty() {
-                    Vec::new()
-                } else {
-                    options(&strings(rest)?)?
-                },
-            }),
+            6 => Ok(Packet::Oack { options: if rest.is_empty() { Vec::new() } else { options(&strings(rest)?)? } }),
             other => Err(WireError::Opcode(other)),
         }
     }
@@ -128,11 +110,7 @@ impl Packet {
             b.push(0);
         };
         match self {
-            Packet::Rrq {
-                file,
-                mode,
-                options,
-            } => {
+            Packet::Rrq { file, mode, options } => {
                 b.extend_from_slice(&1u16.to_be_bytes());
                 text(&mut b, file);
                 text(&mut b, mode);
@@ -179,23 +157,11 @@ mod tests {
     #[test]
     fn round_trips() {
         for p in [
-            Packet::Rrq {
-                file: "ipxe.efi".into(),
-                mode: "octet".into(),
-                options: vec![("blksize".into(), "1456".into())],
-            },
-            Packet::Data {
-                block: 65535,
-                data: vec![1, 2, 3],
-            },
+            Packet::Rrq { file: "ipxe.efi".into(), mode: "octet".into(), options: vec![("blksize".into(), "1456".into())] },
+            Packet::Data { block: 65535, data: vec![1, 2, 3] },
             Packet::Ack { block: 7 },
-            Packet::Error {
-                code: 1,
-                message: "File not found".into(),
-            },
-            Packet::Oack {
-                options: vec![("tsize".into(), "12".into())],
-            },
+            Packet::Error { code: 1, message: "File not found".into() },
+            Packet::Oack { options: vec![("tsize".into(), "12".into())] },
         ] {
             assert_eq!(Packet::parse(&p.encode()), Ok(p));
         }
@@ -205,30 +171,14 @@ mod tests {
     fn refusals() {
         assert_eq!(Packet::parse(&[0, 1]), Err(WireError::Short(2)));
         assert_eq!(Packet::parse(&[0, 9, 0, 0]), Err(WireError::Opcode(9)));
-        assert_eq!(
-            Packet::parse(b"\x00\x01abc\x00octet"),
-            Err(WireError::Unterminated)
-        );
-        assert_eq!(
-            Packet::parse(b"\x00\x01a\x00octet\x00blksize\x00"),
-            Err(WireError::OptionWithoutValue("blksize".into()))
-        );
-        assert_eq!(
-            Packet::parse(b"\x00\x01a\xff\x00octet\x00"),
-            Err(WireError::NotText)
-        );
+        assert_eq!(Packet::parse(b"\x00\x01abc\x00octet"), Err(WireError::Unterminated));
+        assert_eq!(Packet::parse(b"\x00\x01a\x00octet\x00blksize\x00"), Err(WireError::OptionWithoutValue("blksize".into())));
+        assert_eq!(Packet::parse(b"\x00\x01a\xff\x00octet\x00"), Err(WireError::NotText));
     }
 
     #[test]
     fn option_names_are_case_insensitive() {
         let p = Packet::parse(b"\x00\x01f\x00OCTET\x00BlkSize\x00512\x00").unwrap();
-        assert_eq!(
-            p,
-            Packet::Rrq {
-                file: "f".into(),
-                mode: "octet".into(),
-                options: vec![("blksize".into(), "512".into())]
-            }
-        );
+        assert_eq!(p, Packet::Rrq { file: "f".into(), mode: "octet".into(), options: vec![("blksize".into(), "512".into())] });
     }
 }
