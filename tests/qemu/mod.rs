@@ -27,3 +27,10 @@ pub use paths::*;
 pub use running::*;
 pub use serial::*;
 pub use vm::*;
+
+/// Did VIVER load `module` (exact name) without an error, by the boot report's
+/// `hardware.loaded` records? (A substring of the JSON would take `libahci` for `ahci`
+/// and a failed load for a loaded module.)
+pub fn module_loaded(report: &serde_json::Value, module: &str) -> bool {
+    report["hardware"]["loaded"].as_array().is_some_and(|loaded| loaded.iter().any(|l| l["module"] == module && l["error"].is_null()))
+}
