@@ -236,7 +236,7 @@ pub fn parse_replies(data: &[u8]) -> Result<Vec<Reply>, String> {
             NLMSG_ERROR => {
                 let code = body.get(0..4).ok_or("NLMSG_ERROR without an error code")?;
                 let code = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
-                out.push(if code == 0 { Reply::Ack } else { Reply::Error(-code) });
+                out.push(if code == 0 { Reply::Ack } else { Reply::Error(code.saturating_neg()) });
             }
             NLMSG_DONE => out.push(Reply::Done),
             _ => {
@@ -415,6 +415,17 @@ pub fn wait_connected(index: u32, deadline: Duration) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_error_code_of_i32_min_is_no_overflow() {
+        // Found by the nbd_request fuzz target: negating i32::MIN overflowed.
+        let mut msg = vec![0u8; 20];
+        msg[0..4].copy_from_slice(&20u32.to_ne_bytes());
+        msg[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        msg[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        assert!(matches!(parse_replies(&msg).as_deref(), Ok([Reply::Error(i32::MAX)])));
+    }
+
     use super::*;
 
     fn hex(bytes: &[u8]) -> String {
