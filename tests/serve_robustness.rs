@@ -3,7 +3,8 @@
 //! DHCP, TFTP and HTTP parsers and state machines; none may panic.
 
 use viver::serve::dhcp::wire::{opt, MessageType, Packet};
-use viver::serve::fuzzing;
+#[path = "../fuzz/helpers/serve.rs"]
+mod fuzzing;
 
 struct XorShift(u64);
 impl XorShift {

@@ -1,4 +1,6 @@
 #![no_main]
 //! cargo fuzz run serve_tftp: arbitrary bytes through viver serve's TFTP parser and its
-//! state machine (see src/serve/fuzzing.rs); refusals are fine, panics are not.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| viver::serve::fuzzing::tftp(data));
+//! state machine (see fuzz/helpers/serve.rs); refusals are fine, panics are not.
+#[path = "../helpers/serve.rs"]
+mod fuzzing;
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzzing::tftp(data));

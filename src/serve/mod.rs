@@ -14,7 +14,6 @@
 pub mod cli;
 pub mod dhcp;
 pub mod files;
-pub mod fuzzing;
 pub mod http;
 pub mod net;
 pub mod tftp;

@@ -1,12 +1,12 @@
-//! Entry points for the fuzz targets (fuzz/fuzz_targets/serve_*.rs) and the
+//! Entry points for the fuzz targets (fuzz/fuzz_targets/serve_*.rs, included with #[path]) and the
 //! robustness test: hostile bytes through each parser and state machine, which must
 //! answer or refuse, never panic.
 
-use super::dhcp::policy::{handle, AddressPool, BootPlan, Context, Lan, Mode, Port};
-use super::dhcp::probe::observe;
-use super::dhcp::wire::Packet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use viver::serve::dhcp::policy::{handle, AddressPool, BootPlan, Context, Lan, Mode, Port};
+use viver::serve::dhcp::probe::observe;
+use viver::serve::dhcp::wire::Packet;
 
 struct AnyPool;
 impl AddressPool for AnyPool {
@@ -50,8 +50,8 @@ pub fn dhcp(data: &[u8]) {
 
 /// A TFTP request, then the same bytes as the client's packets of a transfer.
 pub fn tftp(data: &[u8]) {
-    use super::tftp::session::{negotiate, Session};
-    use super::tftp::wire::Packet as Tftp;
+    use viver::serve::tftp::session::{negotiate, Session};
+    use viver::serve::tftp::wire::Packet as Tftp;
     let parsed = Tftp::parse(data);
     let options = match &parsed {
         Ok(Tftp::Rrq { options, .. }) => options.clone(),
@@ -73,7 +73,7 @@ pub fn tftp(data: &[u8]) {
 
 /// An HTTP request head and its Range header against a few file sizes.
 pub fn http(data: &[u8]) {
-    use super::http::request::{head_end, parse_range, Request};
+    use viver::serve::http::request::{head_end, parse_range, Request};
     let _ = head_end(data);
     if let Ok(request) = Request::parse(data) {
         let _ = request.keep_alive();
