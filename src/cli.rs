@@ -25,11 +25,23 @@ enum Command {
     /// A network block device from a file or an HTTP URL (kernel NBD over netlink).
     #[command(subcommand)]
     Nbd(crate::nbd::cli::NbdCommand),
+    /// The daemon /init starts before the hand-over (not for people: /init runs it).
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long)]
+        control_fd: i32,
+        #[arg(long)]
+        debug: bool,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    // The daemon logs to the kernel log, not to a terminal it does not have.
+    if let Command::Daemon { control_fd, debug } = cli.command {
+        return crate::daemon::process::main(control_fd, debug);
+    }
     let level = match cli.verbose {
         0 => log::LevelFilter::Info,
         1 => log::LevelFilter::Debug,
@@ -41,5 +53,6 @@ pub fn main() -> i32 {
         Command::Kit(cmd) => crate::kit::cli::run(cmd),
         Command::Serve(args) => crate::serve::cli::run(args),
         Command::Nbd(cmd) => crate::nbd::cli::run(cmd),
+        Command::Daemon { .. } => 2,
     }
 }

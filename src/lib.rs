@@ -16,10 +16,13 @@
 //! - [`serve`]: the boot server of a LAN (`viver serve`: DHCP/proxyDHCP, TFTP, HTTP).
 //! - [`nbd`]: the netbooted node's image as `/dev/nbdN`, served from a file or over HTTP.
 //! - [`net`]: the node's own network setup: link, address, DHCP client.
+//! - [`daemon`]: the process that outlives the initramfs and serves the root (NBD) and
+//!   the LAN.
 
 pub mod boot;
 pub mod cli;
 pub mod cmdline;
+pub mod daemon;
 pub mod disks;
 pub mod hardware;
 pub mod image;

@@ -1,7 +1,10 @@
-//! A QEMU client boots from `viver serve` over the network: QEMU's iPXE ROM asks DHCP,
-//! gets the HTTP script from VIVER, loads kernel + initrd over HTTP, and VIVER's /init
-//! starts with `viver.net=` and `BOOTIF=` on its command line. Everything runs in a
-//! network namespace created (and removed) by the test; one VM at a time.
+//! A diskless QEMU client boots from `viver serve` over the network: QEMU's iPXE ROM asks
+//! DHCP, gets the HTTP script from VIVER, loads kernel + initrd over HTTP; VIVER's /init
+//! finds the interface named by `BOOTIF=`, gets its address from DHCP, and mounts the
+//! image from `/dev/nbd0`, served by VIVER's daemon from the server over HTTP, chunk by
+//! chunk as it is read; the test root comes up and reports `media: "network"`.
+//! Everything runs in a network namespace created (and removed) by the test; one VM at
+//! a time.
 
 mod net;
 mod qemu;
@@ -22,13 +25,10 @@ struct Lab {
 fn lab(name: &str) -> Lab {
     net::require_root();
     let dir = scratch(name);
-    let initrd = dir.join("initrd.img");
-    let modules = qemu::modules_dir();
-    qemu::kit(&["initrd", "--modules", modules.to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
-    // The client does not fetch the image yet (its DHCP client and NBD root come
-    // later): any file stands for it.
+    let (initrd, layout) = qemu::kit_initrd_and_testroot_layout(&dir);
     let image = dir.join("lan.squashfs");
-    std::fs::write(&image, net::random_bytes(4096, 9)).unwrap();
+    std::fs::rename(layout.join("viver/testroot.squashfs"), &image).unwrap();
+    std::fs::rename(layout.join("viver/testroot.toml"), dir.join("lan.toml")).unwrap();
     let ns = Netns::new("vsb");
     ns.bridge("br0", "10.77.0.1/24");
     ns.tap("tap0", "br0");
@@ -38,7 +38,14 @@ fn lab(name: &str) -> Lab {
 fn serve(lab: &Lab, extra: &[&str]) -> (Process, serde_json::Value) {
     let state = lab.dir.join("state");
     let mut cmd = lab.ns.command(viver());
-    cmd.args(["serve", "--image"]).arg(&lab.image).arg("--kernel").arg(&lab.kernel).arg("--initrd").arg(&lab.initrd);
+    cmd.args(["serve", "--image"])
+        .arg(&lab.image)
+        .arg("--manifest")
+        .arg(lab.dir.join("lan.toml"))
+        .arg("--kernel")
+        .arg(&lab.kernel)
+        .arg("--initrd")
+        .arg(&lab.initrd);
     cmd.args(["--interface", "br0", "--state-dir"]).arg(&state);
     cmd.args(["--survey-wait", "1", "--cmdline", "console=ttyS0 panic=-1 viver.panic=halt viver.panic_wait=0"]);
     cmd.args(extra);
@@ -49,8 +56,8 @@ fn serve(lab: &Lab, extra: &[&str]) -> (Process, serde_json::Value) {
     (p, report)
 }
 
-/// Boots the client under QEMU in the namespace until VIVER's banner and the kernel
-/// command line are in its serial log; returns that log and the time it took.
+/// Boots the diskless client under QEMU in the namespace until the test root reported
+/// (its boot.json printed); returns the serial log and the time it took.
 fn boot_client(lab: &Lab, nic: &str) -> (String, Duration) {
     // One VM at a time on this shared machine.
     static VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -66,15 +73,15 @@ fn boot_client(lab: &Lab, nic: &str) -> (String, Duration) {
     let deadline = started + Duration::from_secs(240);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains(" on Linux ") && text.contains("Kernel command line:") {
-            std::thread::sleep(Duration::from_millis(300));
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            return (text, started.elapsed());
+        if text.contains("MOUNTS-END") {
+            let took = started.elapsed();
+            let _ = vm.child.kill();
+            return (text, took);
         }
         if let Ok(Some(status)) = vm.child.try_wait() {
             panic!("QEMU exited ({status}):\n{}\n{}", vm.log_text(), tail(&text));
         }
-        assert!(Instant::now() < deadline, "client did not reach VIVER's /init in 240 s:\n{}", tail(&text));
+        assert!(Instant::now() < deadline, "client did not reach the test root in 240 s:\n{}", tail(&text));
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -84,11 +91,30 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-fn check_client(text: &str, server: &str) {
+/// The client booted the test root from the network: its command line came from the
+/// server, its root is the overlay over the SquashFS on /dev/nbd0, its boot report says
+/// `media: "network"` with the lease it got. Returns the report.
+fn check_client(text: &str, server: &str, address: &str) -> serde_json::Value {
     let cmdline = text.lines().find(|l| l.contains("Kernel command line:")).unwrap_or_default();
     assert!(cmdline.contains(&format!("viver.net=http://{server}:80/image/lan.squashfs")), "{cmdline}");
     assert!(cmdline.contains("BOOTIF=01-52-54-00-77-00-01"), "{cmdline}");
-    assert!(text.lines().any(|l| l.contains("VIVER ") && l.contains(" on Linux ")), "no VIVER banner:\n{}", tail(text));
+    let serial = qemu::SerialLog { text: text.to_string() };
+    assert!(serial.contains("VIVER-TESTROOT-UP"), "no test root:\n{}", tail(text));
+    assert!(serial.contains("WRITE-OK"), "the root is not writable:\n{}", tail(text));
+    let report = serial.boot_json().unwrap();
+    assert_eq!(report["image"]["media"], "network", "{report}");
+    assert_eq!(report["image"]["device"], "/dev/nbd0", "{report}");
+    assert_eq!(report["image"]["path"], format!("http://{server}:80/image/lan.squashfs"), "{report}");
+    assert_eq!(report["network"]["mac"], "52:54:00:77:00:01", "{report}");
+    assert!(report["network"]["address"].as_str().unwrap().starts_with(&format!("{address}/")), "{report}");
+    assert_eq!(report["network"]["server"], format!("{server}:80"), "{report}");
+    let image_mount = serial.mount_at("/run/viver/image").expect("image mount");
+    assert_eq!(image_mount.device, "/dev/nbd0", "{image_mount:?}");
+    // Lazy: the boot read a part of the image, not all of it.
+    let fetched = report["network"]["bytes_fetched"].as_u64().unwrap();
+    let size = report["image"]["size_bytes"].as_u64().unwrap();
+    assert!(fetched > 0 && fetched < size, "fetched {fetched} of {size}");
+    report
 }
 
 #[test]
@@ -98,14 +124,19 @@ fn ipxe_client_boots_viver_initrd_with_full_dhcp() {
     assert_eq!(report["dhcp"]["mode"], "full", "{report}");
     assert!(report["dhcp"]["reason"].as_str().unwrap().contains("no DHCP server answered"), "{report}");
     let (text, took) = boot_client(&lab, "virtio-net-pci");
-    check_client(&text, "10.77.0.1");
+    let report = check_client(&text, "10.77.0.1", "10.77.0.128");
     let log = server.log_text();
     assert!(log.contains("OFFER 10.77.0.128 to 52:54:00:77:00:01 (Ipxe -> http://10.77.0.1:80/boot.ipxe)"), "{log}");
     assert!(log.contains("ACK 10.77.0.128 to 52:54:00:77:00:01"), "{log}");
     assert!(log.contains("GET /vmlinuz 200") && log.contains("GET /initrd.img 200"), "{log}");
     let leases = std::fs::read_to_string(lab.dir.join("state/leases.json")).unwrap();
     assert!(leases.contains("52:54:00:77:00:01") && leases.contains("10.77.0.128"), "{leases}");
-    eprintln!("netboot (full DHCP, virtio-net): QEMU start to VIVER /init in {took:.1?}");
+    assert!(log.contains("GET /image/lan.toml 200"), "{log}");
+    eprintln!(
+        "netboot (full DHCP, virtio-net): QEMU start to the test root in {took:.1?}; network wait {} ms, {} KiB fetched",
+        report["network"]["wait_ms"],
+        report["network"]["bytes_fetched"].as_u64().unwrap() >> 10
+    );
 }
 
 /// A LAN DHCP server (dnsmasq, addresses only) in its own namespace joined by veth:
@@ -135,12 +166,12 @@ fn ipxe_client_boots_with_lan_dhcp_and_viver_as_proxy() {
     assert_eq!(report["dhcp"]["mode"], "proxy", "{report}");
     assert!(report["dhcp"]["reason"].as_str().unwrap().contains("DHCP server 10.77.0.2"), "{report}");
     let (text, took) = boot_client(&lab, "e1000");
-    check_client(&text, "10.77.0.1");
+    check_client(&text, "10.77.0.1", "10.77.0.5");
     let log = server.log_text();
     assert!(log.contains("proxy Offer to 52:54:00:77:00:01: Ipxe -> http://10.77.0.1:80/boot.ipxe"), "{log}");
     let dns = std::fs::read_to_string(lab.dir.join("dnsmasq.log")).unwrap_or_default();
     assert!(dns.contains("DHCPACK(eth0) 10.77.0.5"), "address from dnsmasq expected:\n{dns}");
-    eprintln!("netboot (LAN dnsmasq + VIVER proxyDHCP, e1000): QEMU start to VIVER /init in {took:.1?}");
+    eprintln!("netboot (LAN dnsmasq + VIVER proxyDHCP, e1000): QEMU start to the test root in {took:.1?}");
 }
 
 /// Another PXE server on the segment: VIVER stays silent and says why.

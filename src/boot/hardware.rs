@@ -39,6 +39,10 @@ impl Boot {
         let release = &self.report.kernel;
         let mut force_load: Vec<String> = ALWAYS_LOAD.iter().map(|m| m.to_string()).collect();
         force_load.extend(self.settings.modules.iter().cloned());
+        if self.settings.net.is_some() {
+            // The root will be a network block device: ready before the lease is.
+            force_load.push("nbd".into());
+        }
         let mut params = self.settings.module_params.clone();
         // usb-storage waits a second before scanning a new stick "for slow devices";
         // settling would end inside that second and miss the stick. Our own quiet period
@@ -55,7 +59,8 @@ impl Boot {
             cap: self.settings.timeout,
             // Only when VIVER chooses the medium itself; a named medium may be anywhere.
             // A named image is not: its fastest copy is still what the search wants.
-            fast_first: self.settings.media.is_none(),
+            // A network boot reads no disk: the network drivers are what it waits for.
+            fast_first: self.settings.media.is_none() && self.settings.net.is_none(),
             // One module that never finishes loading must not hold the boot longer than
             // the devices may take to appear.
             load_timeout: self.settings.timeout,

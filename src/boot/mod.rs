@@ -11,6 +11,8 @@ pub mod disks;
 pub mod early;
 pub mod hardware;
 pub mod image;
+pub mod network;
+pub mod network_image;
 pub mod switch_root;
 
 // What the stages share.
@@ -57,6 +59,8 @@ pub(crate) struct Boot {
     /// What the hardware stage could not do (no modules for this kernel): repeated in a
     /// failure report, since it is the likely cause.
     hardware_notes: Vec<String>,
+    /// The daemon that serves the network root (and the LAN): started before the hand-over.
+    daemon: Option<crate::daemon::DaemonHandle>,
 }
 
 /// What the image stage hands to the cow stage.
@@ -89,6 +93,7 @@ pub fn run_as_pid1() -> ! {
         media_confs_applied: 0,
         conf_problems_seen: 0,
         hardware_notes: Vec::new(),
+        daemon: None,
     };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boot.run()));
     let failure = match outcome {
@@ -116,6 +121,9 @@ impl Boot {
         self.timed(Stage::Early, |boot| boot.early())?;
         self.timed(Stage::Config, |boot| boot.config())?;
         let detector = self.timed(Stage::Hardware, |boot| boot.hardware())?;
+        if self.settings.net.is_some() {
+            return self.run_network_boot(detector);
+        }
         let mut search = self.timed(Stage::Disks, |boot| boot.disks(&detector))?;
         let image = match self.timed(Stage::Image, |boot| boot.image(&mut search)) {
             Ok(image) => image,
@@ -143,6 +151,24 @@ impl Boot {
         }
         self.report.hardware = serde_json::to_value(detector.report()).ok();
         self.report.devices = search.reports();
+        self.timed(Stage::SwitchRoot, |boot| boot.switch_root(&image))
+    }
+
+    /// A network boot: no disk is searched (nor touched); the image comes from the boot
+    /// server through the daemon's `/dev/nbd0`, or into RAM with `viver.toram`.
+    fn run_network_boot(&mut self, detector: crate::hardware::detect::Detector) -> Result<std::convert::Infallible, Failure> {
+        let net = self.timed(Stage::Network, |boot| boot.network(&detector))?;
+        let image = self.timed(Stage::Image, |boot| boot.network_image(&net, &detector))?;
+        let no_media = disks::search::MediaSearch::default();
+        self.timed(Stage::Cow, |boot| boot.cow(&image, &no_media, &detector))?;
+        let wait = self.settings.timeout.min(hardware::HAND_OVER_WAIT);
+        for stuck in detector.finish(wait) {
+            let text = format!("{stuck}: handing over without it");
+            ::log::warn!("{text}");
+            self.report.problems.push(text);
+        }
+        self.report.hardware = serde_json::to_value(detector.report()).ok();
+        self.note_network_bytes();
         self.timed(Stage::SwitchRoot, |boot| boot.switch_root(&image))
     }
 

@@ -63,6 +63,30 @@ pub struct ChosenImage {
     pub verification: Option<crate::image::verify::ChunkReport>,
 }
 
+/// A network boot: the interface, its lease, the server, and what the network cost.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct NetworkReport {
+    pub interface: String,
+    pub mac: String,
+    /// `10.77.0.100/24`.
+    pub address: String,
+    pub router: Option<String>,
+    pub dhcp_server: String,
+    /// The boot server the image comes from (`10.77.0.1:80`).
+    pub server: String,
+    pub image_url: String,
+    /// Time from the stage's start to a link with carrier, to the lease, to the manifest.
+    pub link_ms: f64,
+    pub dhcp_ms: f64,
+    pub manifest_ms: f64,
+    /// The whole wait for the network before the image could be read.
+    pub wait_ms: f64,
+    /// Image bytes fetched from the server up to the hand-over (what the boot read).
+    pub bytes_fetched: u64,
+    /// The daemon serving `/dev/nbd0` after the hand-over.
+    pub daemon_pid: Option<u32>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub stage: Stage,
@@ -81,6 +105,7 @@ pub struct BootReport {
     pub hardware: Option<serde_json::Value>,
     pub devices: Vec<DeviceReport>,
     pub candidates: Vec<CandidateReport>,
+    pub network: Option<NetworkReport>,
     pub image: Option<ChosenImage>,
     pub cow: Option<String>,
     pub init: Option<String>,

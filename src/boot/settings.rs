@@ -76,6 +76,13 @@ pub struct Settings {
     #[serde(serialize_with = "as_secs")]
     pub panic_wait: Duration,
     pub role: Option<String>,
+    /// `viver.net=http://SERVER:PORT/image/NAME.squashfs`: a network boot from that image.
+    pub net: Option<String>,
+    /// Longest wait for a network interface, its link and a DHCP lease on a network boot.
+    #[serde(serialize_with = "as_secs")]
+    pub net_timeout: Duration,
+    /// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux, iPXE): the interface the firmware booted from.
+    pub bootif: Option<String>,
     pub debug: bool,
     pub quiet: bool,
     /// Modules to load whatever the hardware says (`viver.modules=`, `rd.driver.pre=`).
@@ -115,6 +122,9 @@ impl Default for Settings {
             panic: PanicPolicy::Shell,
             panic_wait: Duration::from_secs(15),
             role: None,
+            net: None,
+            net_timeout: Duration::from_secs(30),
+            bootif: None,
             debug: false,
             quiet: false,
             modules: Vec::new(),
@@ -158,6 +168,8 @@ pub const NOT_FROM_MEDIA: &[(&str, &str)] = &[
     ),
     ("parallel", "drivers are loading before any medium can be read: use viver.parallel= on the command line or the initrd's viver.conf"),
     ("break", "a shell before a stage is asked for on the command line"),
+    ("net", "a network boot is decided before any medium is read"),
+    ("net.timeout", "a network boot is decided before any medium is read"),
 ];
 
 impl Settings {
@@ -224,6 +236,10 @@ impl Settings {
                 "rd.debug" => self.debug = true,
                 "rd.break" => self.apply("break", value.or(Some("switch-root")), &origin),
                 "rd.live.ram" => self.apply("toram", value, &origin),
+                "BOOTIF" => match parse_bootif(value.unwrap_or("")) {
+                    Ok(mac) => self.bootif = Some(mac),
+                    Err(why) => self.problems.push(format!("{origin}: {why}")),
+                },
                 "modprobe.blacklist" | "rd.driver.blacklist" => self.blacklist.extend(list(value.unwrap_or(""))),
                 "rd.driver.pre" => self.modules.extend(list(value.unwrap_or(""))),
                 key => self.maybe_module_param(key, value),
@@ -262,6 +278,14 @@ impl Settings {
                 }
                 "panic_wait" => self.panic_wait = Duration::from_secs_f64(seconds(non_empty(value)?, 0.0, 3600.0)?),
                 "role" => self.role = Some(non_empty(value)?.to_string()),
+                "net" => {
+                    let url = non_empty(value)?;
+                    if !url.starts_with("http://") {
+                        return Err(format!("{url:?} is not an http:// URL of an image"));
+                    }
+                    self.net = Some(url.to_string());
+                }
+                "net.timeout" => self.net_timeout = Duration::from_secs_f64(seconds(non_empty(value)?, 1.0, 3600.0)?),
                 "debug" => self.debug = flag(value)?,
                 "quiet" => self.quiet = flag(value)?,
                 "modules" => self.modules.extend(list(non_empty(value)?)),
@@ -315,6 +339,16 @@ fn medium_cow(value: &str, dev_path: &str, label: Option<&str>, uuid: Option<&st
         }
         // RAM or no layer: the parser reports a bad value in the words it uses everywhere.
         _ => Ok(value.to_string()),
+    }
+}
+
+/// `01-aa-bb-cc-dd-ee-ff` (hardware type 1, Ethernet) -> `aa:bb:cc:dd:ee:ff`.
+pub fn parse_bootif(value: &str) -> Result<String, String> {
+    let parts: Vec<&str> = value.trim().split(['-', ':']).collect();
+    let hex2 = |p: &&str| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit());
+    match parts.as_slice() {
+        [kind, mac @ ..] if *kind == "01" && mac.len() == 6 && mac.iter().all(hex2) => Ok(mac.join(":").to_ascii_lowercase()),
+        _ => Err(format!("{value:?} is not 01-aa-bb-cc-dd-ee-ff")),
     }
 }
 

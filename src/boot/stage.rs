@@ -12,6 +12,8 @@ pub enum Stage {
     Config,
     /// Drivers for every device, from the kernel's module tables.
     Hardware,
+    /// A network boot (`viver.net=`): the boot interface, its DHCP lease, the manifest.
+    Network,
     /// Every block device probed, every filesystem mounted read-only.
     Disks,
     /// The disk image chosen among the candidates and checked.
@@ -23,13 +25,15 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] = [Stage::Early, Stage::Config, Stage::Hardware, Stage::Disks, Stage::Image, Stage::Cow, Stage::SwitchRoot];
+    pub const ALL: [Stage; 8] =
+        [Stage::Early, Stage::Config, Stage::Hardware, Stage::Network, Stage::Disks, Stage::Image, Stage::Cow, Stage::SwitchRoot];
 
     pub fn name(self) -> &'static str {
         match self {
             Stage::Early => "early",
             Stage::Config => "config",
             Stage::Hardware => "hardware",
+            Stage::Network => "network",
             Stage::Disks => "disks",
             Stage::Image => "image",
             Stage::Cow => "cow",

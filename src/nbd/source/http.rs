@@ -148,6 +148,42 @@ const MAX_HEAD: usize = 16 << 10;
 
 /// Reads one response; the body must have a Content-Length no larger than `max_body`.
 /// Hostile input gets an error, never a panic or an unbounded allocation.
+/// One whole small file (a manifest): GET `url`, retried until `deadline` while the
+/// server cannot be reached; a 4xx, or a body over `max_body`, fails at once.
+pub fn get_file(url: &str, max_body: u64, deadline: Duration) -> Result<Vec<u8>, String> {
+    let parsed = Url::parse(url)?;
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < deadline {
+        let attempt = (|| -> Result<Vec<u8>, (bool, String)> {
+            let addr = parsed.addr().map_err(|e| (false, e))?;
+            let left = deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+            let stream =
+                TcpStream::connect_timeout(&addr, left.min(Duration::from_secs(3))).map_err(|e| (true, format!("connect {addr}: {e}")))?;
+            stream.set_read_timeout(Some(left)).and_then(|_| stream.set_write_timeout(Some(left))).map_err(|e| (true, e.to_string()))?;
+            let mut conn = BufReader::new(stream);
+            let head = format!(
+                "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: viver\r\nConnection: close\r\n\r\n",
+                parsed.path, parsed.host, parsed.port
+            );
+            conn.get_mut().write_all(head.as_bytes()).map_err(|e| (true, format!("send: {e}")))?;
+            let response = read_response(&mut conn, max_body).map_err(|e| (matches!(e, HttpError::Io(_)), e.to_string()))?;
+            match response.status {
+                200 => Ok(response.body),
+                status @ 500..=599 => Err((true, format!("HTTP {status}"))),
+                status => Err((false, format!("HTTP {status}"))),
+            }
+        })();
+        match attempt {
+            Ok(body) => return Ok(body),
+            Err((false, why)) => return Err(format!("{url}: {why}")),
+            Err((true, why)) => last = why,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("{url}: no answer within {:.0} s (last: {last})", deadline.as_secs_f64()))
+}
+
 pub fn read_response(reader: &mut impl BufRead, max_body: u64) -> Result<Response, HttpError> {
     let bad = |s: String| HttpError::Protocol(s);
     let mut head_len = 0usize;

@@ -2,9 +2,11 @@
 
 pub mod file;
 pub mod http;
+pub mod manifest;
 
 pub use file::FileSource;
 pub use http::{ChunkVerifier, HttpSource, HttpSourceOptions};
+pub use manifest::ManifestChunks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
