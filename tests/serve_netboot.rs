@@ -73,7 +73,7 @@ fn boot_client(lab: &Lab, nic: &str) -> (String, Duration) {
     let deadline = started + Duration::from_secs(240);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("MOUNTS-END") {
+        if text.contains("PERSIST:") {
             let took = started.elapsed();
             let _ = vm.child.kill();
             return (text, took);
