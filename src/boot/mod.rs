@@ -169,6 +169,13 @@ impl Boot {
         }
         self.report.hardware = serde_json::to_value(detector.report()).ok();
         self.note_network_bytes();
+        if let Some(net) = &self.report.network {
+            if let Err(e) = crate::net::unmanaged::write(Path::new("/run"), &net.interface, &net.mac) {
+                let text = format!("cannot keep the distribution's network configuration off {}: {e}", net.interface);
+                ::log::warn!("{text}");
+                self.report.problems.push(text);
+            }
+        }
         self.timed(Stage::SwitchRoot, |boot| boot.switch_root(&image))
     }
 

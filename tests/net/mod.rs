@@ -3,6 +3,8 @@
 //! drop (also when the test panics). Not root: the test fails and says so.
 #![allow(dead_code)]
 
+pub mod netboot;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
