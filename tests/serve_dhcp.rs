@@ -7,7 +7,7 @@ mod net;
 use net::{fixture, scratch, serve_args, viver, wait_report, Netns, Process};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
-use viver::serve::dhcp::wire::{opt, MessageType, Packet};
+use viver::net::dhcp::wire::{opt, MessageType, Packet};
 
 struct Segment {
     server_ns: Netns,
@@ -37,7 +37,7 @@ fn start(seg: &Segment, dir: &std::path::Path, extra: &[&str]) -> (Process, serd
 /// every reply for 1.5 s.
 fn exchange(seg: &Segment, packet: Packet, to: SocketAddr) -> Vec<Packet> {
     seg.client_ns.run(move || {
-        let sock = viver::serve::net::udp_socket(Ipv4Addr::UNSPECIFIED, 68, Some("eth0")).unwrap();
+        let sock = viver::net::iface::udp_socket(Ipv4Addr::UNSPECIFIED, 68, Some("eth0")).unwrap();
         sock.send_to(&packet.encode(), to).unwrap();
         collect(&sock, packet.xid)
     })

@@ -15,14 +15,13 @@ pub mod cli;
 pub mod dhcp;
 pub mod files;
 pub mod http;
-pub mod net;
 pub mod tftp;
 
+use crate::net::iface::{self as net, Interface};
 use dhcp::policy::BootPlan;
 use dhcp::probe::Setting;
 use dhcp::server::{DhcpConfig, DhcpState, DhcpStatus};
 use files::Served;
-use net::Interface;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -149,7 +148,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
     let report = Report {
         interface: interface.name.clone(),
         address: interface.address,
-        mac: interface.mac.as_ref().map(dhcp::wire::mac_text),
+        mac: interface.mac.as_ref().map(crate::net::dhcp::wire::mac_text),
         http: base.clone(),
         tftp: tftp_addr.clone(),
         image: built.name.clone(),

@@ -3,7 +3,7 @@
 //! answers for an address before it is offered (an ARP probe by default).
 
 use super::policy::AddressPool;
-use super::wire::mac_text;
+use crate::net::dhcp::wire::mac_text;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

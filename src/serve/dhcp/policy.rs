@@ -3,7 +3,7 @@
 //! reply (proxyDHCP offer, full offer/ack/nak, or silence). No sockets here: the
 //! address pool is behind [`AddressPool`] so every rule is unit-tested.
 
-use super::wire::{mac_text, opt, MessageType, Packet};
+use crate::net::dhcp::wire::{mac_text, opt, MessageType, Packet};
 use std::net::Ipv4Addr;
 
 /// How VIVER takes part in DHCP on its segment (after the start-up survey).
@@ -214,7 +214,7 @@ pub fn handle(req: &Packet, port: Port, ctx: &Context, pool: &mut dyn AddressPoo
     let Some(mac) = req.mac() else {
         return silent(format!("{kind:?} with hardware type {} / length {}: ignored", req.htype, req.hlen));
     };
-    if req.op != super::wire::BOOTREQUEST {
+    if req.op != crate::net::dhcp::wire::BOOTREQUEST {
         return silent(format!("{kind:?} from {}: not a BOOTREQUEST", mac_text(&mac)));
     }
     if Some(mac) == ctx.own_mac {

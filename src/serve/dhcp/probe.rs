@@ -4,7 +4,7 @@
 //! in [`decide`] and [`tighten`].
 
 use super::policy::Mode;
-use super::wire::{opt, MessageType, Packet};
+use crate::net::dhcp::wire::{opt, MessageType, Packet};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ pub struct Seen {
 
 /// An offer or ack from a server other than `own` (None for anything else).
 pub fn observe(p: &Packet, source: SocketAddr, own: Ipv4Addr) -> Option<Seen> {
-    if p.op != super::wire::BOOTREPLY {
+    if p.op != crate::net::dhcp::wire::BOOTREPLY {
         return None;
     }
     let kind = p.message_type()?;

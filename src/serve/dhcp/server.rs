@@ -6,8 +6,8 @@
 use super::leases::Leases;
 use super::policy::{handle, AddressPool, BootPlan, Context, Dest, Lan, Mode, Port};
 use super::probe::{decide, survey, tighten, Seen, Setting};
-use super::wire::Packet;
-use crate::serve::net::{arp_in_use, udp_socket, Interface};
+use crate::net::dhcp::wire::Packet;
+use crate::net::iface::{arp_in_use, udp_socket, Interface};
 use crate::serve::ServeError;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
