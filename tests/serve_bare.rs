@@ -35,6 +35,8 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
 fn start_bare(server_ns: &Netns, dir: &Path, log: &str) -> (Process, serde_json::Value) {
     let f = fixture(dir);
     let state = dir.join("state");
+    // A report of an earlier run must not pass for this one's.
+    let _ = std::fs::remove_file(state.join("serve.json"));
     let mut cmd = server_ns.command(viver());
     cmd.args(serve_args(&f, &state)).args(["--interface", "br0", "--address-wait", "3", "--survey-wait", "0.5"]);
     cmd.env("RUST_LOG", "info");
@@ -75,6 +77,7 @@ fn bare_interface_without_dhcp_server_self_assigns_and_serves_addresses() {
     drop(server);
     let (_again, report) = start_bare(&server_ns, &dir, "serve2.log");
     assert_eq!(report["address_source"], "self-assigned", "{report:#}");
+    assert!(report["address_reason"].as_str().unwrap().contains("earlier start"), "{report:#}");
     assert_eq!(report["address"], "10.77.0.1");
     assert_eq!(report["dhcp"]["range"], serde_json::json!(["10.77.0.1", "10.77.0.254"]));
     let lease = udhcpc(&client_ns, &dir);

@@ -302,6 +302,25 @@ mod tests {
     }
 
     #[test]
+    fn a_region_of_an_open_file_reads_and_seeks_within_itself() {
+        let path = std::env::temp_dir().join(format!("viver-region-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789abcdef").unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        let r = Resource { source: Source::Region { file, start: 4, len: 6 }, content_type: "", label: String::new() };
+        let mut body = r.open().unwrap();
+        assert_eq!(body.size, 6);
+        let mut s = String::new();
+        body.reader.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "456789");
+        body.reader.seek(std::io::SeekFrom::End(-2)).unwrap();
+        s.clear();
+        body.reader.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "89");
+        assert!(body.reader.seek(std::io::SeekFrom::Current(-100)).is_err());
+    }
+
+    #[test]
     fn bytes_resource_seeks() {
         let r = Resource { source: Source::Bytes(Arc::new(b"hello".to_vec())), content_type: "text/plain", label: String::new() };
         let mut body = r.open().unwrap();
