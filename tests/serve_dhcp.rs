@@ -7,7 +7,7 @@ mod net;
 use net::{fixture, scratch, serve_args, viver, wait_report, Netns, Process};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
-use viver::serve::dhcp::wire::{opt, MessageType, Packet};
+use viver::net::dhcp::wire::{opt, MessageType, Packet};
 
 struct Segment {
     server_ns: Netns,
@@ -25,6 +25,8 @@ fn segment() -> Segment {
 fn start(seg: &Segment, dir: &std::path::Path, extra: &[&str]) -> (Process, serde_json::Value) {
     let f = fixture(dir);
     let state = dir.join("state");
+    // A report of an earlier run must not pass for this one's.
+    let _ = std::fs::remove_file(state.join("serve.json"));
     let mut cmd = seg.server_ns.command(viver());
     cmd.args(serve_args(&f, &state)).args(["--interface", "br0", "--survey-wait", "0.5"]).args(extra);
     let mut p = Process::spawn(cmd, &dir.join(format!("serve-{}.log", Instant::now().elapsed().as_nanos())));
@@ -37,7 +39,7 @@ fn start(seg: &Segment, dir: &std::path::Path, extra: &[&str]) -> (Process, serd
 /// every reply for 1.5 s.
 fn exchange(seg: &Segment, packet: Packet, to: SocketAddr) -> Vec<Packet> {
     seg.client_ns.run(move || {
-        let sock = viver::serve::net::udp_socket(Ipv4Addr::UNSPECIFIED, 68, Some("eth0")).unwrap();
+        let sock = viver::net::iface::udp_socket(Ipv4Addr::UNSPECIFIED, 68, Some("eth0")).unwrap();
         sock.send_to(&packet.encode(), to).unwrap();
         collect(&sock, packet.xid)
     })
@@ -197,4 +199,58 @@ fn proxy_mode_gives_boot_information_only() {
     let offer = one(exchange(&seg, ipxe, broadcast()), "iPXE DISCOVER");
     assert_eq!(offer.file, b"http://10.77.0.1:80/boot.ipxe");
     assert_eq!(offer.get(opt::TFTP_SERVER), None);
+    // iPXE recognised by its option 175 alone (no user class), UEFI arch 9.
+    let mut ipxe = pxe(MessageType::Discover, 36, MAC3, 9);
+    ipxe.set(opt::IPXE_ENCAP, vec![19, 1, 1, 21, 1, 1]);
+    let offer = one(exchange(&seg, ipxe, broadcast()), "iPXE (175) DISCOVER");
+    assert_eq!(offer.file, b"http://10.77.0.1:80/boot.ipxe");
+    let offer = one(exchange(&seg, pxe(MessageType::Discover, 37, MAC3, 9), broadcast()), "UEFI arch 9 DISCOVER");
+    assert_eq!((offer.file.as_slice(), offer.get(opt::VENDOR_CLASS)), (&b"ipxe.efi"[..], Some(&b"PXEClient"[..])));
+    assert_eq!(offer.get(opt::CLIENT_UUID), Some(&[vec![0u8], vec![0xab; 16]].concat()[..]));
+    // UEFI HTTP boot through the proxy: the URL, HTTPClient, no address.
+    let offer = one(exchange(&seg, pxe(MessageType::Discover, 38, MAC3, 16), broadcast()), "HTTP DISCOVER");
+    assert_eq!(offer.file, b"http://10.77.0.1:80/ipxe/ipxe.efi");
+    assert_eq!((offer.yiaddr, offer.get(opt::VENDOR_CLASS)), (Ipv4Addr::UNSPECIFIED, Some(&b"HTTPClient"[..])));
+    // A PXE client that only sends DHCPREQUEST (INIT-REBOOT): boot information in an
+    // ACK without an address.
+    let mut reboot = pxe(MessageType::Request, 39, MAC1, 0);
+    reboot.set(opt::REQUESTED_IP, vec![10, 77, 0, 200]);
+    let ack = one(exchange(&seg, reboot, broadcast()), "REQUEST-only PXE client");
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
+    assert_eq!(ack.yiaddr, Ipv4Addr::UNSPECIFIED);
+    assert_eq!(ack.get(opt::BOOTFILE), Some(&b"undionly.kpxe"[..]));
+    assert_eq!(ack.get(opt::LEASE_TIME), None);
+}
+
+/// Another PXE server on the segment (dnsmasq with a boot file, in its own namespace):
+/// `--dhcp auto` stays silent and says why; `--dhcp force` answers as proxyDHCP.
+#[test]
+fn another_pxe_server_silences_auto_but_not_force() {
+    let seg = segment();
+    let lan_ns = Netns::new("vdl");
+    seg.server_ns.veth_to("vl0", Some("br0"), &lan_ns, "eth0", Some("10.77.0.254/24"));
+    let dir = scratch("dhcp-other-pxe");
+    let mut dnsmasq = lan_ns.command("dnsmasq");
+    dnsmasq.args(["--no-daemon", "--port=0", "--interface=eth0", "--bind-interfaces", "--user=root", "--no-ping"]);
+    dnsmasq.args(["--dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,1h", "--dhcp-boot=pxelinux.0"]);
+    dnsmasq.arg(format!("--dhcp-leasefile={}", dir.join("dnsmasq.leases").display()));
+    dnsmasq.arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()));
+    let mut dnsmasq = Process::spawn(dnsmasq, &dir.join("dnsmasq.log"));
+    dnsmasq.wait_for_log("DHCP, IP range", Duration::from_secs(10));
+
+    let (server, report) = start(&seg, &dir, &[]);
+    assert_eq!(report["dhcp"]["mode"], "silent", "{report:#}");
+    let reason = report["dhcp"]["reason"].as_str().unwrap();
+    assert!(reason.contains("another PXE server") && reason.contains("10.77.0.254") && reason.contains("pxelinux.0"), "{reason}");
+    let replies = exchange(&seg, pxe(MessageType::Discover, 41, MAC1, 0), broadcast());
+    assert!(replies.iter().all(|r| r.get(opt::SERVER_ID) != Some(&SERVER[..])), "VIVER answered while silent: {replies:?}");
+    drop(server);
+
+    let (_server, report) = start(&seg, &dir, &["--dhcp", "force"]);
+    assert_eq!(report["dhcp"]["mode"], "proxy", "{report:#}");
+    let replies = exchange(&seg, pxe(MessageType::Discover, 42, MAC1, 0), broadcast());
+    let ours: Vec<&Packet> = replies.iter().filter(|r| r.get(opt::SERVER_ID) == Some(&SERVER[..])).collect();
+    assert_eq!(ours.len(), 1, "{replies:?}");
+    assert_eq!((ours[0].yiaddr, ours[0].file.as_slice()), (Ipv4Addr::UNSPECIFIED, &b"undionly.kpxe"[..]));
+    assert!(replies.iter().any(|r| r.get(opt::SERVER_ID) == Some(&[10, 77, 0, 254][..])), "dnsmasq answers too: {replies:?}");
 }

@@ -2,7 +2,7 @@
 //! are fuzz/fuzz_targets/serve_*.rs): thousands of random and mutated packets into the
 //! DHCP, TFTP and HTTP parsers and state machines; none may panic.
 
-use viver::serve::dhcp::wire::{opt, MessageType, Packet};
+use viver::net::dhcp::wire::{opt, MessageType, Packet};
 #[path = "../fuzz/helpers/serve.rs"]
 mod fuzzing;
 

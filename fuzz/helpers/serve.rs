@@ -4,9 +4,9 @@
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use viver::net::dhcp::wire::Packet;
 use viver::serve::dhcp::policy::{handle, AddressPool, BootPlan, Context, Lan, Mode, Port};
 use viver::serve::dhcp::probe::observe;
-use viver::serve::dhcp::wire::Packet;
 
 struct AnyPool;
 impl AddressPool for AnyPool {

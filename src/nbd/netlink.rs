@@ -5,20 +5,17 @@
 //! with `CTRL_CMD_GETFAMILY`, then each command is one request answered by the kernel's
 //! reply (CONNECT answers with the device index) and an ACK or an error.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use crate::sys::netlink::{self as nl, Message as NlMessage, Socket, SocketError, NETLINK_GENERIC, NLM_F_ACK, NLM_F_REQUEST};
+use std::os::fd::RawFd;
 use std::time::Duration;
 
-// <linux/netlink.h>, <linux/genetlink.h>
-const NETLINK_GENERIC: i32 = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
+pub use crate::sys::netlink::{parse_attrs, Attrs};
+
+// <linux/genetlink.h>
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
 const CTRL_ATTR_FAMILY_ID: u16 = 1;
 const CTRL_ATTR_FAMILY_NAME: u16 = 2;
-const NLA_TYPE_MASK: u16 = !(1 << 15 | 1 << 14);
 
 // <linux/nbd-netlink.h>
 pub const NBD_GENL_FAMILY_NAME: &str = "nbd";
@@ -88,72 +85,14 @@ impl ConnectConfig {
     }
 }
 
-/// Builds one netlink message: nlmsghdr + genlmsghdr + attributes.
-#[derive(Debug, Clone)]
-pub struct Message {
-    buf: Vec<u8>,
-    nests: Vec<usize>,
-}
+/// A generic netlink message: nlmsghdr + genlmsghdr (command, version) + attributes,
+/// built with the shared codec of [`crate::sys::netlink`].
+pub struct Message;
 
 impl Message {
-    pub fn new(family: u16, flags: u16, seq: u32, cmd: u8, version: u8) -> Message {
-        let mut buf = Vec::with_capacity(128);
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_len, set by finish()
-        buf.extend_from_slice(&family.to_ne_bytes());
-        buf.extend_from_slice(&flags.to_ne_bytes());
-        buf.extend_from_slice(&seq.to_ne_bytes());
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel fills it
-        buf.extend_from_slice(&[cmd, version, 0, 0]);
-        Message { buf, nests: Vec::new() }
-    }
-
-    pub fn attr(&mut self, kind: u16, payload: &[u8]) -> &mut Message {
-        let len = 4 + payload.len();
-        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(payload);
-        self.pad();
-        self
-    }
-
-    pub fn attr_u32(&mut self, kind: u16, value: u32) -> &mut Message {
-        self.attr(kind, &value.to_ne_bytes())
-    }
-
-    pub fn attr_u64(&mut self, kind: u16, value: u64) -> &mut Message {
-        self.attr(kind, &value.to_ne_bytes())
-    }
-
-    /// Opens a nested attribute (closed by [`Message::end_nest`]). No NLA_F_NESTED flag,
-    /// like libnl and nbd-client: the nbd family parses nests leniently.
-    pub fn begin_nest(&mut self, kind: u16) -> &mut Message {
-        self.nests.push(self.buf.len());
-        self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self
-    }
-
-    pub fn end_nest(&mut self) -> &mut Message {
-        if let Some(start) = self.nests.pop() {
-            let len = (self.buf.len() - start) as u16;
-            self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-        }
-        self
-    }
-
-    fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
-            self.buf.push(0);
-        }
-    }
-
-    pub fn finish(mut self) -> Vec<u8> {
-        while !self.nests.is_empty() {
-            self.end_nest();
-        }
-        let len = self.buf.len() as u32;
-        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
-        self.buf
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(family: u16, flags: u16, seq: u32, cmd: u8, version: u8) -> NlMessage {
+        NlMessage::new(family, flags, seq, &[cmd, version, 0, 0])
     }
 }
 
@@ -198,7 +137,7 @@ pub fn disconnect_message(family: u16, seq: u32, index: u32) -> Vec<u8> {
     msg.finish()
 }
 
-fn sockets(msg: &mut Message, socks: &[RawFd]) {
+fn sockets(msg: &mut NlMessage, socks: &[RawFd]) {
     msg.begin_nest(NBD_ATTR_SOCKETS);
     for fd in socks {
         msg.begin_nest(NBD_SOCK_ITEM);
@@ -215,97 +154,53 @@ pub enum Reply {
     Ack,
     Error(i32),
     Done,
-    Attrs { msg_type: u16, attrs: Vec<(u16, Vec<u8>)> },
+    Attrs { msg_type: u16, attrs: Attrs },
 }
 
-/// Splits a received datagram into messages. Hostile or truncated input is an error.
+/// Splits a received datagram into generic netlink messages. Hostile or truncated input
+/// is an error.
 pub fn parse_replies(data: &[u8]) -> Result<Vec<Reply>, String> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        if rest.len() < 16 {
-            return Err(format!("{} stray bytes after the last message", rest.len()));
-        }
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let msg_type = u16::from_ne_bytes([rest[4], rest[5]]);
-        if len < 16 || len > rest.len() {
-            return Err(format!("message length {len} with {} bytes left", rest.len()));
-        }
-        let body = &rest[16..len];
-        match msg_type {
-            NLMSG_ERROR => {
-                let code = body.get(0..4).ok_or("NLMSG_ERROR without an error code")?;
-                let code = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
-                out.push(if code == 0 { Reply::Ack } else { Reply::Error(code.saturating_neg()) });
-            }
-            NLMSG_DONE => out.push(Reply::Done),
-            _ => {
-                let attrs = body.get(4..).ok_or("generic netlink message without genlmsghdr")?;
-                out.push(Reply::Attrs { msg_type, attrs: parse_attrs(attrs)? });
-            }
-        }
-        let advance = len.div_ceil(4) * 4;
-        rest = rest.get(advance..).unwrap_or(&[]);
-    }
-    Ok(out)
+    nl::parse_replies(data)?
+        .into_iter()
+        .map(|reply| {
+            Ok(match reply {
+                nl::Reply::Ack => Reply::Ack,
+                nl::Reply::Error(errno) => Reply::Error(errno),
+                nl::Reply::Done => Reply::Done,
+                nl::Reply::Message { msg_type, payload } => Reply::Attrs { msg_type, attrs: genl_attrs(&payload)? },
+            })
+        })
+        .collect()
 }
 
-/// Attributes of one level (nests are returned as their raw payload).
-pub fn parse_attrs(mut data: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, String> {
-    let mut out = Vec::new();
-    while data.len() >= 4 {
-        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
-        let kind = u16::from_ne_bytes([data[2], data[3]]) & NLA_TYPE_MASK;
-        if len < 4 || len > data.len() {
-            return Err(format!("attribute length {len} with {} bytes left", data.len()));
-        }
-        out.push((kind, data[4..len].to_vec()));
-        data = data.get(len.div_ceil(4) * 4..).unwrap_or(&[]);
-    }
-    Ok(out)
+/// The attributes after the 4-byte genlmsghdr.
+fn genl_attrs(payload: &[u8]) -> Result<Attrs, String> {
+    parse_attrs(payload.get(4..).ok_or("generic netlink message without genlmsghdr")?)
 }
-
-fn attr_u32(attrs: &[(u16, Vec<u8>)], kind: u16) -> Option<u32> {
-    let value = &attrs.iter().find(|(k, _)| *k == kind)?.1;
-    Some(u32::from_ne_bytes(value.get(0..4)?.try_into().ok()?))
-}
-
-/// Attributes of one message: (type, payload).
-pub type Attrs = Vec<(u16, Vec<u8>)>;
 
 /// A generic netlink socket with the nbd family resolved.
 pub struct NbdNetlink {
-    fd: OwnedFd,
+    socket: Socket,
     family: u16,
-    seq: u32,
+}
+
+impl From<SocketError> for NetlinkError {
+    fn from(e: SocketError) -> NetlinkError {
+        match e {
+            SocketError::Open(e) => NetlinkError::Socket(e),
+            SocketError::Io { what, source } => NetlinkError::Io { what, source },
+            SocketError::Refused { what, source } => NetlinkError::Refused { what, source },
+            SocketError::Malformed { what, detail } => NetlinkError::Malformed { what, detail },
+        }
+    }
 }
 
 impl NbdNetlink {
     /// Opens the socket and resolves the "nbd" family (nbd.ko must be loaded).
     pub fn open() -> Result<NbdNetlink, NetlinkError> {
-        // SAFETY: plain socket(2) call; the returned fd is owned below.
-        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_GENERIC) };
-        if raw < 0 {
-            return Err(NetlinkError::Socket(std::io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let timeout = libc::timeval { tv_sec: 10, tv_usec: 0 };
-        // SAFETY: the option value is a valid timeval of the size given.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &timeout as *const libc::timeval as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(NetlinkError::Socket(std::io::Error::last_os_error()));
-        }
-        let mut nl = NbdNetlink { fd, family: 0, seq: 1 };
-        let seq = nl.next_seq();
+        let socket = Socket::open(NETLINK_GENERIC, Duration::from_secs(10))?;
+        let mut nl = NbdNetlink { socket, family: 0 };
+        let seq = nl.socket.next_seq();
         let replies = nl.transact(&get_family_message(seq, NBD_GENL_FAMILY_NAME), "CTRL_CMD_GETFAMILY").map_err(|e| match e {
             NetlinkError::Refused { source, .. } => NetlinkError::NoFamily(source),
             other => other,
@@ -323,71 +218,34 @@ impl NbdNetlink {
         self.family
     }
 
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
-        self.seq
-    }
-
     /// Connects a device to `socks`; returns the device index the kernel used.
     pub fn connect(&mut self, config: &ConnectConfig, socks: &[RawFd]) -> Result<u32, NetlinkError> {
-        let seq = self.next_seq();
+        let seq = self.socket.next_seq();
         let replies = self.transact(&connect_message(self.family, seq, config, socks), "NBD_CMD_CONNECT")?;
-        let index = replies.iter().find_map(|(_, attrs)| attr_u32(attrs, NBD_ATTR_INDEX));
+        let index = replies.iter().find_map(|(_, attrs)| nl::attr_u32(attrs, NBD_ATTR_INDEX));
         index.or(config.index).ok_or(NetlinkError::Malformed { what: "NBD_CMD_CONNECT", detail: "no NBD_ATTR_INDEX in the reply".into() })
     }
 
     pub fn reconfigure(&mut self, index: u32, socks: &[RawFd]) -> Result<(), NetlinkError> {
-        let seq = self.next_seq();
+        let seq = self.socket.next_seq();
         self.transact(&reconfigure_message(self.family, seq, index, socks), "NBD_CMD_RECONFIGURE")?;
         Ok(())
     }
 
     pub fn disconnect(&mut self, index: u32) -> Result<(), NetlinkError> {
-        let seq = self.next_seq();
+        let seq = self.socket.next_seq();
         self.transact(&disconnect_message(self.family, seq, index), "NBD_CMD_DISCONNECT")?;
         Ok(())
     }
 
-    /// Sends one request and reads until its ACK or error (10 s receive timeout).
+    /// Sends one request and reads until its ACK or error (10 s receive timeout);
+    /// returns the replies' attributes.
     fn transact(&mut self, msg: &[u8], what: &'static str) -> Result<Vec<(u16, Attrs)>, NetlinkError> {
-        // SAFETY: an all-zero sockaddr_nl is valid; nl_pid 0 addresses the kernel.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `msg` and `addr` are valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                msg.as_ptr() as *const libc::c_void,
-                msg.len(),
-                0,
-                &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(NetlinkError::Io { what, source: std::io::Error::last_os_error() });
-        }
-        let mut collected = Vec::new();
-        let mut buf = vec![0u8; 32 << 10];
-        loop {
-            // SAFETY: `buf` is writable for its length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-            if n < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(NetlinkError::Io { what, source: err });
-            }
-            let replies = parse_replies(&buf[..n as usize]).map_err(|detail| NetlinkError::Malformed { what, detail })?;
-            for reply in replies {
-                match reply {
-                    Reply::Ack | Reply::Done => return Ok(collected),
-                    Reply::Error(errno) => return Err(NetlinkError::Refused { what, source: std::io::Error::from_raw_os_error(errno) }),
-                    Reply::Attrs { msg_type, attrs } => collected.push((msg_type, attrs)),
-                }
-            }
-        }
+        self.socket
+            .transact(msg, what)?
+            .into_iter()
+            .map(|(msg_type, payload)| Ok((msg_type, genl_attrs(&payload).map_err(|detail| NetlinkError::Malformed { what, detail })?)))
+            .collect()
     }
 }
 
@@ -415,6 +273,7 @@ pub fn wait_connected(index: u32, deadline: Duration) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::sys::netlink::NLMSG_ERROR;
 
     #[test]
     fn an_error_code_of_i32_min_is_no_overflow() {

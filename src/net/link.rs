@@ -1,18 +1,14 @@
 //! Bringing an interface up and giving it an address and a default route, over
-//! rtnetlink (`NETLINK_ROUTE`), hand-written: three requests, each answered by an ACK.
+//! rtnetlink (`NETLINK_ROUTE`) with the shared codec of [`crate::sys::netlink`]: each
+//! request is answered by an ACK or an error.
 
+use crate::sys::netlink::{Message, Socket, SocketError, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
-const NETLINK_ROUTE: i32 = 0;
-const NLMSG_ERROR: u16 = 2;
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_CREATE: u16 = 0x400;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const RTA_OIF: u16 = 4;
@@ -32,25 +28,22 @@ pub enum LinkError {
     Request { what: &'static str, source: std::io::Error },
 }
 
-fn message(kind: u16, flags: u16, seq: u32, header: &[u8], attrs: &[(u16, &[u8])]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(64);
-    b.extend_from_slice(&0u32.to_ne_bytes());
-    b.extend_from_slice(&kind.to_ne_bytes());
-    b.extend_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-    b.extend_from_slice(&seq.to_ne_bytes());
-    b.extend_from_slice(&0u32.to_ne_bytes());
-    b.extend_from_slice(header);
-    for (t, v) in attrs {
-        b.extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
-        b.extend_from_slice(&t.to_ne_bytes());
-        b.extend_from_slice(v);
-        while b.len() % 4 != 0 {
-            b.push(0);
+impl From<SocketError> for LinkError {
+    fn from(e: SocketError) -> LinkError {
+        match e {
+            SocketError::Open(e) => LinkError::Socket(e),
+            SocketError::Io { what, source } | SocketError::Refused { what, source } => LinkError::Request { what, source },
+            SocketError::Malformed { what, detail } => LinkError::Request { what, source: std::io::Error::other(detail) },
         }
     }
-    let len = b.len() as u32;
-    b[0..4].copy_from_slice(&len.to_ne_bytes());
-    b
+}
+
+fn message(kind: u16, flags: u16, seq: u32, header: &[u8], attrs: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut msg = Message::new(kind, flags | NLM_F_REQUEST | NLM_F_ACK, seq, header);
+    for (t, v) in attrs {
+        msg.attr(*t, v);
+    }
+    msg.finish()
 }
 
 /// RTM_NEWLINK setting IFF_UP on interface `index`.
@@ -105,80 +98,32 @@ pub fn mac_of(ifname: &str) -> Option<[u8; 6]> {
 
 /// An rtnetlink socket of the calling thread's network namespace.
 pub struct Rtnl {
-    fd: OwnedFd,
-    seq: u32,
+    socket: Socket,
 }
 
 impl Rtnl {
     pub fn open() -> Result<Rtnl, LinkError> {
-        // SAFETY: plain socket(2); the fd is owned below.
-        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_ROUTE) };
-        if raw < 0 {
-            return Err(LinkError::Socket(std::io::Error::last_os_error()));
-        }
-        // SAFETY: fresh descriptor.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let timeout = libc::timeval { tv_sec: 5, tv_usec: 0 };
-        // SAFETY: valid timeval of the given size.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &timeout as *const libc::timeval as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        Ok(Rtnl { fd, seq: 0 })
+        Ok(Rtnl { socket: Socket::open(NETLINK_ROUTE, Duration::from_secs(5))? })
     }
 
     pub fn link_up(&mut self, index: u32) -> Result<(), LinkError> {
-        self.seq += 1;
-        self.request(&link_up_message(self.seq, index), "link up")
+        let seq = self.socket.next_seq();
+        self.request(&link_up_message(seq, index), "link up")
     }
 
     pub fn add_address(&mut self, index: u32, address: Ipv4Addr, prefix: u8) -> Result<(), LinkError> {
-        self.seq += 1;
-        self.request(&address_message(self.seq, index, address, prefix), "add address")
+        let seq = self.socket.next_seq();
+        self.request(&address_message(seq, index, address, prefix), "add address")
     }
 
     pub fn default_route(&mut self, index: u32, gateway: Ipv4Addr) -> Result<(), LinkError> {
-        self.seq += 1;
-        self.request(&default_route_message(self.seq, index, gateway), "default route")
+        let seq = self.socket.next_seq();
+        self.request(&default_route_message(seq, index, gateway), "default route")
     }
 
     fn request(&mut self, msg: &[u8], what: &'static str) -> Result<(), LinkError> {
-        let err = |source| LinkError::Request { what, source };
-        // SAFETY: all-zero sockaddr_nl is valid (the kernel).
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: buffers valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                msg.as_ptr() as *const libc::c_void,
-                msg.len(),
-                0,
-                &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(err(std::io::Error::last_os_error()));
-        }
-        let mut buf = [0u8; 8192];
-        loop {
-            // SAFETY: `buf` is writable for its length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-            if n < 0 {
-                return Err(err(std::io::Error::last_os_error()));
-            }
-            let data = &buf[..n as usize];
-            if data.len() >= 20 && u16::from_ne_bytes([data[4], data[5]]) == NLMSG_ERROR {
-                let code = i32::from_ne_bytes([data[16], data[17], data[18], data[19]]);
-                return if code == 0 { Ok(()) } else { Err(err(std::io::Error::from_raw_os_error(-code))) };
-            }
-        }
+        self.socket.transact(msg, what)?;
+        Ok(())
     }
 }
 

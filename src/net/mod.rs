@@ -1,4 +1,7 @@
-//! The node's network: bringing a link up, DHCP.
-pub mod dhcp_client;
+//! The network of a node and of the boot server: bringing a link up and addressing it
+//! (rtnetlink, [`link`]), interfaces, UDP sockets tied to one interface and the ARP
+//! probe ([`iface`]), and DHCP: the one wire codec and the client ([`dhcp`]).
+pub mod dhcp;
+pub mod iface;
 pub mod link;
 pub mod unmanaged;

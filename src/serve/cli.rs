@@ -1,7 +1,7 @@
 //! `viver serve ...`: options and start.
 
 use super::dhcp::probe::Setting;
-use super::files::Served;
+use super::files::{image_name, Input, Ipxe, Served};
 use super::http::server::Limits;
 use super::ServeConfig;
 use clap::{Args, ValueEnum};
@@ -29,25 +29,36 @@ pub struct ServeArgs {
     /// The SquashFS image the clients boot.
     #[arg(long)]
     pub image: PathBuf,
-    /// The kernel the clients start (e.g. /boot/vmlinuz-RELEASE).
-    #[arg(long)]
-    pub kernel: PathBuf,
+    /// The kernel the clients start (e.g. /boot/vmlinuz-RELEASE). Without --kernel and
+    /// --initrd they are looked for on --medium, then in the image's /boot.
+    #[arg(long, requires = "initrd")]
+    pub kernel: Option<PathBuf>,
     /// VIVER's initrd (`viver kit initrd`).
+    #[arg(long, requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// A mounted VIVER boot medium: kernel and initrd from its /boot, iPXE binaries from
+    /// its /viver/ipxe (before --ipxe-dir).
     #[arg(long)]
-    pub initrd: PathBuf,
+    pub medium: Option<PathBuf>,
     /// The image's manifest (served beside it).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
     /// The LAN interface (default: the first with an IPv4 address besides loopback).
     #[arg(long)]
     pub interface: Option<String>,
-    /// Serve on this address of the interface (default: its first IPv4 address).
-    #[arg(long)]
-    pub address: Option<Ipv4Addr>,
+    /// Serve on this address of the interface (default: its first IPv4 address), or
+    /// `auto`: ask the LAN's DHCP server for one, else take one from the range after an
+    /// ARP check (what a named interface without IPv4 address gets anyway).
+    #[arg(long, value_parser = parse_address)]
+    pub address: Option<AddressArg>,
+    /// Seconds to wait for the LAN's DHCP server when getting an address.
+    #[arg(long, default_value_t = 5.0)]
+    pub address_wait: f64,
     #[arg(long, value_enum, default_value = "auto")]
     pub dhcp: DhcpArg,
     /// Addresses to give in full mode, FIRST-LAST (default: up to 100 addresses in the
-    /// upper half of the interface's private subnet).
+    /// upper half of the interface's private subnet; on a bare interface that no DHCP
+    /// server answers: 10.77.0.1-10.77.0.254, the server taking the first free one).
     #[arg(long, value_parser = parse_range)]
     pub range: Option<(Ipv4Addr, Ipv4Addr)>,
     /// Router (option 3) to hand out in full mode (default: none).
@@ -63,7 +74,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub cmdline: String,
     /// Where undionly.kpxe, ipxe.efi and snponly.efi are (Debian's `ipxe` package).
-    #[arg(long, default_value = "/usr/lib/ipxe")]
+    #[arg(long, default_value = super::boot_files::SYSTEM_IPXE_DIR)]
     pub ipxe_dir: PathBuf,
     #[arg(long, default_value_t = 80)]
     pub http_port: u16,
@@ -80,6 +91,19 @@ pub struct ServeArgs {
     pub http_timeout: f64,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressArg {
+    Auto,
+    Ip(Ipv4Addr),
+}
+
+fn parse_address(text: &str) -> Result<AddressArg, String> {
+    if text == "auto" {
+        return Ok(AddressArg::Auto);
+    }
+    text.parse().map(AddressArg::Ip).map_err(|e| format!("{text}: {e} (an IPv4 address or `auto`)"))
+}
+
 fn parse_range(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
     let (a, b) = text.split_once('-').ok_or("expected FIRST-LAST, e.g. 10.0.0.100-10.0.0.199")?;
     let a: Ipv4Addr = a.trim().parse().map_err(|e| format!("{a}: {e}"))?;
@@ -94,6 +118,34 @@ fn seconds(s: f64) -> Duration {
     Duration::from_secs_f64(if s.is_finite() && s > 0.0 { s.min(86400.0) } else { 0.1 })
 }
 
+/// What to serve, opened now.
+fn served(args: &ServeArgs) -> Result<Served, super::ServeError> {
+    let image = Input::open("image", &args.image)?;
+    let manifest = args.manifest.as_ref().map(|m| Input::open("manifest", m)).transpose()?;
+    let mut dirs = super::boot_files::ipxe_dirs(args.medium.as_deref());
+    dirs.pop(); // the system directory: --ipxe-dir replaces it
+    dirs.push(args.ipxe_dir.clone());
+    let (kernel, initrd) = match (&args.kernel, &args.initrd) {
+        (Some(kernel), Some(initrd)) => (Input::open("kernel", kernel)?, Input::open("initrd", initrd)?),
+        _ => {
+            let super::files::Source::Open(file) = &image.source else {
+                return Err(super::ServeError::Config("the image is not an open file".into()));
+            };
+            let found = super::boot_files::find(args.medium.as_deref(), file, &image.label)?;
+            (found.kernel, found.initrd)
+        }
+    };
+    Ok(Served {
+        image,
+        image_name: image_name(&args.image),
+        kernel,
+        initrd,
+        manifest,
+        ipxe: Ipxe::load(&dirs),
+        cmdline: args.cmdline.clone(),
+    })
+}
+
 pub fn run(args: ServeArgs) -> i32 {
     let setting = match args.dhcp {
         DhcpArg::Auto => Setting::Auto,
@@ -102,17 +154,24 @@ pub fn run(args: ServeArgs) -> i32 {
         DhcpArg::Proxy => Setting::Proxy,
         DhcpArg::Off => Setting::Off,
     };
+    let fail = |e: super::ServeError| {
+        log::error!("serve: {e}");
+        eprintln!("viver serve: {e}");
+        1
+    };
+    let served = match served(&args) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
     let config = ServeConfig {
-        served: Served {
-            image: args.image,
-            kernel: args.kernel,
-            initrd: args.initrd,
-            manifest: args.manifest,
-            ipxe_dir: args.ipxe_dir,
-            cmdline: args.cmdline,
-        },
+        served,
         interface: args.interface,
-        address: args.address,
+        address: match args.address {
+            Some(AddressArg::Ip(ip)) => Some(ip),
+            _ => None,
+        },
+        auto_address: args.address == Some(AddressArg::Auto),
+        address_wait: seconds(args.address_wait),
         dhcp: setting,
         range: args.range,
         router: args.router,
@@ -124,13 +183,9 @@ pub fn run(args: ServeArgs) -> i32 {
         survey_interval: seconds(args.survey_interval),
         http_limits: Limits { head_timeout: seconds(args.http_timeout), ..Limits::default() },
     };
-    match super::run(config) {
+    match super::run(config, super::Stop::new()) {
         Ok(()) => 0,
-        Err(e) => {
-            log::error!("serve: {e}");
-            eprintln!("viver serve: {e}");
-            1
-        }
+        Err(e) => fail(e),
     }
 }
 

@@ -6,26 +6,37 @@
 //! - [`tftp`]: read-only TFTP of the iPXE binaries for PXE firmware.
 //! - [`http`]: kernel, initrd, image, manifest, iPXE script and binaries.
 //! - [`files`]: the catalogue of what is served and the iPXE script.
+//! - [`boot_files`]: what a boot-server node serves (kernel and initrd from its medium
+//!   or its image, iPXE binaries), all opened before the hand-over.
+//! - [`address`]: the server's own address (the interface's, the LAN's DHCP lease, or
+//!   self-assigned from the served range on a bare interface).
 //! - [`cli`]: the command's options.
+//!
+//! Library entry points: [`start`] (returns a [`Running`] server) and [`run`] (serves
+//! until a [`Stop`] is triggered); `viver serve` and the boot-server daemon both build a
+//! [`ServeConfig`].
 //!
 //! The boot report (`serve.json` in the state directory) says what is served, where,
 //! and in which DHCP mode for which reason; it is rewritten when the mode changes.
 
+pub mod address;
+pub mod boot_files;
 pub mod cli;
 pub mod dhcp;
 pub mod files;
 pub mod http;
-pub mod net;
 pub mod tftp;
 
+use crate::net::iface::{self as net, Interface};
 use dhcp::policy::BootPlan;
 use dhcp::probe::Setting;
 use dhcp::server::{DhcpConfig, DhcpState, DhcpStatus};
 use files::Served;
-use net::Interface;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +53,24 @@ pub enum ServeError {
     State { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Config(String),
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// Tells a running server to stop (its threads check it at least twice a second).
+#[derive(Clone, Debug, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +79,11 @@ pub struct ServeConfig {
     pub interface: Option<String>,
     /// The address to serve on (default: the interface's first IPv4 address).
     pub address: Option<Ipv4Addr>,
+    /// Get an address even if the interface has one (`--address auto`); a named
+    /// interface without an IPv4 address always gets one (see [`address`]).
+    pub auto_address: bool,
+    /// How long VIVER's DHCP client waits for the LAN's DHCP server on a bare interface.
+    pub address_wait: Duration,
     pub dhcp: Setting,
     pub range: Option<(Ipv4Addr, Ipv4Addr)>,
     pub router: Option<Ipv4Addr>,
@@ -79,7 +113,10 @@ pub fn pick_interface(name: Option<&str>, address: Option<Ipv4Addr>) -> Result<I
             .cloned()
             .ok_or_else(|| ServeError::Interface(format!("no interface holds {address} (interfaces: {})", listed())))?,
         (None, None) => all.iter().find(|i| !i.address.is_loopback()).cloned().ok_or_else(|| {
-            ServeError::Interface(format!("no interface with an IPv4 address besides loopback (interfaces: {})", listed()))
+            ServeError::Interface(format!(
+                "no interface with an IPv4 address besides loopback (interfaces: {}); --interface IF serves on a bare interface",
+                listed()
+            ))
         })?,
     };
     Ok(match address {
@@ -93,6 +130,10 @@ pub fn pick_interface(name: Option<&str>, address: Option<Ipv4Addr>) -> Result<I
 struct Report {
     interface: String,
     address: Ipv4Addr,
+    prefix_len: u8,
+    /// interface, given, dhcp or self-assigned.
+    address_source: address::Origin,
+    address_reason: String,
     mac: Option<String>,
     http: String,
     tftp: String,
@@ -125,9 +166,72 @@ fn write_report(dir: &Path, report: &Report, dhcp: &DhcpState) {
     }
 }
 
-/// Starts everything and serves until the process ends.
-pub fn run(config: ServeConfig) -> Result<(), ServeError> {
-    let interface = pick_interface(config.interface.as_deref(), config.address)?;
+/// The server's interface and address (see [`address`]).
+fn settle_address(config: &ServeConfig) -> Result<address::Acquired, ServeError> {
+    let bare = |name: &str| {
+        address::acquire_bare(&address::Bare { name, range: config.range, wait: config.address_wait, state_dir: &config.state_dir })
+    };
+    if config.auto_address {
+        let name = config.interface.as_deref().ok_or_else(|| ServeError::Config("--address auto needs --interface".into()))?;
+        return bare(name);
+    }
+    match pick_interface(config.interface.as_deref(), config.address) {
+        Ok(interface) => Ok(address::existing(interface, config.address.is_some(), config.range, &config.state_dir)),
+        Err(e) => match (config.interface.as_deref(), config.address) {
+            // A named interface without IPv4: a boot-server node before any address.
+            (Some(name), None) if crate::net::link::index_of(name).is_ok() => bare(name),
+            _ => Err(e),
+        },
+    }
+}
+
+/// A started server: its threads and how to stop them.
+pub struct Running {
+    threads: Vec<JoinHandle<()>>,
+    stop: Stop,
+    http: Option<SocketAddr>,
+    /// The report's path (`STATE/serve.json`).
+    pub report: PathBuf,
+    pub address: Ipv4Addr,
+}
+
+impl Running {
+    /// Stops every thread and waits for them.
+    pub fn stop(self) {
+        self.stop.stop();
+        self.wait();
+    }
+
+    /// Waits for the threads (they end when the [`Stop`] given to [`start`] triggers).
+    pub fn wait(self) {
+        let http = self.http;
+        let stop = self.stop.clone();
+        let waker = std::thread::spawn(move || {
+            // The accept loop sleeps in accept(): a connection wakes it up to see the stop.
+            while !stop.is_stopped() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if let Some(addr) = http {
+                let _ = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+            }
+        });
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        let _ = waker.join();
+    }
+}
+
+/// Serves until `stop` is triggered.
+pub fn run(config: ServeConfig, stop: Stop) -> Result<(), ServeError> {
+    start(config, stop)?.wait();
+    Ok(())
+}
+
+/// Settles the address, starts HTTP, TFTP and DHCP, writes the report, and returns.
+pub fn start(config: ServeConfig, stop: Stop) -> Result<Running, ServeError> {
+    let acquired = settle_address(&config)?;
+    let interface = acquired.interface.clone();
     if interface.address.is_loopback() && config.dhcp != Setting::Off {
         return Err(ServeError::Config(format!(
             "{} is a loopback address: DHCP needs a LAN interface (--interface), or --dhcp off",
@@ -136,20 +240,24 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
     }
     std::fs::create_dir_all(&config.state_dir).map_err(|source| ServeError::State { path: config.state_dir.clone(), source })?;
     let base = format!("http://{}:{}", interface.address, config.http_port);
-    let built = files::build(&config.served, &base)?;
+    let built = files::build(&config.served, &base);
 
     let http = http::server::HttpServer::bind(
         SocketAddr::from((interface.address, config.http_port)),
         Arc::new(built.catalogue.clone()),
         config.http_limits.clone(),
     )?;
+    let http_addr = http.local_addr();
     let tftp = tftp::server::TftpServer::bind(SocketAddr::from((interface.address, config.tftp_port)), Arc::new(built.tftp.clone()))?;
     let tftp_addr = tftp.local_addr().map(|a| a.to_string()).unwrap_or_default();
 
     let report = Report {
         interface: interface.name.clone(),
         address: interface.address,
-        mac: interface.mac.as_ref().map(dhcp::wire::mac_text),
+        prefix_len: interface.prefix_len,
+        address_source: acquired.origin,
+        address_reason: acquired.reason.clone(),
+        mac: interface.mac.as_ref().map(crate::net::dhcp::wire::mac_text),
         http: base.clone(),
         tftp: tftp_addr.clone(),
         image: built.name.clone(),
@@ -159,28 +267,32 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
         script: built.script.clone(),
     };
     log::info!(
-        "serve: on {} {}/{}: HTTP {base}, TFTP {tftp_addr}; image {} ({})",
+        "serve: on {} {}/{} ({:?}: {}): HTTP {base}, TFTP {tftp_addr}; image {} ({})",
         interface.name,
         interface.address,
         interface.prefix_len,
+        acquired.origin,
+        acquired.reason,
         built.name,
-        config.served.image.display()
+        config.served.image.label
     );
     for file in &report.files {
         log::info!("serve: {} <- {}", file.url, file.source);
     }
 
     let mut threads = Vec::new();
+    let s = stop.clone();
     threads.push(
         std::thread::Builder::new()
             .name("viver-http-accept".into())
-            .spawn(move || http.run())
+            .spawn(move || http.run(&s))
             .map_err(|source| ServeError::Thread { source })?,
     );
+    let s = stop.clone();
     threads.push(
         std::thread::Builder::new()
             .name("viver-tftp-listen".into())
-            .spawn(move || tftp.run())
+            .spawn(move || tftp.run(&s))
             .map_err(|source| ServeError::Thread { source })?,
     );
 
@@ -199,7 +311,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
         setting: config.dhcp,
         interface: interface.clone(),
         plan,
-        range: config.range,
+        range: acquired.range,
         router: config.router,
         lease_secs: config.lease_secs,
         state_dir: Some(config.state_dir.clone()),
@@ -209,10 +321,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
         client_port: 68,
         pxe_port: 4011,
     };
-    threads.extend(dhcp::server::start(dhcp_config, status.clone())?);
+    threads.extend(dhcp::server::start(dhcp_config, status.clone(), stop.clone())?);
     log::info!("serve: ready (report {})", config.state_dir.join("serve.json").display());
-    for thread in threads {
-        let _ = thread.join();
-    }
-    Ok(())
+    Ok(Running { threads, stop, http: http_addr, report: config.state_dir.join("serve.json"), address: interface.address })
 }

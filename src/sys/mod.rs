@@ -2,3 +2,4 @@
 //! the structs mirror the kernel's UAPI headers field for field.
 
 pub mod loop_uapi;
+pub mod netlink;

@@ -3,7 +3,7 @@
 //! answers for an address before it is offered (an ARP probe by default).
 
 use super::policy::AddressPool;
-use super::wire::mac_text;
+use crate::net::dhcp::wire::mac_text;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -44,6 +44,16 @@ pub struct Leases {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The addresses of the leases stored at `path` (none if it is missing or unreadable):
+/// a server choosing its own address on a bare interface must not take a client's.
+pub fn stored_addresses(path: &std::path::Path) -> Vec<Ipv4Addr> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Stored>(&text).ok())
+        .map(|stored| stored.leases.values().map(|l| l.ip).collect())
+        .unwrap_or_default()
 }
 
 impl Leases {

@@ -1,6 +1,6 @@
 //! DHCP and proxyDHCP for network-boot clients, safe on a LAN that has its own DHCP
 //! (see the README's "Boot a LAN" for the rules).
-//! - [`wire`]: the BOOTP/DHCP packet format.
+//! The packet format is [`crate::net::dhcp::wire`], shared with the node's DHCP client.
 //! - [`policy`]: client classification, boot file choice, the reply to each request.
 //! - [`leases`]: the full-mode address pool, persisted in the state directory.
 //! - [`probe`]: the segment survey and the rules that choose full, proxy or silent.
@@ -10,4 +10,3 @@ pub mod leases;
 pub mod policy;
 pub mod probe;
 pub mod server;
-pub mod wire;

@@ -3,7 +3,7 @@
 //! reply (proxyDHCP offer, full offer/ack/nak, or silence). No sockets here: the
 //! address pool is behind [`AddressPool`] so every rule is unit-tested.
 
-use super::wire::{mac_text, opt, MessageType, Packet};
+use crate::net::dhcp::wire::{mac_text, opt, MessageType, Packet};
 use std::net::Ipv4Addr;
 
 /// How VIVER takes part in DHCP on its segment (after the start-up survey).
@@ -214,7 +214,7 @@ pub fn handle(req: &Packet, port: Port, ctx: &Context, pool: &mut dyn AddressPoo
     let Some(mac) = req.mac() else {
         return silent(format!("{kind:?} with hardware type {} / length {}: ignored", req.htype, req.hlen));
     };
-    if req.op != super::wire::BOOTREQUEST {
+    if req.op != crate::net::dhcp::wire::BOOTREQUEST {
         return silent(format!("{kind:?} from {}: not a BOOTREQUEST", mac_text(&mac)));
     }
     if Some(mac) == ctx.own_mac {
@@ -240,9 +240,15 @@ pub fn handle(req: &Packet, port: Port, ctx: &Context, pool: &mut dyn AddressPoo
             let Some(boot) = boot else {
                 return silent(format!("{kind:?} from {who} ({}): not answered in proxy mode", boot_note(&None)));
             };
+            let for_us = req.ip_option(opt::SERVER_ID).is_none_or(|id| id == server_id);
             let out_kind = match (kind, port) {
                 (MessageType::Discover, Port::Dhcp) => MessageType::Offer,
                 (MessageType::Request, Port::Pxe) | (MessageType::Inform, _) => MessageType::Ack,
+                // A PXE client that only sends DHCPREQUEST (INIT-REBOOT with the address
+                // it had, no DISCOVER, so it never saw the proxy's offer): the boot
+                // information in an ACK without an address. A REQUEST naming another
+                // server is that server's business.
+                (MessageType::Request, Port::Dhcp) if for_us => MessageType::Ack,
                 _ => return silent(format!("{kind:?} from {who}: not for the proxy")),
             };
             let mut reply = reply_with(out_kind);
@@ -412,6 +418,24 @@ mod tests {
         assert!(reply.get(opt::LEASE_TIME).is_none());
         // A plain client is not answered by a proxy.
         let plain = Packet::request(MessageType::Discover, 1, [2; 6]);
+        assert!(run(&plain, Mode::Proxy, Port::Dhcp, &mut FakePool(vec![])).reply.is_none());
+    }
+
+    #[test]
+    fn proxy_answers_a_request_only_client_but_not_a_request_to_another_server() {
+        let mut req = pxe(MessageType::Request, 9);
+        req.set(opt::REQUESTED_IP, vec![192, 168, 1, 50]);
+        let (ack, dest) = run(&req, Mode::Proxy, Port::Dhcp, &mut FakePool(vec![])).reply.unwrap();
+        assert_eq!(dest, Dest::Broadcast);
+        assert_eq!(ack.message_type(), Some(MessageType::Ack));
+        assert_eq!(ack.yiaddr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(ack.get(opt::BOOTFILE), Some(&b"ipxe.efi"[..]));
+        assert_eq!(ack.get(opt::SERVER_ID), Some(&[10, 0, 0, 1][..]));
+        req.set(opt::SERVER_ID, vec![192, 168, 1, 1]);
+        assert!(run(&req, Mode::Proxy, Port::Dhcp, &mut FakePool(vec![])).reply.is_none());
+        // A plain client's REQUEST is never the proxy's.
+        let mut plain = Packet::request(MessageType::Request, 2, [2; 6]);
+        plain.set(opt::REQUESTED_IP, vec![192, 168, 1, 51]);
         assert!(run(&plain, Mode::Proxy, Port::Dhcp, &mut FakePool(vec![])).reply.is_none());
     }
 

@@ -4,7 +4,7 @@
 //! in [`decide`] and [`tighten`].
 
 use super::policy::Mode;
-use super::wire::{opt, MessageType, Packet};
+use crate::net::dhcp::wire::{opt, MessageType, Packet};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ pub struct Seen {
 
 /// An offer or ack from a server other than `own` (None for anything else).
 pub fn observe(p: &Packet, source: SocketAddr, own: Ipv4Addr) -> Option<Seen> {
-    if p.op != super::wire::BOOTREPLY {
+    if p.op != crate::net::dhcp::wire::BOOTREPLY {
         return None;
     }
     let kind = p.message_type()?;
@@ -51,7 +51,9 @@ pub fn observe(p: &Packet, source: SocketAddr, own: Ipv4Addr) -> Option<Seen> {
     }
     let vendor = p.get(opt::VENDOR_CLASS).unwrap_or_default();
     let file = p.get(opt::BOOTFILE).map(<[u8]>::to_vec).unwrap_or_else(|| p.file.clone());
-    let boot_file = String::from_utf8_lossy(&file).into_owned();
+    // dnsmasq and others send option 67 with its C string's NUL.
+    let end = file.iter().position(|&b| b == 0).unwrap_or(file.len());
+    let boot_file = String::from_utf8_lossy(&file[..end]).into_owned();
     let pxe = vendor.starts_with(b"PXEClient") || vendor.starts_with(b"HTTPClient") || !boot_file.is_empty();
     Some(Seen { server, addresses: p.yiaddr != Ipv4Addr::UNSPECIFIED, pxe, boot_file, message: format!("{kind:?}") })
 }
@@ -223,6 +225,8 @@ mod tests {
         assert!(observe(&offer, from, Ipv4Addr::new(10, 0, 0, 2)).is_none());
         offer.file = b"undionly.kpxe".to_vec();
         assert!(observe(&offer, from, Ipv4Addr::new(10, 0, 0, 1)).unwrap().pxe);
+        offer.set(opt::BOOTFILE, b"pxelinux.0\0".to_vec());
+        assert_eq!(observe(&offer, from, Ipv4Addr::new(10, 0, 0, 1)).unwrap().boot_file, "pxelinux.0");
         assert!(observe(&req, from, Ipv4Addr::new(10, 0, 0, 1)).is_none());
     }
 }

@@ -6,9 +6,9 @@
 use super::leases::Leases;
 use super::policy::{handle, AddressPool, BootPlan, Context, Dest, Lan, Mode, Port};
 use super::probe::{decide, survey, tighten, Seen, Setting};
-use super::wire::Packet;
-use crate::serve::net::{arp_in_use, udp_socket, Interface};
-use crate::serve::ServeError;
+use crate::net::dhcp::wire::Packet;
+use crate::net::iface::{arp_in_use, udp_socket, Interface};
+use crate::serve::{ServeError, Stop};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -114,7 +114,7 @@ fn open(interface: &Interface, port: u16) -> Result<UdpSocket, ServeError> {
 
 /// Runs the survey, settles the mode and starts the threads. With `--dhcp off` no
 /// socket is opened.
-pub fn start(config: DhcpConfig, status: Arc<DhcpStatus>) -> Result<Vec<JoinHandle<()>>, ServeError> {
+pub fn start(config: DhcpConfig, status: Arc<DhcpStatus>, stop: Stop) -> Result<Vec<JoinHandle<()>>, ServeError> {
     if config.setting == Setting::Off {
         status.set_mode(Mode::Off, "--dhcp off".into());
         return Ok(Vec::new());
@@ -163,23 +163,24 @@ pub fn start(config: DhcpConfig, status: Arc<DhcpStatus>) -> Result<Vec<JoinHand
     let pxe = open(&config.interface, config.pxe_port)?;
     let mut threads = Vec::new();
     for (socket, port, name) in [(dhcp, Port::Dhcp, "viver-dhcp"), (pxe, Port::Pxe, "viver-pxe")] {
-        let (config, status, pool, lan) = (config.clone(), status.clone(), pool.clone(), lan.clone());
+        let (config, status, pool, lan, stop) = (config.clone(), status.clone(), pool.clone(), lan.clone(), stop.clone());
         let mac = config.interface.mac;
         let handle = std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || serve_loop(&socket, port, &config, &status, &pool, &lan, mac))
+            .spawn(move || serve_loop(&socket, port, &config, &status, &pool, &lan, mac, &stop))
             .map_err(|source| ServeError::Thread { source })?;
         threads.push(handle);
     }
     let (config2, status2) = (config.clone(), status.clone());
     let handle = std::thread::Builder::new()
         .name("viver-dhcp-watch".into())
-        .spawn(move || watch_loop(&watch, target, mac, &config2, &status2))
+        .spawn(move || watch_loop(&watch, target, mac, &config2, &status2, &stop))
         .map_err(|source| ServeError::Thread { source })?;
     threads.push(handle);
     Ok(threads)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve_loop(
     socket: &UdpSocket,
     port: Port,
@@ -188,11 +189,17 @@ fn serve_loop(
     pool: &Mutex<Leases>,
     lan: &Lan,
     own_mac: Option<[u8; 6]>,
+    stop: &Stop,
 ) {
     let mut buf = [0u8; 1500];
+    let _ = socket.set_read_timeout(Some(Duration::from_millis(500)));
     loop {
+        if stop.is_stopped() {
+            return;
+        }
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
             Err(e) => {
                 log::warn!("serve: DHCP receive: {e}");
                 std::thread::sleep(Duration::from_millis(100));
@@ -232,16 +239,19 @@ fn serve_loop(
 
 /// Port 68: other servers' offers and acks (to anyone) are watched all the time; a
 /// survey DISCOVER goes out every `survey_interval`.
-fn watch_loop(socket: &UdpSocket, target: SocketAddr, mac: [u8; 6], config: &DhcpConfig, status: &DhcpStatus) {
+fn watch_loop(socket: &UdpSocket, target: SocketAddr, mac: [u8; 6], config: &DhcpConfig, status: &DhcpStatus, stop: &Stop) {
     let mut next_survey = Instant::now() + config.survey_interval;
     let mut buf = [0u8; 1500];
     loop {
+        if stop.is_stopped() {
+            return;
+        }
         let now = Instant::now();
         let seen = if now >= next_survey {
             next_survey = now + config.survey_interval;
             survey(socket, target, mac, config.interface.address, config.survey_wait)
         } else {
-            let _ = socket.set_read_timeout(Some((next_survey - now).max(Duration::from_millis(10))));
+            let _ = socket.set_read_timeout(Some((next_survey - now).clamp(Duration::from_millis(10), Duration::from_millis(500))));
             match socket.recv_from(&mut buf) {
                 Ok((n, from)) => Packet::parse(&buf[..n])
                     .ok()

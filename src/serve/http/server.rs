@@ -44,9 +44,15 @@ impl HttpServer {
         self.listener.local_addr().ok()
     }
 
-    pub fn run(self) {
+    /// Accepts until `stop` (checked after each accept: [`crate::serve::Running`] wakes
+    /// the accept with a connection of its own).
+    pub fn run(self, stop: &crate::serve::Stop) {
         loop {
-            let (mut stream, peer) = match self.listener.accept() {
+            let accepted = self.listener.accept();
+            if stop.is_stopped() {
+                return;
+            }
+            let (mut stream, peer) = match accepted {
                 Ok(got) => got,
                 Err(e) => {
                     log::warn!("serve: HTTP accept: {e}");

@@ -42,11 +42,17 @@ impl TftpServer {
         self.socket.local_addr().ok()
     }
 
-    pub fn run(self) {
+    /// Serves until `stop` (the socket wakes twice a second to look).
+    pub fn run(self, stop: &crate::serve::Stop) {
         let mut buf = [0u8; 2048];
+        let _ = self.socket.set_read_timeout(Some(Duration::from_millis(500)));
         loop {
+            if stop.is_stopped() {
+                return;
+            }
             let (n, peer) = match self.socket.recv_from(&mut buf) {
                 Ok(got) => got,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
                 Err(e) => {
                     log::warn!("serve: TFTP receive: {e}");
                     std::thread::sleep(Duration::from_millis(100));

@@ -1,4 +1,4 @@
-//! The few socket and interface calls the servers need that std lacks: UDP sockets
+//! The few socket and interface calls the node and the boot server need that std lacks: UDP sockets
 //! bound to one interface with SO_REUSEADDR/SO_BROADCAST, the interface's IPv4 address
 //! and MAC (getifaddrs), and an ARP probe (RFC 5227) over a packet socket.
 
