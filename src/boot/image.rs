@@ -165,7 +165,12 @@ impl Boot {
         };
         cow::mount_image(&device, Path::new(IMAGE_MOUNT)).map_err(|e| e.to_string())?;
         drop(loop_device);
+        let image_file = &candidate.image_path;
+        let medium_root = image_file.to_str().and_then(|p| p.strip_suffix(candidate.medium_path.as_str())).map(std::path::PathBuf::from);
         Ok(MountedImage {
+            file: Some(source.clone()),
+            medium_root,
+            manifest_file: Some(image_file.with_extension("toml")).filter(|p| p.is_file()),
             id: candidate.id.clone(),
             chosen: ChosenImage {
                 name: candidate.name.clone(),

@@ -5,6 +5,7 @@
 //! (or, as a last resort, a panic) into a readable report and the `viver.panic=` policy.
 
 // The stages, in the order of a boot.
+pub mod boot_server;
 pub mod config;
 pub mod cow;
 pub mod disks;
@@ -67,6 +68,13 @@ pub(crate) struct Boot {
 pub(crate) struct MountedImage {
     chosen: ChosenImage,
     id: String,
+    /// The image file this boot mounted (on its medium, or its copy in RAM); none on a
+    /// network boot.
+    file: Option<std::path::PathBuf>,
+    /// Where the medium holding it is mounted.
+    medium_root: Option<std::path::PathBuf>,
+    /// The manifest beside it on the medium.
+    manifest_file: Option<std::path::PathBuf>,
 }
 
 /// Never returns: either the real init replaces this process, or the failure policy runs.
@@ -139,6 +147,8 @@ impl Boot {
             }
             Err(failure) => return Err(failure),
         };
+        // Before the cow stage: with viver.toram it lets the media go.
+        self.start_boot_server(&image, &detector);
         self.timed(Stage::Cow, |boot| boot.cow(&image, &search, &detector))?;
         // No driver load may be cut short by the exec that starts the real init.
         // A load hung in the kernel cannot be cancelled: after a bounded wait the boot goes

@@ -81,6 +81,9 @@ impl Boot {
             self.daemon = Some(daemon);
         }
         Ok(MountedImage {
+            file: None,
+            medium_root: None,
+            manifest_file: None,
             id: net.manifest.id.clone(),
             chosen: ChosenImage {
                 name: net.manifest.name.clone(),

@@ -87,6 +87,18 @@ pub struct NetworkReport {
     pub daemon_pid: Option<u32>,
 }
 
+/// Role `boot-server`: what the daemon was given to serve (its own report, with the
+/// interface, address and DHCP mode, is `state_dir/serve.json`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct BootServerReport {
+    pub started: bool,
+    pub state_dir: String,
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub daemon_pid: Option<u32>,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub stage: Stage,
@@ -106,6 +118,7 @@ pub struct BootReport {
     pub devices: Vec<DeviceReport>,
     pub candidates: Vec<CandidateReport>,
     pub network: Option<NetworkReport>,
+    pub boot_server: Option<BootServerReport>,
     pub image: Option<ChosenImage>,
     pub cow: Option<String>,
     pub init: Option<String>,

@@ -81,6 +81,10 @@ pub struct Settings {
     /// Longest wait for a network interface, its link and a DHCP lease on a network boot.
     #[serde(serialize_with = "as_secs")]
     pub net_timeout: Duration,
+    /// The boot server's DHCP mode (`viver.dhcp=auto|force|full|proxy|off`, role `boot-server`).
+    pub dhcp: String,
+    /// `viver.dhcp.range=FIRST-LAST`: the addresses the boot server may give.
+    pub dhcp_range: Option<String>,
     /// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux, iPXE): the interface the firmware booted from.
     pub bootif: Option<String>,
     pub debug: bool,
@@ -125,6 +129,8 @@ impl Default for Settings {
             net: None,
             net_timeout: Duration::from_secs(30),
             bootif: None,
+            dhcp: "auto".into(),
+            dhcp_range: None,
             debug: false,
             quiet: false,
             modules: Vec::new(),
@@ -170,6 +176,9 @@ pub const NOT_FROM_MEDIA: &[(&str, &str)] = &[
     ("break", "a shell before a stage is asked for on the command line"),
     ("net", "a network boot is decided before any medium is read"),
     ("net.timeout", "a network boot is decided before any medium is read"),
+    ("role", "a stranger's stick must not turn this machine into the LAN's boot server: set roles on the command line"),
+    ("dhcp", "a stranger's stick must not change how this machine answers DHCP on the LAN"),
+    ("dhcp.range", "a stranger's stick must not change the addresses this machine gives out"),
 ];
 
 impl Settings {
@@ -284,6 +293,18 @@ impl Settings {
                         return Err(format!("{url:?} is not an http:// URL of an image"));
                     }
                     self.net = Some(url.to_string());
+                }
+                "dhcp" => {
+                    let word = non_empty(value)?;
+                    if crate::serve::dhcp::probe::Setting::from_word(word).is_none() {
+                        return Err(format!("{word:?} is not auto, force, full, proxy or off"));
+                    }
+                    self.dhcp = word.to_string();
+                }
+                "dhcp.range" => {
+                    let range = non_empty(value)?;
+                    crate::serve::cli::parse_range(range)?;
+                    self.dhcp_range = Some(range.to_string());
                 }
                 "net.timeout" => self.net_timeout = Duration::from_secs_f64(seconds(non_empty(value)?, 1.0, 3600.0)?),
                 "debug" => self.debug = flag(value)?,

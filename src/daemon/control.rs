@@ -21,6 +21,21 @@ pub enum Command {
     /// Serve the image at `url` as `/dev/nbd<index>`, every chunk checked against the
     /// manifest at `manifest` (a file `/init` fetched and accepted, read at once).
     AttachNbd { url: String, manifest: String, index: u32, fill: bool },
+    /// Serve the LAN as its boot server (role `boot-server`): the image at `image` (and
+    /// its `manifest`), the kernel and initrd found on the medium at `medium` or in the
+    /// image, clients' extra command-line words `cmdline`; state and `serve.json` in
+    /// `state_dir`. Everything is opened before the reply; the server starts when a
+    /// network interface appears.
+    Serve {
+        image: String,
+        manifest: Option<String>,
+        medium: Option<String>,
+        cmdline: String,
+        state_dir: String,
+        interface: Option<String>,
+        dhcp: String,
+        range: Option<String>,
+    },
     /// Disconnect `/dev/nbd<index>` (the image was copied to RAM).
     DetachNbd { index: u32 },
     /// How much the NBD source fetched so far (for the boot report).
@@ -33,6 +48,7 @@ pub enum Command {
 pub enum Reply {
     Attached { device: String, size: u64 },
     Detached,
+    Serving { kernel: String, initrd: String },
     Stats { bytes_fetched: u64, requests: u64, verify_failures: u64 },
     Error { message: String },
 }

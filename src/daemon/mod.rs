@@ -12,6 +12,7 @@
 //! - it logs to the kernel log ([`kmsg_log`]), it has no terminal and no files;
 //! - it never opens a path after the hand-over: everything it serves was opened before.
 
+pub mod boot_server;
 pub mod control;
 pub mod kmsg_log;
 pub mod process;

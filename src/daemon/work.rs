@@ -12,9 +12,13 @@ use std::time::Duration;
 /// Reads the kernel may have in flight on one device.
 const NBD_WORKERS: usize = 4;
 
+/// Longest wait for a network interface to appear before the boot server gives up.
+pub const INTERFACE_WAIT: Duration = Duration::from_secs(300);
+
 #[derive(Default)]
 pub struct Work {
     devices: Vec<Device>,
+    servers: Vec<std::thread::JoinHandle<()>>,
 }
 
 struct Device {
@@ -33,6 +37,27 @@ impl Work {
                     Reply::Error { message }
                 }
             },
+            Command::Serve { image, manifest, medium, cmdline, state_dir, interface, dhcp, range } => {
+                match super::boot_server::start(
+                    &image,
+                    manifest.as_deref(),
+                    medium.as_deref(),
+                    &cmdline,
+                    &state_dir,
+                    interface,
+                    &dhcp,
+                    range.as_deref(),
+                ) {
+                    Ok((thread, kernel, initrd)) => {
+                        self.servers.push(thread);
+                        Reply::Serving { kernel, initrd }
+                    }
+                    Err(message) => {
+                        log::error!("boot server: {message}");
+                        Reply::Error { message }
+                    }
+                }
+            }
             Command::DetachNbd { index } => match self.devices.iter().position(|d| d.attached.index == index) {
                 Some(at) => {
                     let device = self.devices.remove(at);
@@ -91,25 +116,29 @@ impl Work {
     }
 
     pub fn describe_after_hand_over(&self) -> String {
-        if self.devices.is_empty() {
+        let mut list: Vec<String> = self.devices.iter().map(|d| format!("/dev/nbd{} from {}", d.attached.index, d.url)).collect();
+        if !self.servers.is_empty() {
+            list.push("the LAN as its boot server".into());
+        }
+        if list.is_empty() {
             return "hand-over: nothing to serve".into();
         }
-        let list: Vec<String> = self.devices.iter().map(|d| format!("/dev/nbd{} from {}", d.attached.index, d.url)).collect();
         format!("hand-over done; serving {}", list.join(", "))
     }
 
     /// Serves until every device was disconnected (by `viver nbd detach`, or never: the
     /// kernel powers off with the root still served).
     pub fn serve_for_ever(self) -> i32 {
-        if self.devices.is_empty() {
-            return 0;
-        }
         loop {
-            std::thread::sleep(Duration::from_secs(1));
-            if self.devices.iter().all(|d| d.attached.finished()) {
-                log::info!("every device was disconnected; exiting");
+            let devices_done = self.devices.iter().all(|d| d.attached.finished());
+            let servers_done = self.servers.iter().all(|t| t.is_finished());
+            if devices_done && servers_done {
+                if !self.devices.is_empty() {
+                    log::info!("every device was disconnected; exiting");
+                }
                 return 0;
             }
+            std::thread::sleep(Duration::from_secs(1));
         }
     }
 }

@@ -248,3 +248,54 @@ mod tests {
         assert!(all.iter().any(|i| i.address == Ipv4Addr::LOCALHOST), "{all:?}");
     }
 }
+
+/// A physical Ethernet interface as `/sys/class/net` shows it (it may have no address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ethernet {
+    pub name: String,
+    /// `aa:bb:cc:dd:ee:ff`, lower case.
+    pub mac: String,
+}
+
+/// The physical Ethernet interfaces (a `device` link, type 1) under `sys_class_net`
+/// (`/sys/class/net`), sorted by name: no loopback, bridge, tap or veth.
+pub fn physical_ethernet(sys_class_net: &std::path::Path) -> Vec<Ethernet> {
+    let mut found: Vec<Ethernet> = std::fs::read_dir(sys_class_net)
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|entry| {
+                    let path = entry.path();
+                    let read = |f: &str| std::fs::read_to_string(path.join(f)).map(|s| s.trim().to_string()).unwrap_or_default();
+                    if read("type") != "1" || !path.join("device").exists() {
+                        return None;
+                    }
+                    Some(Ethernet { name: entry.file_name().to_string_lossy().into_owned(), mac: read("address").to_ascii_lowercase() })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
+
+#[cfg(test)]
+mod ethernet_tests {
+    #[test]
+    fn lists_physical_ethernet_only() {
+        let dir = std::env::temp_dir().join(format!("viver-net-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (name, kind, physical) in [("eth1", "1", true), ("eth0", "1", true), ("lo", "772", false), ("br0", "1", false)] {
+            let d = dir.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("type"), format!("{kind}\n")).unwrap();
+            std::fs::write(d.join("address"), "52:54:00:AA:00:01\n").unwrap();
+            if physical {
+                std::fs::create_dir_all(d.join("device")).unwrap();
+            }
+        }
+        let found = super::physical_ethernet(&dir);
+        assert_eq!(found.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["eth0", "eth1"]);
+        assert_eq!(found[0].mac, "52:54:00:aa:00:01");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

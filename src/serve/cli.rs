@@ -104,7 +104,7 @@ fn parse_address(text: &str) -> Result<AddressArg, String> {
     text.parse().map(AddressArg::Ip).map_err(|e| format!("{text}: {e} (an IPv4 address or `auto`)"))
 }
 
-fn parse_range(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+pub fn parse_range(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
     let (a, b) = text.split_once('-').ok_or("expected FIRST-LAST, e.g. 10.0.0.100-10.0.0.199")?;
     let a: Ipv4Addr = a.trim().parse().map_err(|e| format!("{a}: {e}"))?;
     let b: Ipv4Addr = b.trim().parse().map_err(|e| format!("{b}: {e}"))?;

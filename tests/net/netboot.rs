@@ -20,6 +20,15 @@ impl Lab {
         Lab { ns, dir: dir.to_path_buf() }
     }
 
+    /// A segment with no address on the host side: only the VMs (and what a test adds)
+    /// talk on it.
+    pub fn bare(dir: &Path) -> Lab {
+        let ns = Netns::new("vnl");
+        ns.ip(&["link", "add", "br0", "type", "bridge"]);
+        ns.ip(&["link", "set", "br0", "up"]);
+        Lab { ns, dir: dir.to_path_buf() }
+    }
+
     /// `viver serve` on br0 for `image` (its `.toml` beside it); returns it and serve.json.
     pub fn serve(&self, image: &Path, kernel: &Path, initrd: &Path, cmdline: &str) -> (Process, serde_json::Value) {
         let state = self.dir.join("state");
@@ -38,6 +47,12 @@ impl Lab {
     /// A diskless client on a new tap `tap`: `machine` (pc, q35), `nic` (e1000,
     /// virtio-net-pci), serial console to `DIR/NAME.log`.
     pub fn client(&self, name: &str, tap: &str, machine: &str, nic: &str, mac: &str, memory_mb: u32) -> Client {
+        self.vm(name, tap, machine, nic, mac, memory_mb, &["-boot", "n"])
+    }
+
+    /// A VM on a new tap with `extra` QEMU arguments (disks, `-boot`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn vm(&self, name: &str, tap: &str, machine: &str, nic: &str, mac: &str, memory_mb: u32, extra: &[&str]) -> Client {
         self.ns.tap(tap, "br0");
         let log = self.dir.join(format!("{name}.log"));
         let mut cmd = self.ns.command("qemu-system-x86_64");
@@ -45,7 +60,7 @@ impl Lab {
         cmd.args(["-nodefaults", "-nographic", "-no-reboot", "-vga", "none"]);
         cmd.arg("-serial").arg(format!("file:{}", log.display()));
         cmd.args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")]);
-        cmd.args(["-device", &format!("{nic},netdev=n0,mac={mac}"), "-boot", "n"]);
+        cmd.args(["-device", &format!("{nic},netdev=n0,mac={mac}")]).args(extra);
         let process = Process::spawn(cmd, &self.dir.join(format!("{name}.stderr")));
         Client { process, log, started: Instant::now() }
     }

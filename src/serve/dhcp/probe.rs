@@ -21,6 +21,20 @@ pub enum Setting {
     Off,
 }
 
+impl Setting {
+    /// `auto`, `force`, `full`, `proxy`, `off` (`--dhcp`, `viver.dhcp=`).
+    pub fn from_word(word: &str) -> Option<Setting> {
+        match word {
+            "auto" => Some(Setting::Auto),
+            "force" => Some(Setting::Force),
+            "full" => Some(Setting::Full),
+            "proxy" => Some(Setting::Proxy),
+            "off" => Some(Setting::Off),
+            _ => None,
+        }
+    }
+}
+
 /// Another server's answer.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Seen {
