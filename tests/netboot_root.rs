@@ -58,11 +58,8 @@ fn a_netbooted_debian_reaches_multi_user_and_powers_off_cleanly() {
     eprintln!("netbooted Debian: multi-user after {up:.1?}, powered off after {:.1?}", client.started.elapsed());
 }
 
-#[test]
-fn a_read_stalls_while_the_link_is_cut_and_completes_when_it_is_back() {
-    net::require_root();
-    let dir = scratch("netboot-link-cut");
-    // The test root plus a file no boot reads, so the read after the cut must fetch.
+/// The test root plus `/data/unread.bin`, a file no boot reads; returns its SHA-256.
+fn root_with_unread_file(dir: &Path) -> (PathBuf, String) {
     let root = dir.join("root");
     qemu::run_ok(Command::new("cp").arg("-a").arg(qemu::testroot_dir()).arg(&root));
     std::fs::create_dir_all(root.join("data")).unwrap();
@@ -74,6 +71,15 @@ fn a_read_stalls_while_the_link_is_cut_and_completes_when_it_is_back() {
         child.stdin.take().unwrap().write_all(&data).unwrap();
         String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().split_whitespace().next().unwrap().to_string()
     };
+    (root, want)
+}
+
+#[test]
+fn a_read_stalls_while_the_link_is_cut_and_completes_when_it_is_back() {
+    net::require_root();
+    let dir = scratch("netboot-link-cut");
+    // A file no boot reads: the read after the cut must fetch.
+    let (root, want) = root_with_unread_file(&dir);
     let (initrd, image) = kit_initrd_and_image(&dir, &root, "cut");
     let lab = Lab::new(&dir);
     let cmdline = format!("{CMDLINE} testroot.cmd=sleep,3 testroot.cmd=sha256sum,/data/unread.bin");
@@ -94,4 +100,28 @@ fn a_read_stalls_while_the_link_is_cut_and_completes_when_it_is_back() {
     assert!(output.iter().any(|l| l.starts_with(&want)), "wrong bytes after the cut: {output:?}, want {want}");
     assert!(io_errors(&text).is_empty(), "read errors on the network root:\n{}", io_errors(&text).join("\n"));
     eprintln!("link cut for 10 s: the stalled read completed {resumed:.1?} after the cut (server {SERVER})");
+}
+
+#[test]
+fn toram_over_the_network_needs_no_network_afterwards() {
+    net::require_root();
+    let dir = scratch("netboot-toram");
+    let (root, want) = root_with_unread_file(&dir);
+    let (initrd, image) = kit_initrd_and_image(&dir, &root, "ram");
+    let lab = Lab::new(&dir);
+    let cmdline = format!("{CMDLINE} viver.toram testroot.cmd=sleep,3 testroot.cmd=sha256sum,/data/unread.bin");
+    let (_server, _) = lab.serve(&image, &qemu::kernel(), &initrd, &cmdline);
+    let mut client = lab.client("client", "tap0", "pc", "e1000", "52:54:00:77:03:01", 768);
+    let text = client.wait_for("CMD-BEGIN sleep 3", Duration::from_secs(300));
+    // The link goes away for good: everything must already be in RAM.
+    lab.ns.ip(&["link", "set", "tap0", "down"]);
+    let report = qemu::SerialLog { text }.boot_json().unwrap();
+    assert_eq!(report["image"]["media"], "network", "{report}");
+    assert_eq!(report["image"]["toram"], true, "{report}");
+    assert_eq!(report["image"]["verification"]["complete"], true, "{report}");
+    let text = client.wait_for("VIVER-TESTROOT-DONE", Duration::from_secs(60));
+    let serial = qemu::SerialLog { text: text.clone() };
+    let output = serial.section("CMD-BEGIN sha256sum /data/unread.bin", "CMD-END rc=0").unwrap_or_else(|| panic!("{}", client.tail(40)));
+    assert!(output.iter().any(|l| l.starts_with(&want)), "wrong bytes from the RAM copy: {output:?}, want {want}");
+    assert!(serial.mount_at("/run/viver/image").is_some_and(|m| m.device.starts_with("/dev/loop")), "{}", client.tail(30));
 }
