@@ -37,7 +37,7 @@ fn mac_bytes(mac: &str) -> Option<[u8; 6]> {
 }
 
 /// `http://S:P/image/NAME.squashfs` -> `http://S:P/image/NAME.toml`.
-pub(crate) fn manifest_url(image_url: &str) -> Result<String, String> {
+pub fn manifest_url(image_url: &str) -> Result<String, String> {
     match image_url.strip_suffix(".squashfs") {
         Some(stem) if stem.contains("://") && !stem.ends_with('/') => Ok(format!("{stem}.toml")),
         _ => Err(format!("{image_url:?} does not name a .squashfs image (viver.net=http://SERVER:PORT/image/NAME.squashfs)")),
