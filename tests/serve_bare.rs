@@ -97,7 +97,7 @@ fn bare_interface_takes_the_lan_dhcp_lease_and_runs_proxy_only() {
     let dir = scratch("bare-lan");
     let mut dnsmasq = lan_ns.command("dnsmasq");
     dnsmasq.args(["--no-daemon", "--port=0", "--interface=eth0", "--bind-interfaces", "--user=root", "--no-ping", "--log-dhcp"]);
-    dnsmasq.args(["--dhcp-range=10.88.0.50,10.88.0.99,255.255.255.0,1h", "--dhcp-option=3,10.88.0.1"]);
+    dnsmasq.args(["--dhcp-range=10.88.0.50,10.88.0.99,255.255.255.0,2m", "--dhcp-option=3,10.88.0.1"]);
     dnsmasq.arg(format!("--dhcp-leasefile={}", dir.join("dnsmasq.leases").display()));
     dnsmasq.arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()));
     let mut dnsmasq = Process::spawn(dnsmasq, &dir.join("dnsmasq.log"));
@@ -120,4 +120,8 @@ fn bare_interface_takes_the_lan_dhcp_lease_and_runs_proxy_only() {
     assert_ne!(ip, address);
     assert!(!server.log_text().contains("OFFER 10."), "VIVER offered an address in proxy mode:\n{}", server.log_text());
     assert!(dnsmasq.log_text().contains("DHCPACK"), "{}", dnsmasq.log_text());
+
+    // dnsmasq's shortest lease (2 minutes) is renewed at half its time.
+    let mut server = server;
+    server.wait_for_log(&format!("lease of {address} renewed by 10.88.0.1"), Duration::from_secs(90));
 }

@@ -5,3 +5,7 @@ pub mod dhcp;
 pub mod iface;
 pub mod link;
 pub mod unmanaged;
+
+/// The client's old path (`net::dhcp_client::run`), kept so callers written against it
+/// build; new code uses [`dhcp::client`].
+pub use dhcp::client as dhcp_client;

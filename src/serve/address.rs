@@ -75,8 +75,9 @@ pub fn existing(interface: Interface, given: bool, range: Option<(Ipv4Addr, Ipv4
             origin: Origin::SelfAssigned,
             reason: format!("{text}: self-assigned at an earlier start (kept in {KEPT_FILE})"),
             range: range.or(Some(kept.range)),
+            lease_secs: None,
         },
-        _ => Acquired { interface, origin: if given { Origin::Given } else { Origin::Interface }, reason: text, range },
+        _ => Acquired { interface, origin: if given { Origin::Given } else { Origin::Interface }, reason: text, range, lease_secs: None },
     }
 }
 
@@ -88,6 +89,8 @@ pub struct Acquired {
     pub reason: String,
     /// The range to serve in full mode (the self-assigned case fixes it).
     pub range: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// Seconds the LAN's lease lasts (renewed at half: see [`renew`]).
+    pub lease_secs: Option<u32>,
 }
 
 /// The smallest prefix length (at most 24) whose network holds both ends of a range.
@@ -148,6 +151,7 @@ pub fn acquire_bare(bare: &Bare) -> Result<Acquired, ServeError> {
                 origin: Origin::Dhcp,
                 reason,
                 range: bare.range,
+                lease_secs: lease.lease_secs,
             })
         }
         Err(client::RunError::NoLease { reason, .. }) => self_assign(bare, index, mac, &mut rtnl, &reason),
@@ -178,6 +182,7 @@ fn self_assign(bare: &Bare, index: u32, mac: [u8; 6], rtnl: &mut link::Rtnl, why
                     origin: Origin::SelfAssigned,
                     reason,
                     range: Some((first, last)),
+                    lease_secs: None,
                 });
             }
             Ok(true) => answered.push(ip),
@@ -188,6 +193,37 @@ fn self_assign(bare: &Bare, index: u32, mac: [u8; 6], rtnl: &mut link::Rtnl, why
         "{why}, and every address tried in {first}-{last} is in use or leased ({}): give --range",
         answered.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ")
     )))
+}
+
+/// Keeps the LAN's lease of `address` on `name`: at half the lease time VIVER's client
+/// asks again (a full exchange; servers give a client its address back) until `stop`.
+/// A different address cannot be taken over by the running servers: that is logged as
+/// an error (restart `viver serve` to move).
+pub fn renew(name: String, mac: [u8; 6], address: Ipv4Addr, lease_secs: u32, stop: super::Stop) {
+    let mut wait = Duration::from_secs(u64::from(lease_secs / 2).max(60));
+    loop {
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until {
+            if stop.is_stopped() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        match client::run(&name, mac, Duration::from_secs(30)) {
+            Ok(lease) if lease.address == address => {
+                log::info!("serve: {name}: lease of {address} renewed by {} ({:?} s)", lease.server_id, lease.lease_secs);
+                wait = Duration::from_secs(u64::from(lease.lease_secs.unwrap_or(lease_secs) / 2).max(60));
+            }
+            Ok(lease) => {
+                log::error!("serve: {name}: the LAN's DHCP server now gives {} instead of {address}: restart viver serve", lease.address);
+                wait = Duration::from_secs(60);
+            }
+            Err(e) => {
+                log::warn!("serve: {name}: renewing the lease of {address}: {e}");
+                wait = Duration::from_secs(60);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

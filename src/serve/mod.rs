@@ -322,6 +322,15 @@ pub fn start(config: ServeConfig, stop: Stop) -> Result<Running, ServeError> {
         pxe_port: 4011,
     };
     threads.extend(dhcp::server::start(dhcp_config, status.clone(), stop.clone())?);
+    if let (address::Origin::Dhcp, Some(secs), Some(mac)) = (acquired.origin, acquired.lease_secs, interface.mac) {
+        let (name, addr, s) = (interface.name.clone(), interface.address, stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("viver-dhcp-renew".into())
+                .spawn(move || address::renew(name, mac, addr, secs, s))
+                .map_err(|source| ServeError::Thread { source })?,
+        );
+    }
     log::info!("serve: ready (report {})", config.state_dir.join("serve.json").display());
     Ok(Running { threads, stop, http: http_addr, report: config.state_dir.join("serve.json"), address: interface.address })
 }
