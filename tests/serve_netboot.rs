@@ -56,18 +56,40 @@ fn serve(lab: &Lab, extra: &[&str]) -> (Process, serde_json::Value) {
     (p, report)
 }
 
+/// The client's firmware: SeaBIOS (QEMU's default) or OVMF (UEFI, Debian's `ovmf`).
+#[derive(Clone, Copy, PartialEq)]
+enum Firmware {
+    Bios,
+    Uefi,
+    /// OVMF with the NIC's iPXE option ROM taken away: OVMF's own PXE client
+    /// (DHCP arch 7) loads the iPXE binary over TFTP first.
+    UefiPxe,
+}
+
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
 /// Boots the diskless client under QEMU in the namespace until the test root reported
 /// (its boot.json printed); returns the serial log and the time it took.
-fn boot_client(lab: &Lab, nic: &str) -> (String, Duration) {
+fn boot_client(lab: &Lab, machine: &str, nic: &str, firmware: Firmware) -> (String, Duration) {
     // One VM at a time on this shared machine.
     static VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = VM.lock().unwrap_or_else(|e| e.into_inner());
     let log = lab.dir.join("client.log");
     let mut cmd = lab.ns.command("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-machine", "pc", "-m", "768", "-smp", "1", "-nodefaults", "-nographic", "-no-reboot"]);
+    cmd.args(["-accel", "tcg", "-machine", machine, "-m", "768", "-smp", "1", "-nodefaults", "-nographic", "-no-reboot"]);
+    if firmware != Firmware::Bios {
+        // The code read-only, the variables a per-VM copy (OVMF writes its boot options there).
+        let vars = lab.dir.join("OVMF_VARS_4M.fd");
+        std::fs::copy(OVMF_VARS, &vars).unwrap_or_else(|e| panic!("{OVMF_VARS} (package ovmf): {e}"));
+        cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
+        cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+    }
     cmd.arg("-serial").arg(format!("file:{}", log.display()));
     cmd.args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"]);
-    cmd.args(["-device", &format!("{nic},netdev=n0,mac={MAC}"), "-boot", "n"]);
+    // bootindex: OVMF takes its boot order from it (and `-boot n` for SeaBIOS).
+    let rom = if firmware == Firmware::UefiPxe { ",romfile=" } else { "" };
+    cmd.args(["-device", &format!("{nic},netdev=n0,mac={MAC},bootindex=1{rom}"), "-boot", "n"]);
     let mut vm = Process::spawn(cmd, &lab.dir.join("qemu.stderr"));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(240);
@@ -123,7 +145,7 @@ fn ipxe_client_boots_viver_initrd_with_full_dhcp() {
     let (server, report) = serve(&lab, &[]);
     assert_eq!(report["dhcp"]["mode"], "full", "{report}");
     assert!(report["dhcp"]["reason"].as_str().unwrap().contains("no DHCP server answered"), "{report}");
-    let (text, took) = boot_client(&lab, "virtio-net-pci");
+    let (text, took) = boot_client(&lab, "q35", "virtio-net-pci", Firmware::Bios);
     let report = check_client(&text, "10.77.0.1", "10.77.0.128");
     let log = server.log_text();
     assert!(log.contains("OFFER 10.77.0.128 to 52:54:00:77:00:01 (Ipxe -> http://10.77.0.1:80/boot.ipxe)"), "{log}");
@@ -133,7 +155,7 @@ fn ipxe_client_boots_viver_initrd_with_full_dhcp() {
     assert!(leases.contains("52:54:00:77:00:01") && leases.contains("10.77.0.128"), "{leases}");
     assert!(log.contains("GET /image/lan.toml 200"), "{log}");
     eprintln!(
-        "netboot (full DHCP, virtio-net): QEMU start to the test root in {took:.1?}; network wait {} ms, {} KiB fetched",
+        "netboot (full DHCP, q35, virtio-net): QEMU start to the test root in {took:.1?}; network wait {} ms, {} KiB fetched",
         report["network"]["wait_ms"],
         report["network"]["bytes_fetched"].as_u64().unwrap() >> 10
     );
@@ -165,13 +187,40 @@ fn ipxe_client_boots_with_lan_dhcp_and_viver_as_proxy() {
     let (server, report) = serve(&lab, &[]);
     assert_eq!(report["dhcp"]["mode"], "proxy", "{report}");
     assert!(report["dhcp"]["reason"].as_str().unwrap().contains("DHCP server 10.77.0.2"), "{report}");
-    let (text, took) = boot_client(&lab, "e1000");
-    check_client(&text, "10.77.0.1", "10.77.0.5");
+    let (text, took) = boot_client(&lab, "pc", "e1000", Firmware::Bios);
+    // The address dnsmasq handed out (it picks one of its range by the MAC's hash).
+    let dns = std::fs::read_to_string(lab.dir.join("dnsmasq.log")).unwrap_or_default();
+    let acked = dns.lines().rev().find_map(|l| l.split("DHCPACK(eth0) ").nth(1)).and_then(|rest| rest.split_whitespace().next());
+    let acked = acked.unwrap_or_else(|| panic!("address from dnsmasq expected:\n{dns}"));
+    assert!(acked.starts_with("10.77.0.5") || acked == "10.77.0.60", "{acked} is outside dnsmasq's range:\n{dns}");
+    check_client(&text, "10.77.0.1", acked);
     let log = server.log_text();
     assert!(log.contains("proxy Offer to 52:54:00:77:00:01: Ipxe -> http://10.77.0.1:80/boot.ipxe"), "{log}");
-    let dns = std::fs::read_to_string(lab.dir.join("dnsmasq.log")).unwrap_or_default();
-    assert!(dns.contains("DHCPACK(eth0) 10.77.0.5"), "address from dnsmasq expected:\n{dns}");
-    eprintln!("netboot (LAN dnsmasq + VIVER proxyDHCP, e1000): QEMU start to the test root in {took:.1?}");
+    eprintln!("netboot (LAN dnsmasq + VIVER proxyDHCP, pc, e1000): QEMU start to the test root in {took:.1?}");
+}
+
+/// A UEFI client (q35, OVMF) netboots: OVMF runs the iPXE driver of QEMU's
+/// efi-virtio.rom, which asks DHCP as iPXE and is sent straight to the HTTP script;
+/// the kernel (an EFI stub bzImage) and the initrd come over HTTP as for BIOS.
+#[test]
+fn uefi_client_boots_viver_initrd() {
+    let lab = lab("netboot-uefi");
+    let (server, report) = serve(&lab, &[]);
+    assert_eq!(report["dhcp"]["mode"], "full", "{report}");
+    let (text, took) = boot_client(&lab, "q35", "virtio-net-pci", Firmware::Uefi);
+    // The firmware was OVMF (UEFI), not SeaBIOS.
+    assert!(!text.contains("SeaBIOS"), "SeaBIOS ran, not OVMF:\n{}", tail(&text));
+    let serial = qemu::SerialLog { text: text.clone() };
+    assert!(serial.contains("efi: EFI v"), "the kernel did not start under UEFI:\n{}", tail(&text));
+    let report = check_client(&text, "10.77.0.1", "10.77.0.128");
+    let log = server.log_text();
+    assert!(log.contains("OFFER 10.77.0.128 to 52:54:00:77:00:01 (Ipxe -> http://10.77.0.1:80/boot.ipxe)"), "{log}");
+    assert!(log.contains("GET /vmlinuz 200") && log.contains("GET /initrd.img 200"), "{log}");
+    eprintln!(
+        "netboot (UEFI, q35, virtio-net): QEMU start to the test root in {took:.1?}; network wait {} ms, {} KiB fetched",
+        report["network"]["wait_ms"],
+        report["network"]["bytes_fetched"].as_u64().unwrap() >> 10
+    );
 }
 
 /// Another PXE server on the segment: VIVER stays silent and says why.
@@ -203,4 +252,21 @@ fn another_pxe_server_silences_viver() {
     let reason = report["dhcp"]["reason"].as_str().unwrap();
     assert!(reason.contains("another PXE server answers on this segment: 10.77.0.3"), "{reason}");
     assert!(server.log_text().contains("DHCP mode Silent: another PXE server"), "{}", server.log_text());
+}
+
+/// A UEFI client without iPXE in its NIC ROM: OVMF's own PXE asks DHCP as a UEFI PXE
+/// client (arch 7), gets Debian's ipxe.efi over TFTP, which asks again as iPXE and is
+/// sent to the HTTP script (no chain-loading loop).
+#[test]
+fn uefi_pxe_client_chains_ipxe_efi_over_tftp() {
+    let lab = lab("netboot-uefi-pxe");
+    let (server, _) = serve(&lab, &[]);
+    let (text, took) = boot_client(&lab, "q35", "virtio-net-pci", Firmware::UefiPxe);
+    check_client(&text, "10.77.0.1", "10.77.0.128");
+    let log = server.log_text();
+    assert!(log.contains("OFFER 10.77.0.128 to 52:54:00:77:00:01 (UefiPxe -> ipxe.efi)"), "{log}");
+    let size = std::fs::metadata("/usr/lib/ipxe/ipxe.efi").unwrap().len();
+    assert!(log.contains(&format!("TFTP sent ipxe.efi ({size} bytes")), "{log}");
+    assert!(log.contains("(Ipxe -> http://10.77.0.1:80/boot.ipxe)"), "{log}");
+    eprintln!("netboot (UEFI PXE -> ipxe.efi over TFTP, q35, virtio-net): QEMU start to the test root in {took:.1?}");
 }
