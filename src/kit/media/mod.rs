@@ -133,7 +133,9 @@ pub fn ipxe_payload(dir: &Path) -> (Vec<(String, PathBuf)>, Vec<String>) {
     for name in IPXE_FILES {
         let src = dir.join(name);
         if src.is_file() {
-            files.push((format!("viver/ipxe/{name}"), src));
+            // Debian's ipxe.efi is a symlink to /boot/ipxe.efi: the medium needs the file
+            // (xorriso would record the link).
+            files.push((format!("viver/ipxe/{name}"), src.canonicalize().unwrap_or(src)));
         } else {
             missing.push(name);
         }
@@ -199,10 +201,12 @@ pub fn signature_warning(kernel: &Path) -> Result<Option<String>, KitError> {
 }
 
 pub fn build(opts: &MediaOptions) -> Result<MediaReport, KitError> {
-    let mut warnings: Vec<String> = Vec::new();
-    if opts.kernel.is_file() {
-        warnings.extend(signature_warning(&opts.kernel)?);
+    for (path, what) in [(&opts.kernel, "kernel"), (&opts.initrd, "initrd")] {
+        if !path.is_file() {
+            return Err(KitError::BadInput(format!("{what} {} does not exist", path.display())));
+        }
     }
+    let mut warnings: Vec<String> = signature_warning(&opts.kernel)?.into_iter().collect();
     let size = match opts.kind {
         MediaKind::Iso => iso::build(opts, &mut warnings)?,
         MediaKind::Usb | MediaKind::Hdd | MediaKind::Sd => disk::build(opts, &mut warnings)?,
