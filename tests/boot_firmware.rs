@@ -24,6 +24,8 @@ struct Artifacts {
     initrd: PathBuf,
     iso: PathBuf,
     usb: PathBuf,
+    /// The test root's image (`viver/testroot.squashfs`, its manifest beside it).
+    image: PathBuf,
     id: String,
 }
 
@@ -97,7 +99,7 @@ fn artifacts() -> &'static Artifacts {
         let usb = dir.join("viver-usb.img");
         media("iso", &iso);
         media("usb", &usb);
-        Artifacts { initrd, iso, usb, id }
+        Artifacts { initrd, iso, usb, image, id }
     })
 }
 
@@ -268,4 +270,50 @@ fn vm_builder_flashes_ovmf_and_refuses_secure_boot_without_smm() {
     assert!(Vm::new("fw-args-pc").firmware(Firmware::OvmfSecureBoot).cdrom_ide(&iso).boot_from_cdrom().qemu_args().is_err());
     let plain = Vm::new("fw-args-bios").cdrom_ide(&iso).boot_from_cdrom().qemu_args().unwrap().join(" ");
     assert!(!plain.contains("pflash"), "{plain}");
+}
+
+// ---------------------------------------------------------------- compressed modules, lockdown
+
+/// Debian 13's kernel ships `.ko.xz` modules: under Secure Boot (lockdown: signed
+/// modules only) VIVER's loader hands them to the kernel compressed (finit_module with
+/// MODULE_INIT_COMPRESSED_FILE; the signature is inside the compressed file), and they
+/// load. The kernel is signed by Debian, so shim and GRUB start it too.
+#[test]
+fn trixie_kernel_loads_compressed_modules_under_secure_boot() {
+    let second = qemu::TestKernel::second();
+    let a = artifacts();
+    let dir = qemu::temp_dir("fw-trixie");
+    let initrd = dir.join("initrd-trixie.img");
+    qemu::kit(&["initrd", "--modules", second.modules_dir().to_str().unwrap(), "-o", initrd.to_str().unwrap()]);
+    let inspect = qemu::kit(&["inspect", initrd.to_str().unwrap()]);
+    assert!(inspect.contains("/kernel/fs/squashfs/squashfs.ko.xz"), "the initrd carries compressed modules: {inspect}");
+    let image = &a.image;
+    let iso = dir.join("trixie.iso");
+    qemu::kit(&[
+        "media",
+        "--kind",
+        "iso",
+        "--kernel",
+        second.vmlinuz().to_str().unwrap(),
+        "--initrd",
+        initrd.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "-o",
+        iso.to_str().unwrap(),
+    ]);
+    let vm = Vm::new("fw-trixie-secboot").machine("q35").memory_mb(1024).firmware(Firmware::OvmfSecureBoot).cdrom_ide(&iso).boot_from_cdrom();
+    let log = vm.run(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(log.contains("secureboot: Secure boot enabled"), "{}", log.tail(60));
+    assert!(log.contains("Kernel is locked down from EFI Secure Boot"), "{}", log.tail(60));
+    assert!(log.contains("VIVER-TESTROOT-UP"), "the test root never started:\n{}", log.tail(60));
+    let report = log.boot_json().unwrap_or_else(|e| panic!("{e}\n{}", log.tail(60)));
+    assert_eq!(report["image"]["id"], a.id.as_str());
+    assert_eq!(report["kernel"], second.release.as_str());
+    for module in ["squashfs", "loop", "overlay", "ahci", "sr_mod"] {
+        assert!(qemu::module_loaded(&report, module), "{module} not loaded under lockdown: {}", report["hardware"]["loaded"]);
+    }
+    let failed: Vec<&Value> =
+        report["hardware"]["loaded"].as_array().map(|l| l.iter().filter(|m| !m["error"].is_null()).collect()).unwrap_or_default();
+    assert!(failed.is_empty(), "modules refused under lockdown: {failed:?}");
 }
