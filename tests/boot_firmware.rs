@@ -164,7 +164,11 @@ fn boot_ok(name: &str, medium: Medium, firmware: Firmware) -> (SerialLog, Value)
             assert!(log.contains("Booting `VIVER: boot image testroot"), "GRUB's menu entry did not run:\n{}", log.tail(40));
             assert!(cmdline.contains("BOOT_IMAGE=/boot/vmlinuz") && !cmdline.contains("initrd="), "not booted by GRUB: {cmdline}");
             let state = if firmware == Firmware::Ovmf { "disabled" } else { "enabled" };
-            assert!(log.contains(&format!("secureboot: Secure boot {state}")), "kernel did not report Secure Boot {state}:\n{}", log.tail(60));
+            assert!(
+                log.contains(&format!("secureboot: Secure boot {state}")),
+                "kernel did not report Secure Boot {state}:\n{}",
+                log.tail(60)
+            );
         }
     }
     if firmware == Firmware::OvmfSecureBoot {
@@ -302,7 +306,8 @@ fn trixie_kernel_loads_compressed_modules_under_secure_boot() {
         "-o",
         iso.to_str().unwrap(),
     ]);
-    let vm = Vm::new("fw-trixie-secboot").machine("q35").memory_mb(1024).firmware(Firmware::OvmfSecureBoot).cdrom_ide(&iso).boot_from_cdrom();
+    let vm =
+        Vm::new("fw-trixie-secboot").machine("q35").memory_mb(1024).firmware(Firmware::OvmfSecureBoot).cdrom_ide(&iso).boot_from_cdrom();
     let log = vm.run(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert!(log.contains("secureboot: Secure boot enabled"), "{}", log.tail(60));
     assert!(log.contains("Kernel is locked down from EFI Secure Boot"), "{}", log.tail(60));

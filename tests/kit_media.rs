@@ -286,14 +286,24 @@ fn role_none_leaves_viver_role_out_and_a_list_is_passed() {
                 .arg(&iso),
         );
         let cfg = dir.join(format!("{out}.cfg"));
-        run_ok(Command::new("xorriso").arg("-osirrox").arg("on").arg("-indev").arg(&iso).args(["-extract", "/EFI/debian/grub.cfg"]).arg(&cfg));
+        run_ok(
+            Command::new("xorriso").arg("-osirrox").arg("on").arg("-indev").arg(&iso).args(["-extract", "/EFI/debian/grub.cfg"]).arg(&cfg),
+        );
         std::fs::read_to_string(cfg).unwrap()
     };
     let none = cfg_of("none", "none.iso");
     assert!(!none.contains("viver.role"), "{none}");
     let list = cfg_of("boot-server,web", "list.iso");
     assert!(list.contains("viver.role=boot-server,web"), "{list}");
-    let r = viver().args(["media", "--kind", "iso", "--no-image", "--role", "a b", "--kernel"]).arg(vmlinuz()).arg("--initrd").arg(&initrd).arg("-o").arg(dir.join("bad.iso")).output().unwrap();
+    let r = viver()
+        .args(["media", "--kind", "iso", "--no-image", "--role", "a b", "--kernel"])
+        .arg(vmlinuz())
+        .arg("--initrd")
+        .arg(&initrd)
+        .arg("-o")
+        .arg(dir.join("bad.iso"))
+        .output()
+        .unwrap();
     assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("--role"));
 }
 

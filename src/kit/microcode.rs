@@ -15,10 +15,8 @@ use super::error::{IoContext, KitError};
 use std::path::{Path, PathBuf};
 
 /// Where each vendor's files are looked for, relative to the root (merged /usr or not).
-pub const SOURCES: [(&str, &str, &str); 2] = [
-    ("GenuineIntel.bin", "intel-ucode", "intel-microcode"),
-    ("AuthenticAMD.bin", "amd-ucode", "amd64-microcode"),
-];
+pub const SOURCES: [(&str, &str, &str); 2] =
+    [("GenuineIntel.bin", "intel-ucode", "intel-microcode"), ("AuthenticAMD.bin", "amd-ucode", "amd64-microcode")];
 const FIRMWARE_DIRS: [&str; 2] = ["lib/firmware", "usr/lib/firmware"];
 /// The kernel's early loader looks here.
 pub const EARLY_DIR: &str = "kernel/x86/microcode";
@@ -57,7 +55,10 @@ pub fn early_cpio(root: &Path) -> Result<EarlyMicrocode, KitError> {
     for (blob, sub, package) in SOURCES {
         let (dir, files) = vendor_files(root, sub)?;
         if files.is_empty() {
-            looked.push(format!("{} (package {package})", FIRMWARE_DIRS.iter().map(|b| root.join(b).join(sub).display().to_string()).collect::<Vec<_>>().join(" or ")));
+            looked.push(format!(
+                "{} (package {package})",
+                FIRMWARE_DIRS.iter().map(|b| root.join(b).join(sub).display().to_string()).collect::<Vec<_>>().join(" or ")
+            ));
             continue;
         }
         let mut bytes = Vec::new();

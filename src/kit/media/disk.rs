@@ -29,13 +29,10 @@ pub fn partition_bytes(content: u64) -> u64 {
 
 /// Where the two partitions go: (data, ESP), both MiB-aligned.
 pub fn layout(data_bytes: u64, esp_bytes: u64) -> (Partition, Partition) {
-    let data = Partition {
-        start_lba: mbr::PARTITION_START_LBA,
-        sectors: data_bytes / mbr::SECTOR,
-        kind: mbr::TYPE_FAT32_LBA,
-        active: true,
-    };
-    let esp = Partition { start_lba: data.start_lba + data.sectors, sectors: esp_bytes / mbr::SECTOR, kind: mbr::TYPE_EFI_SYSTEM, active: false };
+    let data =
+        Partition { start_lba: mbr::PARTITION_START_LBA, sectors: data_bytes / mbr::SECTOR, kind: mbr::TYPE_FAT32_LBA, active: true };
+    let esp =
+        Partition { start_lba: data.start_lba + data.sectors, sectors: esp_bytes / mbr::SECTOR, kind: mbr::TYPE_EFI_SYSTEM, active: false };
     (data, esp)
 }
 

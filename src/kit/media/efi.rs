@@ -104,7 +104,15 @@ pub fn esp_bytes(content: u64) -> u64 {
 /// Formats a FAT filesystem of `bytes` at `offset` bytes into `file` (which must be
 /// that large already) and copies `files` into it. `fat32` forces FAT32 (needed by
 /// syslinux); otherwise mkfs.vfat picks FAT12/16 by size, as an ESP of a few MiB is.
-pub fn write_fat(file: &Path, offset: u64, bytes: u64, fat32: bool, label: &str, volume_id: &str, files: &[(String, PathBuf)]) -> Result<(), KitError> {
+pub fn write_fat(
+    file: &Path,
+    offset: u64,
+    bytes: u64,
+    fat32: bool,
+    label: &str,
+    volume_id: &str,
+    files: &[(String, PathBuf)],
+) -> Result<(), KitError> {
     let mkfs = tools::find("mkfs.vfat")?;
     let mcopy = tools::find("mcopy")?;
     let mmd = tools::find("mmd")?;

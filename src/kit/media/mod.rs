@@ -36,6 +36,9 @@ pub const DEFAULT_ROLE: &str = "boot-server";
 pub const IPXE_DIR: &str = "/usr/lib/ipxe";
 pub const IPXE_FILES: [&str; 3] = ["undionly.kpxe", "ipxe.efi", "snponly.efi"];
 
+/// Files a filesystem of the medium holds: (path on it, source).
+pub type Files = Vec<(String, PathBuf)>;
+
 pub struct MediaOptions {
     pub kind: MediaKind,
     pub kernel: PathBuf,
@@ -127,7 +130,7 @@ pub fn tag_path(tag: &str) -> String {
 /// The iPXE builds found in `dir`, as (path on the medium, source), and a warning for
 /// each one missing: the boot server needs them only for plain PXE firmware, so their
 /// absence is no reason to stop.
-pub fn ipxe_payload(dir: &Path) -> (Vec<(String, PathBuf)>, Vec<String>) {
+pub fn ipxe_payload(dir: &Path) -> (Files, Vec<String>) {
     let mut files = Vec::new();
     let mut missing = Vec::new();
     for name in IPXE_FILES {
@@ -154,7 +157,7 @@ pub fn ipxe_payload(dir: &Path) -> (Vec<(String, PathBuf)>, Vec<String>) {
 }
 
 /// Files the medium carries: (path on the medium, source), and warnings.
-pub fn payload(opts: &MediaOptions, tag_file: &Path, tag: &str) -> Result<(Vec<(String, PathBuf)>, Vec<String>), KitError> {
+pub fn payload(opts: &MediaOptions, tag_file: &Path, tag: &str) -> Result<(Files, Vec<String>), KitError> {
     let need = |p: &Path, what: &str| {
         if p.is_file() {
             Ok(())
@@ -193,10 +196,9 @@ pub fn signature_warning(kernel: &Path) -> Result<Option<String>, KitError> {
              enroll your key with mokutil)",
             kernel.display()
         )),
-        pe::KernelSignature::NotPe(why) => Some(format!(
-            "kernel {} is not an EFI executable ({why}): the medium boots on BIOS only, not on UEFI",
-            kernel.display()
-        )),
+        pe::KernelSignature::NotPe(why) => {
+            Some(format!("kernel {} is not an EFI executable ({why}): the medium boots on BIOS only, not on UEFI", kernel.display()))
+        }
     })
 }
 

@@ -135,4 +135,23 @@ mod tests {
         img[0x3c..0x40].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(kernel_signature(&img), KernelSignature::NotPe(_)));
     }
+
+    #[test]
+    fn mutated_headers_never_panic() {
+        // A small deterministic mutation run over the header bytes (the fuzz target
+        // kernel_signature does this at length).
+        let base = fake_pe(Some(&[0x30; 64]));
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut img = base.clone();
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state as usize) % img.len();
+                img[at] = (state >> 32) as u8;
+            }
+            let _ = kernel_signature(&img);
+        }
+    }
 }
