@@ -91,6 +91,14 @@ pub struct InitrdArgs {
     /// The busybox binary for --rescue-shell (default /bin/busybox).
     #[arg(long)]
     pub busybox: Option<PathBuf>,
+    /// Prepend the early microcode cpio (kernel/x86/microcode/GenuineIntel.bin and
+    /// AuthenticAMD.bin, uncompressed) from Debian's intel-microcode / amd64-microcode.
+    #[arg(long)]
+    pub microcode: bool,
+    /// With --microcode: the root whose lib/firmware/intel-ucode and amd-ucode hold the
+    /// microcode (default /).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub microcode_root: PathBuf,
 }
 
 #[derive(Args)]
@@ -115,6 +123,10 @@ pub struct MediaArgs {
     /// Extra kernel command line.
     #[arg(long, default_value = "")]
     pub append: String,
+    /// The node's role on the kernel command line (`viver.role=LIST`): `boot-server`
+    /// (the default: the node serves the LAN), another comma-separated list, or `none`.
+    #[arg(long, default_value = media::DEFAULT_ROLE, value_name = "none|LIST")]
+    pub role: String,
 }
 
 #[derive(Args)]
@@ -189,9 +201,13 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 lists: a.lists,
                 files_list: a.files_list,
                 busybox: a.busybox,
+                microcode: a.microcode.then_some(a.microcode_root),
             })?;
             for u in &r.unmatched {
                 log::info!("{u}");
+            }
+            for m in &r.microcode {
+                println!("early microcode {m}");
             }
             println!(
                 "initrd {}: {} ({} unpacked), {} modules, {} entries, {:.2} s",
@@ -211,9 +227,17 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 image: if a.no_image { None } else { a.image },
                 output: a.output.clone(),
                 append: a.append,
+                role: if a.role.trim() == "none" { None } else { Some(a.role.trim().to_string()) },
+                ipxe_dir: PathBuf::from(media::IPXE_DIR),
             };
-            let size = media::build(&opts)?;
-            println!("{:?} medium {}: {}, {:.1} s", a.kind, a.output.display(), mib(size), started.elapsed().as_secs_f64());
+            if opts.role.as_deref().is_some_and(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                return Err(KitError::BadInput(format!("--role {:?}: give none or a comma-separated list without spaces", a.role)));
+            }
+            let report = media::build(&opts)?;
+            for w in &report.warnings {
+                eprintln!("viver kit media: warning: {w}");
+            }
+            println!("{:?} medium {}: {}, {:.1} s", a.kind, a.output.display(), mib(report.size), started.elapsed().as_secs_f64());
         }
         KitCommand::InstallImage(a) => {
             let dst = image::install_image(&a.image, &a.dir)?;

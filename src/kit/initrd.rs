@@ -38,6 +38,8 @@ pub struct InitrdOptions {
     pub files_list: Option<PathBuf>,
     /// Where busybox comes from with --rescue-shell.
     pub busybox: Option<PathBuf>,
+    /// Prepend the early microcode cpio made from this root's firmware directories.
+    pub microcode: Option<PathBuf>,
 }
 
 pub struct InitrdReport {
@@ -47,6 +49,8 @@ pub struct InitrdReport {
     pub entries: usize,
     /// Selection lines that named nothing in this kernel.
     pub unmatched: Vec<String>,
+    /// What the early microcode segment holds (empty without --microcode).
+    pub microcode: Vec<String>,
 }
 
 /// The modules this machine runs: /proc/modules plus /sys/module entries that are
@@ -267,11 +271,19 @@ pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
         archive.file(&extra.dest, mode, Content::HostFile(src));
     }
 
+    // Made before the output is opened: no microcode is an error, not half an initrd.
+    let early = opts.microcode.as_deref().map(super::microcode::early_cpio).transpose()?;
+
     // Write: fixed mtime, gzip header without time or name, so rebuilds are identical.
     let mtime = u32::try_from(source_date_epoch().unwrap_or(0)).unwrap_or(0);
     let out = PendingOutput::new(&opts.output)?;
     let file = std::fs::File::create(&out.temp_path).at(&out.temp_path)?;
-    let buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+    // The early microcode goes first and uncompressed: the kernel's loader reads it
+    // before it unpacks anything.
+    if let Some(early) = &early {
+        buffered.write_all(&early.cpio).at(&out.temp_path)?;
+    }
     let unpacked_size = match opts.compress {
         InitrdCompression::Gzip => {
             let gz = flate2::GzBuilder::new().mtime(0).write(buffered, flate2::Compression::default());
@@ -288,7 +300,8 @@ pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
     };
     let compressed_size = std::fs::metadata(&out.temp_path).at(&out.temp_path)?.len();
     out.commit()?;
-    Ok(InitrdReport { compressed_size, unpacked_size, modules, entries: archive.len(), unmatched })
+    let microcode = early.map(|e| e.summary).unwrap_or_default();
+    Ok(InitrdReport { compressed_size, unpacked_size, modules, entries: archive.len(), unmatched, microcode })
 }
 
 fn finish_file(buffered: std::io::BufWriter<std::fs::File>, path: &Path) -> Result<(), KitError> {

@@ -52,6 +52,33 @@ struct Disk {
     id: String,
 }
 
+/// The machine's firmware. SeaBIOS is QEMU's default; OVMF is Debian's `ovmf` package
+/// (UEFI), flashed as two pflash devices: the code read-only, a per-VM copy of the
+/// variable store (boot entries and Secure Boot keys live there).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Firmware {
+    SeaBios,
+    /// OVMF without Secure Boot.
+    Ovmf,
+    /// OVMF with Secure Boot enforced: the SMM build and a variable store with
+    /// Microsoft's keys enrolled (what PCs ship with); needs q35 with SMM.
+    OvmfSecureBoot,
+}
+
+pub const OVMF_DIR: &str = "/usr/share/OVMF";
+
+impl Firmware {
+    /// (code, variable store template) in [`OVMF_DIR`], None for SeaBIOS.
+    pub fn ovmf_files(self) -> Option<(PathBuf, PathBuf)> {
+        let dir = Path::new(OVMF_DIR);
+        match self {
+            Firmware::SeaBios => None,
+            Firmware::Ovmf => Some((dir.join("OVMF_CODE_4M.fd"), dir.join("OVMF_VARS_4M.fd"))),
+            Firmware::OvmfSecureBoot => Some((dir.join("OVMF_CODE_4M.secboot.fd"), dir.join("OVMF_VARS_4M.ms.fd"))),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum BootFrom {
     /// `-kernel`/`-initrd` given directly to QEMU.
@@ -76,6 +103,7 @@ pub struct Vm {
     extra_args: Vec<String>,
     /// Raw bytes added to the kernel command line (need not be UTF-8).
     append_bytes: Vec<u8>,
+    firmware: Firmware,
 }
 
 impl Vm {
@@ -93,7 +121,19 @@ impl Vm {
             boot: BootFrom::Kernel,
             extra_args: Vec::new(),
             append_bytes: Vec::new(),
+            firmware: Firmware::SeaBios,
         }
+    }
+
+    /// The firmware (default SeaBIOS). OVMF with Secure Boot needs `machine("q35")`.
+    pub fn firmware(mut self, firmware: Firmware) -> Vm {
+        self.firmware = firmware;
+        self
+    }
+
+    /// This VM's copy of the OVMF variable store (made fresh by [`Vm::spawn`]).
+    fn vars_copy(&self) -> PathBuf {
+        target_dir().join("qemu-tmp").join(format!("{}.OVMF_VARS.fd", self.name))
     }
 
     /// `pc` (i440FX, PIIX IDE) or `q35` (ICH9, AHCI built in).
@@ -208,10 +248,35 @@ impl Vm {
     /// The QEMU arguments (without the program and without the per-run log/monitor
     /// paths, which [`Vm::spawn`] adds).
     pub fn qemu_args(&self) -> Result<Vec<String>, String> {
-        let mut args: Vec<String> = ["-accel", "tcg", "-machine", &self.machine, "-smp", "1", "-nographic", "-no-reboot", "-nic", "none"]
+        let machine = match self.firmware {
+            Firmware::OvmfSecureBoot if !self.machine.starts_with("q35") => {
+                return Err(format!("vm {}: Secure Boot needs SMM, which OVMF supports on q35 only", self.name));
+            }
+            Firmware::OvmfSecureBoot => format!("{},smm=on", self.machine),
+            _ => self.machine.clone(),
+        };
+        let mut args: Vec<String> = ["-accel", "tcg", "-machine", &machine, "-smp", "1", "-nographic", "-no-reboot", "-nic", "none"]
             .iter()
             .map(|s| s.to_string())
             .collect();
+        if let Some((code, _)) = self.firmware.ovmf_files() {
+            if !code.is_file() {
+                return Err(format!("vm {}: no {} (run qemu-harness/setup: package ovmf)", self.name, code.display()));
+            }
+            args.push("-drive".into());
+            args.push(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", drive_path(&code)?));
+            args.push("-drive".into());
+            // The copy exists only once spawn() made it: name it without checking.
+            args.push(format!("if=pflash,format=raw,unit=1,file={}", path_arg(&self.vars_copy())?.replace(',', ",,")));
+        }
+        if self.firmware == Firmware::OvmfSecureBoot {
+            // Only SMM code may write the variable store, so the OS cannot change the keys;
+            // S3 off, as OVMF's Secure Boot build requires.
+            for global in ["driver=cfi.pflash01,property=secure,value=on", "ICH9-LPC.disable_s3=1"] {
+                args.push("-global".into());
+                args.push(global.into());
+            }
+        }
         args.push("-m".into());
         args.push(self.memory_mb.to_string());
 
@@ -337,6 +402,13 @@ impl Vm {
         let qmp_path = std::env::temp_dir().join(format!("viver-qmp-{}-{short_name}.sock", std::process::id()));
         let _ = fs::remove_file(&qmp_path);
 
+        if let Some((_, vars)) = self.firmware.ovmf_files() {
+            let copy = self.vars_copy();
+            if let Some(dir) = copy.parent() {
+                fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+            }
+            fs::copy(&vars, &copy).map_err(|e| format!("vm {}: copy {} (package ovmf): {e}", self.name, vars.display()))?;
+        }
         let mut args = self.qemu_args()?;
         args.push("-chardev".into());
         args.push(format!("file,id=serial0,path={},append=on", path_arg(&log_path)?));

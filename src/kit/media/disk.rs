@@ -1,12 +1,17 @@
-//! Raw disk image (USB stick, hard disk, SD card): MBR + one bootable FAT32 partition,
-//! made in a plain file: mkfs.vfat --offset formats the partition in place, mtools fills
-//! it (`-i file@@offset`), syslinux --offset installs the boot loader. No loop device, no root.
+//! Raw disk image (USB stick, hard disk, SD card) with an MBR and two partitions, made
+//! in a plain file: mkfs.vfat --offset formats each partition in place, mtools fills it
+//! (`-i file@@offset`), syslinux --offset installs the BIOS boot loader. No loop
+//! device, no root.
+//! - partition 1: FAT32, active: kernel, initrd, image, syslinux (the BIOS path: the
+//!   MBR code starts the active partition's syslinux);
+//! - partition 2: the EFI system partition (type 0xef): shim, GRUB, MokManager and
+//!   grub.cfg, which finds partition 1 by the medium's tag file.
 
 use super::super::atomic::{PendingOutput, ScratchDir};
 use super::super::error::{IoContext, KitError};
 use super::super::tools;
-use super::mbr;
-use super::MediaOptions;
+use super::mbr::{self, Partition};
+use super::{efi, MediaOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::process::Command;
 
@@ -22,56 +27,51 @@ pub fn partition_bytes(content: u64) -> u64 {
     want.div_ceil(MIB).max(MIN_FAT_BYTES / MIB) * MIB
 }
 
-pub fn build(opts: &MediaOptions) -> Result<u64, KitError> {
-    let mkfs = tools::find("mkfs.vfat")?;
-    let mcopy = tools::find("mcopy")?;
-    let mmd = tools::find("mmd")?;
+/// Where the two partitions go: (data, ESP), both MiB-aligned.
+pub fn layout(data_bytes: u64, esp_bytes: u64) -> (Partition, Partition) {
+    let data =
+        Partition { start_lba: mbr::PARTITION_START_LBA, sectors: data_bytes / mbr::SECTOR, kind: mbr::TYPE_FAT32_LBA, active: true };
+    let esp =
+        Partition { start_lba: data.start_lba + data.sectors, sectors: esp_bytes / mbr::SECTOR, kind: mbr::TYPE_EFI_SYSTEM, active: false };
+    (data, esp)
+}
+
+pub fn build(opts: &MediaOptions, warnings: &mut Vec<String>) -> Result<u64, KitError> {
     let syslinux = tools::find("syslinux")?;
     let mbr_code_path = tools::require_file(MBR_BIN, "syslinux")?;
-    let files = super::payload(opts)?;
-    let content: u64 = files.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
-    let fat_bytes = partition_bytes(content);
-    let offset = mbr::PARTITION_START_LBA * mbr::SECTOR;
-    let total = offset + fat_bytes;
+    let cmdline = super::kernel_cmdline(opts)?;
+    let scratch = ScratchDir::new("disk")?;
+    let tag = super::medium_tag(opts, &cmdline)?;
+    let tag_file = scratch.path.join("tag");
+    let title = super::menu_title(opts)?;
+    std::fs::write(&tag_file, format!("{title}\n")).at(&tag_file)?;
+    let (mut files, payload_warnings) = super::payload(opts, &tag_file, &tag)?;
+    warnings.extend(payload_warnings);
+    let cfg = scratch.path.join("syslinux.cfg");
+    std::fs::write(&cfg, super::syslinux_config(&cmdline)).at(&cfg)?;
+    files.push(("syslinux/syslinux.cfg".into(), cfg.clone()));
+    let grub_cfg = scratch.path.join("grub.cfg");
+    std::fs::write(&grub_cfg, efi::grub_config(&cmdline, &super::tag_path(&tag), &title)).at(&grub_cfg)?;
+    let esp_files = efi::esp_files(&grub_cfg)?;
 
+    let (data, esp) = layout(partition_bytes(efi::content_bytes(&files)?), efi::esp_bytes(efi::content_bytes(&esp_files)?));
+    let total = (esp.start_lba + esp.sectors) * mbr::SECTOR;
     let out = PendingOutput::new(&opts.output)?;
     let disk = &out.temp_path;
     {
         let f = std::fs::File::create(disk).at(disk)?;
-        // Sparse: the FAT only writes what it holds.
+        // Sparse: the FATs only write what they hold.
         f.set_len(total).at(disk)?;
     }
-    let mut cmd = Command::new(mkfs);
-    cmd.args(["-F", "32", "-n", "VIVER", "-i", "56495652", "--invariant"])
-        .arg(format!("--offset={}", mbr::PARTITION_START_LBA))
-        .args(["-h", &mbr::PARTITION_START_LBA.to_string()])
-        .arg(disk)
-        .arg((fat_bytes / 1024).to_string());
-    tools::run_captured("mkfs.vfat", &mut cmd)?;
-
-    let image_spec = format!("{}@@{}", disk.display(), offset);
-    let scratch = ScratchDir::new("disk")?;
-    let cfg = scratch.path.join("syslinux.cfg");
-    std::fs::write(&cfg, super::loader_config(&super::media_append(opts)?)).at(&cfg)?;
-    let mut dirs: Vec<String> = vec!["::/syslinux".into(), "::/boot".into()];
-    if opts.image.is_some() {
-        dirs.push("::/viver".into());
-    }
-    tools::run_captured("mmd", Command::new(&mmd).env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(&image_spec).args(&dirs))?;
-    let mut copies: Vec<(String, std::path::PathBuf)> = files;
-    copies.push(("syslinux/syslinux.cfg".into(), cfg.clone()));
-    for (dest, src) in &copies {
-        let mut c = Command::new(&mcopy);
-        c.env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(&image_spec).arg(src).arg(format!("::/{dest}"));
-        tools::run_captured("mcopy", &mut c)?;
-    }
+    let data_offset = data.start_lba * mbr::SECTOR;
+    efi::write_fat(disk, data_offset, data.sectors * mbr::SECTOR, true, "VIVER", "56495652", &files)?;
+    efi::write_fat(disk, esp.start_lba * mbr::SECTOR, esp.sectors * mbr::SECTOR, false, "VIVER-EFI", "56495645", &esp_files)?;
     let mut c = Command::new(syslinux);
-    c.args(["--install", "--directory", "/syslinux", "--offset", &offset.to_string()]).arg(disk);
+    c.args(["--install", "--directory", "/syslinux", "--offset", &data_offset.to_string()]).arg(disk);
     tools::run_captured("syslinux", &mut c)?;
 
     let code = std::fs::read(&mbr_code_path).at(&mbr_code_path)?;
-    let sector = mbr::build(&code, mbr::PARTITION_START_LBA, fat_bytes / mbr::SECTOR, mbr::TYPE_FAT32_LBA)
-        .map_err(|m| KitError::BadInput(format!("{}: {m}", mbr_code_path.display())))?;
+    let sector = mbr::build(&code, &[data, esp]).map_err(|m| KitError::BadInput(format!("{}: {m}", mbr_code_path.display())))?;
     {
         let mut f = std::fs::OpenOptions::new().write(true).open(disk).at(disk)?;
         f.seek(SeekFrom::Start(0)).at(disk)?;
@@ -91,5 +91,13 @@ mod tests {
         assert_eq!(partition_bytes(0), 64 * MIB);
         let p = partition_bytes(1000 * MIB);
         assert!(p >= 1050 * MIB + 16 * MIB && p % MIB == 0);
+    }
+
+    #[test]
+    fn esp_follows_the_data_partition_aligned() {
+        let (data, esp) = layout(64 * MIB, 8 * MIB);
+        assert_eq!((data.start_lba, data.sectors, data.active), (2048, 131_072, true));
+        assert_eq!((esp.start_lba, esp.sectors, esp.kind, esp.active), (2048 + 131_072, 16_384, 0xef, false));
+        assert_eq!(esp.start_lba % 2048, 0);
     }
 }
