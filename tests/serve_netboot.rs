@@ -136,6 +136,7 @@ fn check_client(text: &str, server: &str, address: &str) -> serde_json::Value {
     let fetched = report["network"]["bytes_fetched"].as_u64().unwrap();
     let size = report["image"]["size_bytes"].as_u64().unwrap();
     assert!(fetched > 0 && fetched < size, "fetched {fetched} of {size}");
+    assert_eq!(report["image"]["verification"]["bytes_verified"].as_u64(), Some(fetched), "every byte fetched was checked: {report}");
     report
 }
 

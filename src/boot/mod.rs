@@ -168,7 +168,7 @@ impl Boot {
     /// server through the daemon's `/dev/nbd0`, or into RAM with `viver.toram`.
     fn run_network_boot(&mut self, detector: crate::hardware::detect::Detector) -> Result<std::convert::Infallible, Failure> {
         let net = self.timed(Stage::Network, |boot| boot.network(&detector))?;
-        let image = self.timed(Stage::Image, |boot| boot.network_image(&net, &detector))?;
+        let mut image = self.timed(Stage::Image, |boot| boot.network_image(&net, &detector))?;
         let no_media = disks::search::MediaSearch::default();
         self.timed(Stage::Cow, |boot| boot.cow(&image, &no_media, &detector))?;
         let wait = self.settings.timeout.min(hardware::HAND_OVER_WAIT);
@@ -178,7 +178,7 @@ impl Boot {
             self.report.problems.push(text);
         }
         self.report.hardware = serde_json::to_value(detector.report()).ok();
-        self.note_network_bytes();
+        self.note_network_bytes(&mut image);
         if let Some(net) = &self.report.network {
             if let Err(e) = crate::net::unmanaged::write(Path::new("/run"), &net.interface, &net.mac) {
                 let text = format!("cannot keep the distribution's network configuration off {}: {e}", net.interface);

@@ -117,11 +117,16 @@ impl Boot {
 
     /// The bytes the boot fetched from the server, for the report (asked of the daemon
     /// just before the hand-over).
-    pub(super) fn note_network_bytes(&mut self) {
+    pub(super) fn note_network_bytes(&mut self, image: &mut MountedImage) {
         let Some(daemon) = &self.daemon else { return };
-        if let Ok(Reply::Stats { bytes_fetched, .. }) = daemon.request(&Command::Stats, &[], Duration::from_secs(2)) {
+        if let Ok(Reply::Stats { bytes_fetched, chunks_verified, .. }) = daemon.request(&Command::Stats, &[], Duration::from_secs(2)) {
             if let Some(report) = self.report.network.as_mut() {
                 report.bytes_fetched = bytes_fetched;
+            }
+            // Every chunk fetched so far was checked before it was used.
+            if let Some(v) = image.chosen.verification.as_mut() {
+                v.chunks_verified = chunks_verified;
+                v.bytes_verified = bytes_fetched;
             }
             ::log::info!("the boot fetched {} KiB of the image from the server", bytes_fetched >> 10);
         }

@@ -49,7 +49,7 @@ pub enum Reply {
     Attached { device: String, size: u64 },
     Detached,
     Serving { kernel: String, initrd: String },
-    Stats { bytes_fetched: u64, requests: u64, verify_failures: u64 },
+    Stats { bytes_fetched: u64, chunks_verified: u64, requests: u64, verify_failures: u64 },
     Error { message: String },
 }
 

@@ -73,13 +73,14 @@ impl Work {
                 None => Reply::Error { message: format!("/dev/nbd{index} is not served here") },
             },
             Command::Stats => {
-                let (mut fetched, mut requests, mut failures) = (0, 0, 0);
+                let (mut fetched, mut chunks, mut requests, mut failures) = (0, 0, 0, 0);
                 for d in &self.devices {
                     fetched += d.source.stats.bytes_fetched.load(Ordering::Relaxed);
+                    chunks += d.source.stats.chunks_ready.load(Ordering::Relaxed);
                     requests += d.source.stats.requests.load(Ordering::Relaxed);
                     failures += d.source.stats.verify_failures.load(Ordering::Relaxed);
                 }
-                Reply::Stats { bytes_fetched: fetched, requests, verify_failures: failures }
+                Reply::Stats { bytes_fetched: fetched, chunks_verified: chunks, requests, verify_failures: failures }
             }
         }
     }
