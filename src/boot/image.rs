@@ -296,7 +296,7 @@ fn trust_report(decision: &Decision, trusted: &TrustedKeys, verity: Option<Verit
     };
     before.push("SquashFS superblock and image size against the manifest".to_string());
     match chunks {
-        Some(c) if c.complete => before.push(format!("all {} bytes against the manifest ({})", c.image_bytes, c.level)),
+        Some(c) if c.complete => before.push(format!("all {} bytes against the manifest (viver.verify={})", c.image_bytes, c.level)),
         Some(c) => before.push(format!(
             "{} of {} chunks against the manifest (viver.verify={}: {} of {} bytes)",
             c.chunks_verified, c.chunks_total, c.level, c.bytes_verified, c.image_bytes
