@@ -76,7 +76,8 @@ fn a_truncated_tree_is_refused_with_the_reason() {
     let cut = m.size - 4096;
     let f = std::fs::OpenOptions::new().write(true).open(&image).unwrap();
     f.set_len(cut).unwrap();
-    let text = std::fs::read_to_string(image.with_extension("toml")).unwrap().replace(&format!("size = {}", m.size), &format!("size = {cut}"));
+    let text =
+        std::fs::read_to_string(image.with_extension("toml")).unwrap().replace(&format!("size = {}", m.size), &format!("size = {cut}"));
     let err = Manifest::parse(&text, "t.toml").unwrap_err().to_string();
     assert!(err.contains("[verity]") && err.contains("truncated"), "{err}");
     // Unedited, the size check says so first.
@@ -105,7 +106,8 @@ fn keygen_sign_and_trust() {
     let at = text.find("[signature]").unwrap();
     assert!(text[..at].contains(&m.verity.as_ref().unwrap().root) && text[..at].contains("[chunks]"));
 
-    let verify_with = |key: &str| viver().arg("verify").arg(&image).args(["--level", "quick", "--trust"]).arg(dir.join(key)).output().unwrap();
+    let verify_with =
+        |key: &str| viver().arg("verify").arg(&image).args(["--level", "quick", "--trust"]).arg(dir.join(key)).output().unwrap();
     assert!(verify_with("ours.pub").status.success(), "{}", String::from_utf8_lossy(&verify_with("ours.pub").stderr));
     let other = verify_with("theirs.pub");
     assert_eq!(other.status.code(), Some(1));
@@ -113,7 +115,15 @@ fn keygen_sign_and_trust() {
 
     // A bad --sign key is refused before mksquashfs runs.
     std::fs::write(dir.join("broken.key"), "[secret-key]\nalgorithm = \"ed25519\"\n").unwrap();
-    let out = viver().arg("image").arg(dir.join("root")).arg("-o").arg(dir.join("x.squashfs")).arg("--sign").arg(dir.join("broken.key")).output().unwrap();
+    let out = viver()
+        .arg("image")
+        .arg(dir.join("root"))
+        .arg("-o")
+        .arg(dir.join("x.squashfs"))
+        .arg("--sign")
+        .arg(dir.join("broken.key"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs key-id"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!dir.join("x.squashfs").exists());
@@ -121,14 +131,30 @@ fn keygen_sign_and_trust() {
     // initrd --trust: the key travels under its id; a secret key is refused.
     let initrd = dir.join("initrd.img");
     let out = stdout(&run_ok(
-        viver().arg("initrd").arg("--modules").arg(release_dir()).arg("-o").arg(&initrd).args(["--compress", "none", "--trust"]).arg(dir.join("ours.pub")),
+        viver()
+            .arg("initrd")
+            .arg("--modules")
+            .arg(release_dir())
+            .arg("-o")
+            .arg(&initrd)
+            .args(["--compress", "none", "--trust"])
+            .arg(dir.join("ours.pub")),
     ));
     let id = m.seal.as_ref().unwrap().signature.as_ref().unwrap().key_id.to_string();
     assert!(out.contains(&format!("trusts key {id}")), "{out}");
     let listing = stdout(&run_ok(viver().arg("inspect").arg(&initrd)));
     assert!(listing.contains(&format!("etc/viver/trusted/{id}.pub")), "{listing}");
     assert!(listing.contains("dm-verity.ko"), "the initrd lacks dm-verity: {listing}");
-    let out = viver().arg("initrd").arg("--modules").arg(release_dir()).arg("-o").arg(dir.join("n.img")).arg("--trust").arg(dir.join("ours.key")).output().unwrap();
+    let out = viver()
+        .arg("initrd")
+        .arg("--modules")
+        .arg(release_dir())
+        .arg("-o")
+        .arg(dir.join("n.img"))
+        .arg("--trust")
+        .arg(dir.join("ours.key"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("give the .pub, never the .key"), "{}", String::from_utf8_lossy(&out.stderr));
 }

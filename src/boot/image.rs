@@ -11,8 +11,8 @@ use super::settings::Verify;
 use super::stage::Stage;
 use super::{Boot, MountedImage, IMAGE_MOUNT, RAM_DIR};
 use crate::disks::rank;
-use crate::image::candidate::Candidate;
 use crate::hardware::detect::Detector;
+use crate::image::candidate::Candidate;
 use crate::image::trust::{self, Decision, TrustedKeys};
 use crate::image::{choose, cow, loopdev, verify, verity};
 use std::path::{Path, PathBuf};
@@ -285,7 +285,12 @@ impl Boot {
 }
 
 /// boot.json's `image.trust`: the decision, and what was checked before and after the hand-over.
-fn trust_report(decision: &Decision, trusted: &TrustedKeys, verity: Option<VerityReport>, chunks: Option<&verify::ChunkReport>) -> TrustReport {
+fn trust_report(
+    decision: &Decision,
+    trusted: &TrustedKeys,
+    verity: Option<VerityReport>,
+    chunks: Option<&verify::ChunkReport>,
+) -> TrustReport {
     let mut before = Vec::new();
     let key_id = match decision {
         Decision::Signed(id) => {

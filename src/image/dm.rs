@@ -110,11 +110,7 @@ fn control() -> Result<File, DmError> {
         // devtmpfs names it mapper/control; make it by hand if /dev is no devtmpfs.
         let _ = make_control_node(path);
     }
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|source| DmError::Control { path: CONTROL.into(), source })
+    std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|source| DmError::Control { path: CONTROL.into(), source })
 }
 
 fn make_control_node(path: &Path) -> std::io::Result<()> {
@@ -124,8 +120,13 @@ fn make_control_node(path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    nix::sys::stat::mknod(path, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::from_bits_truncate(0o600), libc::makedev(major as u32, minor as u32))
-        .map_err(std::io::Error::from)
+    nix::sys::stat::mknod(
+        path,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        libc::makedev(major as u32, minor as u32),
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// The kernel's `huge_encode_dev` of a device number, decoded.
@@ -153,8 +154,13 @@ impl Device {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        nix::sys::stat::mknod(&path, nix::sys::stat::SFlag::S_IFBLK, nix::sys::stat::Mode::from_bits_truncate(0o600), libc::makedev(self.major, self.minor))
-            .map_err(std::io::Error::from)?;
+        nix::sys::stat::mknod(
+            &path,
+            nix::sys::stat::SFlag::S_IFBLK,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            libc::makedev(self.major, self.minor),
+        )
+        .map_err(std::io::Error::from)?;
         Ok(path)
     }
 

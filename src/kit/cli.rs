@@ -297,7 +297,8 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 let keys = initrd::read_trusted_keys(&a.trust)?;
                 let trusted = crate::image::trust::TrustedKeys { keys, problems: vec![], required: true };
                 match crate::image::trust::check(&trusted, Some(&manifest)) {
-                    Ok(decision) => eprintln!("trusted: {decision:?}"),
+                    Ok(crate::image::trust::Decision::Signed(id)) => eprintln!("signed by trusted key {id}"),
+                    Ok(crate::image::trust::Decision::NotRequired) => {}
                     Err(e) => {
                         eprintln!("viver kit verify: {e}");
                         return Ok(1);

@@ -59,7 +59,10 @@ pub fn read_trusted_keys(paths: &[PathBuf]) -> Result<Vec<crate::image::signatur
     for path in paths {
         let text = std::fs::read_to_string(path).at(path)?;
         let key = crate::image::signature::PublicKey::parse(&text, &path.display().to_string()).map_err(|e| {
-            KitError::BadInput(format!("--trust: {e}{}", if text.contains("[secret-key]") { " (give the .pub, never the .key)" } else { "" }))
+            KitError::BadInput(format!(
+                "--trust: {e}{}",
+                if text.contains("[secret-key]") { " (give the .pub, never the .key)" } else { "" }
+            ))
         })?;
         if !keys.iter().any(|k| k.id == key.id) {
             keys.push(key);
