@@ -165,24 +165,36 @@ fn unsigned_and_foreign_copies_are_refused_and_the_signed_copy_on_a_slower_mediu
 /// viver.verify=boot do not read it (it is neither metadata nor init's), so the boot
 /// goes on; reading the file in the booted system is an I/O error. The file is random
 /// (stored uncompressed), so no decompressor could notice: only dm-verity can.
-#[test]
-fn a_changed_byte_in_file_data_boots_and_reading_the_file_gives_eio() {
+/// The test root plus `/blob.bin`, 2 MB of pseudo-random bytes (incompressible, so
+/// SquashFS stores its blocks as they are). Made once for the tests that share it.
+fn blob_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = artifacts().dir.join("blob-root");
+        if !root.exists() {
+            qemu::run_ok(Command::new("cp").arg("-a").arg(qemu::testroot_dir()).arg(&root));
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let blob: Vec<u8> = (0..2_000_000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            std::fs::write(root.join("blob.bin"), blob).unwrap();
+        }
+        root
+    })
+}
+
+/// An image of [`blob_root`] made with `extra` kit options, then one byte in the middle
+/// of `/blob.bin`'s data changed.
+fn blob_layout(name: &str, extra: &[&str]) -> PathBuf {
     let a = artifacts();
-    let root = a.dir.join("blob-root");
-    let layout_dir = a.dir.join("blob");
+    let layout_dir = a.dir.join(name);
     if !layout_dir.exists() {
-        qemu::run_ok(Command::new("cp").arg("-a").arg(qemu::testroot_dir()).arg(&root));
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let blob: Vec<u8> = (0..2_000_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        std::fs::write(root.join("blob.bin"), blob).unwrap();
-        layout(&a.dir, "blob", &root, &[]);
+        layout(&a.dir, name, blob_root(), extra);
         let image = layout_dir.join("viver/testroot.squashfs");
         let mut bytes = std::fs::read(&image).unwrap();
         let offset = {
@@ -195,6 +207,13 @@ fn a_changed_byte_in_file_data_boots_and_reading_the_file_gives_eio() {
         bytes[offset as usize] ^= 0x01;
         std::fs::write(&image, &bytes).unwrap();
     }
+    layout_dir
+}
+
+#[test]
+fn a_changed_byte_in_file_data_boots_and_reading_the_file_gives_eio() {
+    let a = artifacts();
+    let layout_dir = blob_layout("blob", &[]);
     let hdd = disk("trust-eio", "ext4", &layout_dir);
     let (log, report) = boot_ok(vm("trust-eio", &a.initrd_plain).disk_virtio(&hdd).append("testroot.cmd=cat,/blob.bin,>/dev/null"));
     let trust = &report["image"]["trust"];
@@ -229,4 +248,19 @@ fn a_manifest_with_a_wrong_root_hash_is_refused_and_the_next_copy_boots() {
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].1.contains("is not the hash of the tree's top block"), "{reasons:?}");
     assert_through_verity(&log, &report);
+}
+
+/// The control of the test above: the same change in an image made with `--no-verity`
+/// reads back without an error (different bytes, silently), so the I/O error above is
+/// dm-verity's doing.
+#[test]
+fn without_verity_the_same_changed_byte_reads_back_silently() {
+    let a = artifacts();
+    let layout_dir = blob_layout("blob-noverity", &["--no-verity"]);
+    let hdd = disk("trust-noverity", "ext4", &layout_dir);
+    let (log, report) = boot_ok(vm("trust-noverity", &a.initrd_plain).disk_virtio(&hdd).append("testroot.cmd=cat,/blob.bin,>/dev/null"));
+    assert!(report["image"]["trust"]["verity"].is_null(), "{}", report["image"]);
+    assert!(report["image"]["trust"]["checked_after_hand_over"].as_str().unwrap().starts_with("nothing"));
+    let out = log.section("CMD-BEGIN cat /blob.bin >/dev/null", "CMD-END rc=0");
+    assert!(out.is_some_and(|o| o.is_empty()), "{}", log.tail(30));
 }

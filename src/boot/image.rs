@@ -241,6 +241,7 @@ impl Boot {
             }
             verification = Some(report);
         }
+        unguarded_signed(candidate, trusted, verification.as_ref())?;
         let is_device = std::fs::metadata(&source).map(|m| {
             use std::os::unix::fs::FileTypeExt;
             m.file_type().is_block_device()
@@ -282,6 +283,19 @@ impl Boot {
             },
         })
     }
+}
+
+/// A signature vouches for the bytes the boot ties to the manifest: with no verity tree,
+/// only the chunks checked before the hand-over. With trusted keys, such a copy is used
+/// only when every chunk was checked (`viver.verify=full`, or copied to RAM).
+fn unguarded_signed(candidate: &Candidate, trusted: &TrustedKeys, checked: Option<&verify::ChunkReport>) -> Result<(), String> {
+    let without_tree = candidate.manifest.as_ref().is_some_and(|m| m.verity.is_none());
+    if trusted.required && without_tree && !checked.is_some_and(|c| c.complete) {
+        return Err("signed, but its manifest has no dm-verity tree and not every chunk was checked: the unchecked blocks could \
+                    differ from what was signed (boot with viver.verify=full, or rebuild the image with the kit's verity tree)"
+            .into());
+    }
+    Ok(())
 }
 
 /// boot.json's `image.trust`: the decision, and what was checked before and after the hand-over.
