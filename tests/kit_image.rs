@@ -66,9 +66,11 @@ fn image_leaves_out_what_must_not_travel_and_adapts_the_copy() {
     assert_eq!(m.name, "debian");
     assert_eq!(m.image, "debian.squashfs");
     assert_eq!(m.compressor, "gzip");
-    // Format 2: BitTorrent v2 piece hashes, recomputed here from the bytes the plain way.
-    assert_eq!(m.format, 2);
-    let chunks = m.chunks.as_ref().expect("format 2 has [chunks]");
+    // Format 3: BitTorrent v2 piece hashes over the whole file (the appended dm-verity
+    // tree included), recomputed here from the bytes the plain way.
+    assert_eq!(m.format, 3);
+    assert!(m.verity.as_ref().is_some_and(|v| v.hash_offset < m.size), "{m:?}");
+    let chunks = m.chunks.as_ref().expect("format 3 has [chunks]");
     assert_eq!(chunks.size, 256 << 10);
     assert_eq!(chunks.hashes.len() as u64, (bytes.len() as u64).div_ceil(chunks.size));
     let mut level: Vec<[u8; 32]> = bytes.chunks(16384).map(|b| Sha256::digest(b).into()).collect();

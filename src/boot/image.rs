@@ -1,15 +1,33 @@
 //! Stage `image`: the candidates in the order of the policy, each checked until one
-//! passes; the chosen copy is attached to a loop device (or copied to RAM) and mounted.
+//! passes; the chosen copy is attached to a loop device (or copied to RAM) and mounted,
+//! through dm-verity when its manifest has a hash tree.
+//!
+//! With trusted keys in the initrd a copy must first be signed by one of them
+//! ([`Boot::authenticate`]); the verity device is set up by [`Boot::open_verity`].
 
 use super::disks::search::MediaSearch;
-use super::report::{CandidateReport, ChosenImage, Failure};
+use super::report::{CandidateReport, ChosenImage, Failure, TrustReport, VerityReport};
 use super::settings::Verify;
 use super::stage::Stage;
 use super::{Boot, MountedImage, IMAGE_MOUNT, RAM_DIR};
 use crate::disks::rank;
+use crate::hardware::detect::Detector;
 use crate::image::candidate::Candidate;
-use crate::image::{choose, cow, loopdev, verify};
-use std::path::Path;
+use crate::image::trust::{self, Decision, TrustedKeys};
+use crate::image::{choose, cow, loopdev, verify, verity};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Names of verity devices: one per copy tried, so a device a failed attempt could not
+/// remove never blocks the next.
+static VERITY_DEVICES: AtomicUsize = AtomicUsize::new(0);
+
+/// A verity device set up over a candidate.
+struct VerityDevice {
+    node: PathBuf,
+    name: String,
+    report: VerityReport,
+}
 
 impl Boot {
     /// One entry per copy (device and path) in the report: a search that resumed after
@@ -25,7 +43,8 @@ impl Boot {
         }
     }
 
-    pub(super) fn image(&mut self, search: &mut MediaSearch) -> Result<MountedImage, Failure> {
+    pub(super) fn image(&mut self, search: &mut MediaSearch, detector: &Detector) -> Result<MountedImage, Failure> {
+        let trusted = self.trusted_keys();
         let selector = match self.settings.media.as_deref().map(rank::parse_media) {
             Some(Ok(selector)) => Some(selector),
             Some(Err(e)) => {
@@ -52,7 +71,7 @@ impl Boot {
                 self.record_candidate(candidate_report(candidate, Some(index + 1), "not tried", None));
                 continue;
             }
-            match self.try_candidate(candidate) {
+            match self.try_candidate(candidate, &trusted, detector) {
                 Ok(image) => {
                     self.record_candidate(candidate_report(candidate, Some(index + 1), "chosen", None));
                     chosen = Some(image);
@@ -83,8 +102,81 @@ impl Boot {
         }
     }
 
+    /// The keys of the initrd; unreadable key files are reported once.
+    pub(super) fn trusted_keys(&mut self) -> TrustedKeys {
+        let keys = TrustedKeys::load(Path::new(trust::TRUSTED_DIR));
+        for problem in &keys.problems {
+            if !self.report.problems.contains(problem) {
+                ::log::warn!("{problem}");
+                self.report.problems.push(problem.clone());
+            }
+        }
+        keys
+    }
+
+    /// With trusted keys, a copy is used only when a trusted key signed its manifest.
+    fn authenticate(&self, candidate: &Candidate, trusted: &TrustedKeys) -> Result<Decision, String> {
+        let decision = trust::check(trusted, candidate.manifest.as_ref()).map_err(|e| e.to_string())?;
+        if let Decision::Signed(id) = &decision {
+            ::log::info!("{} on {}: manifest signed by trusted key {id}", candidate.medium_path, candidate.device.dev_path.display());
+        }
+        Ok(decision)
+    }
+
+    /// dm-verity over `device` when the manifest has a hash tree: its superblock and top
+    /// block are checked against the root hash in `image` (8 KiB of reads), dm_verity is
+    /// loaded, the device set up. A copy whose tree does not match is rejected; a kernel
+    /// without dm-verity rejects it too when signatures are required, else the image is
+    /// mounted without it and the report says so.
+    fn open_verity(
+        &mut self,
+        candidate: &Candidate,
+        image: &Path,
+        device: &Path,
+        required: bool,
+        detector: &Detector,
+    ) -> Result<Option<VerityDevice>, String> {
+        let Some(params) = candidate.manifest.as_ref().and_then(|m| m.verity.as_ref()) else { return Ok(None) };
+        let shown = image.display().to_string();
+        let mut file = std::fs::File::open(image).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        params.check_tree(&mut file, &shown).map_err(|e| e.to_string())?;
+        let name = format!("viver-image-{}", VERITY_DEVICES.fetch_add(1, Ordering::Relaxed));
+        let clock = std::time::Instant::now();
+        let opened = detector
+            .load_module("dm_verity")
+            .map_err(|e| format!("dm-verity is not available ({e})"))
+            .and_then(|()| verity::open(device, params, &name).map_err(|e| e.to_string()));
+        match opened {
+            Ok(node) => {
+                ::log::info!(
+                    "dm-verity {name} ({}) over {} in {:.0} ms, root hash {}",
+                    node.display(),
+                    device.display(),
+                    clock.elapsed().as_secs_f64() * 1000.0,
+                    params.root
+                );
+                let report = VerityReport {
+                    root_hash: params.root.clone(),
+                    device: node.display().to_string(),
+                    data_blocks: params.data_blocks,
+                    hash_offset: params.hash_offset,
+                    tree_checked: true,
+                };
+                Ok(Some(VerityDevice { node, name, report }))
+            }
+            Err(e) if required => Err(e),
+            Err(e) => {
+                let note = format!("{e}: {} is mounted without block-level checks", candidate.medium_path);
+                ::log::warn!("{note}");
+                self.report.problems.push(note);
+                Ok(None)
+            }
+        }
+    }
+
     /// Checks one candidate and mounts it at IMAGE_MOUNT; the error is the reason to reject it.
-    fn try_candidate(&mut self, candidate: &Candidate) -> Result<MountedImage, String> {
+    fn try_candidate(&mut self, candidate: &Candidate, trusted: &TrustedKeys, detector: &Detector) -> Result<MountedImage, String> {
+        let decision = self.authenticate(candidate, trusted)?;
         let info = verify::quick(&candidate.image_path, candidate.manifest.as_ref()).map_err(|e| e.to_string())?;
         let shown = candidate.image_path.display().to_string();
         let mut source = candidate.image_path.clone();
@@ -149,6 +241,7 @@ impl Boot {
             }
             verification = Some(report);
         }
+        unguarded_signed(candidate, trusted, verification.as_ref())?;
         let is_device = std::fs::metadata(&source).map(|m| {
             use std::os::unix::fs::FileTypeExt;
             m.file_type().is_block_device()
@@ -163,10 +256,19 @@ impl Boot {
             loop_device = Some(attached);
             path
         };
-        cow::mount_image(&device, Path::new(IMAGE_MOUNT)).map_err(|e| e.to_string())?;
+        let verity_device = self.open_verity(candidate, &source, &device, trusted.required, detector)?;
+        let mounted = cow::mount_image(verity_device.as_ref().map(|v| v.node.as_path()).unwrap_or(&device), Path::new(IMAGE_MOUNT));
+        if let Err(e) = mounted {
+            if let Some(v) = &verity_device {
+                verity::close(&v.name);
+                return Err(format!("{e} (through dm-verity: a block that does not match its hash reads as an I/O error)"));
+            }
+            return Err(e.to_string());
+        }
         drop(loop_device);
         let image_file = &candidate.image_path;
         let medium_root = image_file.to_str().and_then(|p| p.strip_suffix(candidate.medium_path.as_str())).map(std::path::PathBuf::from);
+        let trust = trust_report(&decision, trusted, verity_device.map(|v| v.report), verification.as_ref());
         Ok(MountedImage {
             file: Some(source.clone()),
             medium_root,
@@ -182,8 +284,63 @@ impl Boot {
                 compressor: Some(info.compressor.to_string()),
                 size_bytes: info.bytes_used,
                 verification,
+                trust,
             },
         })
+    }
+}
+
+/// A signature vouches for the bytes the boot ties to the manifest: with no verity tree,
+/// only the chunks checked before the hand-over. With trusted keys, such a copy is used
+/// only when every chunk was checked (`viver.verify=full`, or copied to RAM).
+fn unguarded_signed(candidate: &Candidate, trusted: &TrustedKeys, checked: Option<&verify::ChunkReport>) -> Result<(), String> {
+    let without_tree = candidate.manifest.as_ref().is_some_and(|m| m.verity.is_none());
+    if trusted.required && without_tree && !checked.is_some_and(|c| c.complete) {
+        return Err("signed, but its manifest has no dm-verity tree and not every chunk was checked: the unchecked blocks could \
+                    differ from what was signed (boot with viver.verify=full, or rebuild the image with the kit's verity tree)"
+            .into());
+    }
+    Ok(())
+}
+
+/// boot.json's `image.trust`: the decision, and what was checked before and after the hand-over.
+fn trust_report(
+    decision: &Decision,
+    trusted: &TrustedKeys,
+    verity: Option<VerityReport>,
+    chunks: Option<&verify::ChunkReport>,
+) -> TrustReport {
+    let mut before = Vec::new();
+    let key_id = match decision {
+        Decision::Signed(id) => {
+            before.push(format!("manifest signature by trusted key {id}"));
+            Some(id.to_string())
+        }
+        Decision::NotRequired => None,
+    };
+    before.push("SquashFS superblock and image size against the manifest".to_string());
+    match chunks {
+        Some(c) if c.complete => before.push(format!("all {} bytes against the manifest (viver.verify={})", c.image_bytes, c.level)),
+        Some(c) => before.push(format!(
+            "{} of {} chunks against the manifest (viver.verify={}: {} of {} bytes)",
+            c.chunks_verified, c.chunks_total, c.level, c.bytes_verified, c.image_bytes
+        )),
+        None => {}
+    }
+    let after = match &verity {
+        Some(v) => {
+            before.push(format!("dm-verity superblock and top hash block against root hash {}", v.root_hash));
+            format!("every block read, by dm-verity ({}) against root hash {}: a changed block is an I/O error", v.device, v.root_hash)
+        }
+        None => "nothing: no dm-verity (the manifest has no hash tree, or the kernel has no dm-verity)".to_string(),
+    };
+    TrustReport {
+        authenticated: key_id.is_some(),
+        key_id,
+        trusted_keys: trusted.ids(),
+        verity,
+        checked_before_hand_over: before,
+        checked_after_hand_over: after,
     }
 }
 

@@ -133,7 +133,7 @@ impl Boot {
             return self.run_network_boot(detector);
         }
         let mut search = self.timed(Stage::Disks, |boot| boot.disks(&detector))?;
-        let image = match self.timed(Stage::Image, |boot| boot.image(&mut search)) {
+        let image = match self.timed(Stage::Image, |boot| boot.image(&mut search, &detector)) {
             Ok(image) => image,
             // The search stopped at the fastest medium and every image there was
             // rejected: look at the other media too before giving up.
@@ -143,7 +143,7 @@ impl Boot {
                     boot.resume_disks(&detector, &mut search);
                     Ok(())
                 })?;
-                self.timed(Stage::Image, |boot| boot.image(&mut search))?
+                self.timed(Stage::Image, |boot| boot.image(&mut search, &detector))?
             }
             Err(failure) => return Err(failure),
         };

@@ -3,11 +3,12 @@
 //! the image's manifest from the boot server. The image stage then reaches the image
 //! itself through the daemon's `/dev/nbd0` (or copies it to RAM with `viver.toram`).
 
-use super::report::{Failure, NetworkReport};
+use super::report::{Failure, NetworkReport, TrustReport};
 use super::stage::Stage;
 use super::Boot;
 use crate::hardware::detect::Detector;
 use crate::image::manifest::Manifest;
+use crate::image::trust::{self, Decision};
 use crate::net::iface::{physical_ethernet as ethernet_interfaces, Ethernet as Interface};
 use crate::net::{dhcp::client as dhcp_client, link};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ const MAX_MANIFEST: u64 = 32 << 20;
 /// What the network stage hands to the image stage.
 pub(crate) struct NetBoot {
     pub url: String,
+    /// Whether a trusted key signed the manifest (the image stage completes the report).
+    pub trust: TrustReport,
     pub manifest: Manifest,
     pub manifest_path: PathBuf,
 }
@@ -166,6 +169,30 @@ impl Boot {
         let text = String::from_utf8(bytes).map_err(|_| failure(format!("{manifest_url}: the manifest is not UTF-8 text"), vec![]))?;
         let manifest = Manifest::parse(&text, &manifest_url).map_err(|e| failure(format!("{e}"), vec![format!("image: {url}")]))?;
         report.manifest_ms = manifest_started.elapsed().as_secs_f64() * 1000.0;
+        // With trusted keys in the initrd, only a manifest one of them signed: its chunk
+        // hashes are then what every byte of the image is checked against.
+        let trusted = self.trusted_keys();
+        let decision = trust::check(&trusted, Some(&manifest))
+            .map_err(|e| failure(format!("The image's manifest from {manifest_url} is refused: {e}"), vec![format!("image: {url}")]))?;
+        let mut before = Vec::new();
+        let key_id = match &decision {
+            Decision::Signed(id) => {
+                ::log::info!("manifest of {} signed by trusted key {id}", manifest.name);
+                before.push(format!("manifest signature by trusted key {id}"));
+                Some(id.to_string())
+            }
+            Decision::NotRequired => None,
+        };
+        before.push("SquashFS superblock and image size against the manifest".to_string());
+        let trust = TrustReport {
+            authenticated: key_id.is_some(),
+            key_id,
+            trusted_keys: trusted.ids(),
+            verity: None,
+            checked_before_hand_over: before,
+            checked_after_hand_over:
+                "every chunk the daemon fetches, against the manifest's chunk hashes, before the kernel gets a byte of it".into(),
+        };
         let manifest_path = Path::new(NET_DIR).join(format!("{}.toml", manifest.id));
         std::fs::create_dir_all(NET_DIR)
             .and_then(|_| std::fs::write(&manifest_path, &text))
@@ -174,7 +201,7 @@ impl Boot {
         report.wait_ms = started.elapsed().as_secs_f64() * 1000.0;
         ::log::info!("manifest of {} ({}, {} MiB) from {}", manifest.name, manifest.id, manifest.size >> 20, report.server);
         self.report.network = Some(report);
-        Ok(NetBoot { url, manifest, manifest_path })
+        Ok(NetBoot { url, trust, manifest, manifest_path })
     }
 }
 

@@ -95,6 +95,7 @@ impl Boot {
                 compressor: Some(info.compressor.to_string()),
                 size_bytes: info.bytes_used,
                 verification: Some(verification),
+                trust: net.trust.clone(),
             },
         })
     }

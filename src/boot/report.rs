@@ -61,6 +61,37 @@ pub struct ChosenImage {
     /// What of it was checked against its manifest before it was used (`complete: false`:
     /// only the chunks listed in `verified_chunks`).
     pub verification: Option<crate::image::verify::ChunkReport>,
+    /// Whose image it is and what guards its blocks after the hand-over.
+    pub trust: TrustReport,
+}
+
+/// The trust decision for the chosen copy.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TrustReport {
+    /// Signed by a key the initrd trusts. False: the initrd trusts no key, so any image
+    /// was accepted.
+    pub authenticated: bool,
+    /// The trusted key that signed the manifest.
+    pub key_id: Option<String>,
+    /// The keys the initrd trusts.
+    pub trusted_keys: Vec<String>,
+    /// The dm-verity device the image is mounted from, when its manifest has a tree.
+    pub verity: Option<VerityReport>,
+    /// What was checked before the hand-over, one item each.
+    pub checked_before_hand_over: Vec<String>,
+    /// What guards the image's blocks after it.
+    pub checked_after_hand_over: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerityReport {
+    pub root_hash: String,
+    /// `/dev/dm-N`, over the loop device (or the device) that holds the image.
+    pub device: String,
+    pub data_blocks: u64,
+    pub hash_offset: u64,
+    /// The cheap check of the tree's superblock and top block against the root hash.
+    pub tree_checked: bool,
 }
 
 /// A network boot: the interface, its lease, the server, and what the network cost.

@@ -21,18 +21,36 @@
 //! hashes = ["0f3a...", ...]     # one per chunk, in order: BEP 52's piece layer
 //! ```
 //!
-//! Format 1 (no `[chunks]`) is still read: such an image gets only the quick checks
-//! (and the whole SHA-256 with `viver.verify=full`), and the boot report says so.
+//! Format 3 (what the kit writes) adds an optional `[verity]` section: the dm-verity
+//! hash tree the kit appends to the image, its root hash and parameters (see
+//! [`crate::image::verity`]). The chunk hashes cover the whole file, tree included: one
+//! description of the image, checked in part before the hand-over (`viver.verify=`) and
+//! block by block by the kernel after it.
+//!
+//! A signed manifest ends with a `[signature]` section (`viver-kit image --sign`): an
+//! ed25519 signature over every byte of the file before the line `[signature]` (see
+//! [`crate::image::signature`]). Those bytes are all the manifest is: the TOML parser
+//! never sees the signature section, so nothing after it can change what was signed.
+//!
+//! Formats 1 (no `[chunks]`) and 2 (no `[verity]`) are still read: a format 1 image gets
+//! only the quick checks (and the whole SHA-256 with `viver.verify=full`), and the boot
+//! report says so.
 
 use super::chunks;
+use super::signature::ManifestSignature;
+use super::verity::VerityParams;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The manifest layout the kit writes; [`FORMAT_V1`] is still read, a newer one is
 /// rejected with a message rather than half-read.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
+/// The layout without a `[verity]` section.
+pub const FORMAT_V2: u32 = 2;
 /// The layout without chunk hashes.
 pub const FORMAT_V1: u32 = 1;
+/// The line that starts a manifest's signature section.
+pub const SIGNATURE_HEADER: &str = "[signature]";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +78,36 @@ pub struct Manifest {
     /// Per-chunk hashes (format 2; absent in format 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunks: Option<Chunks>,
+    /// The appended dm-verity hash tree (format 3; optional there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<VerityParams>,
+    /// The signature section and the bytes it covers, when the file has one.
+    #[serde(skip)]
+    pub seal: Option<Seal>,
+}
+
+/// What a signature covers and what the signature section says (or why it is malformed:
+/// that matters only when the boot requires signed images).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seal {
+    pub signed: Vec<u8>,
+    pub signature: Result<ManifestSignature, String>,
+}
+
+/// Splits a manifest's text at its last `[signature]` line: (the signed text, the
+/// signature section), or the whole text and None.
+pub fn split_signature(text: &str) -> (&str, Option<&str>) {
+    let needle = format!("\n{SIGNATURE_HEADER}");
+    let mut search_end = text.len();
+    while let Some(at) = text.get(..search_end).and_then(|t| t.rfind(&needle)) {
+        let rest = &text[at + 1..];
+        let line_end = rest.find('\n').unwrap_or(rest.len());
+        if rest[..line_end].trim_end() == SIGNATURE_HEADER {
+            return (&text[..at + 1], Some(rest));
+        }
+        search_end = at;
+    }
+    (text, None)
 }
 
 /// `[chunks]`: see [`crate::image::chunks`].
@@ -89,16 +137,26 @@ pub enum ManifestError {
 impl Manifest {
     /// Parse and validate a manifest's text; `path` only names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<Manifest, ManifestError> {
-        let manifest: Manifest =
-            toml::from_str(text).map_err(|e| ManifestError::Parse { path: path.to_string(), message: e.to_string() })?;
-        if manifest.format != FORMAT && manifest.format != FORMAT_V1 {
+        let (body, signature) = split_signature(text);
+        let mut manifest: Manifest =
+            toml::from_str(body).map_err(|e| ManifestError::Parse { path: path.to_string(), message: e.to_string() })?;
+        manifest.seal = signature.map(|section| Seal {
+            signed: body.as_bytes().to_vec(),
+            signature: ManifestSignature::parse(section, &format!("{path} [signature]")).map_err(|e| e.to_string()),
+        });
+        if ![FORMAT_V1, FORMAT_V2, FORMAT].contains(&manifest.format) {
             return Err(ManifestError::Format { path: path.to_string(), found: manifest.format });
         }
         let invalid = |message: String| ManifestError::Invalid { path: path.to_string(), message };
         match (&manifest.chunks, manifest.format) {
             (Some(_), FORMAT_V1) => return Err(invalid("format 1 has no [chunks]; say format = 2".into())),
-            (None, FORMAT) => return Err(invalid("format 2 needs [chunks]".into())),
+            (None, FORMAT_V2 | FORMAT) => return Err(invalid(format!("format {} needs [chunks]", manifest.format))),
             (Some(chunks), _) => chunks.validate(manifest.size).map_err(invalid)?,
+            (None, _) => {}
+        }
+        match (&manifest.verity, manifest.format) {
+            (Some(_), FORMAT_V1 | FORMAT_V2) => return Err(invalid(format!("format {} has no [verity]; say format = 3", manifest.format))),
+            (Some(verity), _) => verity.validate(manifest.size).map_err(|e| invalid(format!("[verity]: {e}")))?,
             (None, _) => {}
         }
         if manifest.id.len() != 16 || !manifest.id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -123,6 +181,18 @@ impl Manifest {
     pub fn checksum_hex(&self) -> Option<&str> {
         let hex = self.checksum.strip_prefix("sha256:")?;
         (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+    }
+
+    /// The manifest's text: [`Manifest::to_toml`], then the signature section when a key is given.
+    pub fn to_signed_text(&self, key: Option<&super::signature::SecretKey>) -> String {
+        let body = self.to_toml();
+        match key {
+            Some(key) => {
+                let signature = key.sign(body.as_bytes());
+                format!("{body}{}", signature.to_text())
+            }
+            None => body,
+        }
     }
 
     pub fn to_toml(&self) -> String {
@@ -189,13 +259,15 @@ mod tests {
     fn sample() -> Manifest {
         let bytes: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
         let d = chunks::digest(&mut bytes.as_slice(), 256 << 10).unwrap();
-        Manifest { format: FORMAT, size: d.size, chunks: Some(Chunks::from_digest(&d)), ..sample_v1() }
+        Manifest { format: FORMAT_V2, size: d.size, chunks: Some(Chunks::from_digest(&d)), ..sample_v1() }
     }
 
     fn sample_v1() -> Manifest {
         Manifest {
             format: FORMAT_V1,
             chunks: None,
+            verity: None,
+            seal: None,
             id: "3f9c0a6b5e7d1c24".into(),
             name: "debian".into(),
             image: "debian.squashfs".into(),
@@ -209,7 +281,7 @@ mod tests {
 
     #[test]
     fn round_trips_through_toml() {
-        let m = Manifest { format: FORMAT, ..sample() };
+        let m = Manifest { format: FORMAT_V2, ..sample() };
         assert_eq!(Manifest::parse(&m.to_toml(), "x").unwrap(), m);
         let v1 = sample_v1();
         assert_eq!(Manifest::parse(&v1.to_toml(), "x").unwrap(), v1);
@@ -217,7 +289,7 @@ mod tests {
 
     #[test]
     fn chunks_must_agree_with_the_image_and_the_format() {
-        let good = Manifest { format: FORMAT, ..sample() };
+        let good = Manifest { format: FORMAT_V2, ..sample() };
         let text = good.to_toml();
         assert!(text.contains("[chunks]"), "{text}");
         let invalid = |text: &str| matches!(Manifest::parse(text, "x"), Err(ManifestError::Invalid { .. }));
@@ -240,12 +312,75 @@ mod tests {
 
     #[test]
     fn rejects_newer_format_and_bad_fields() {
-        let text = sample_v1().to_toml().replace("format = 1", "format = 3");
-        assert!(matches!(Manifest::parse(&text, "x"), Err(ManifestError::Format { found: 3, .. })));
+        let text = sample_v1().to_toml().replace("format = 1", "format = 4");
+        assert!(matches!(Manifest::parse(&text, "x"), Err(ManifestError::Format { found: 4, .. })));
         let text = sample_v1().to_toml().replace("sha256:", "md5:");
         assert!(matches!(Manifest::parse(&text, "x"), Err(ManifestError::Invalid { .. })));
         let text = sample_v1().to_toml().replace("debian.squashfs", "../etc/passwd");
         assert!(matches!(Manifest::parse(&text, "x"), Err(ManifestError::Invalid { .. })));
         assert!(matches!(Manifest::parse("not toml [", "x"), Err(ManifestError::Parse { .. })));
+    }
+
+    /// A format 3 manifest over an image with its verity tree appended.
+    fn sample_v3() -> Manifest {
+        use crate::image::verity_tree;
+        let mut bytes: Vec<u8> = (0..40 * 4096u32).map(|i| (i % 251) as u8).collect();
+        let salt = [3u8; 32];
+        let tree = verity_tree::build(&mut bytes.as_slice(), 40, &salt, [0; 16]).unwrap();
+        bytes.extend_from_slice(&tree.bytes);
+        let d = chunks::digest(&mut bytes.as_slice(), 256 << 10).unwrap();
+        Manifest {
+            format: FORMAT,
+            size: d.size,
+            chunks: Some(Chunks::from_digest(&d)),
+            verity: Some(VerityParams::of(&tree, &salt)),
+            ..sample_v1()
+        }
+    }
+
+    #[test]
+    fn verity_belongs_to_format_3_and_must_fit_the_image() {
+        let m = sample_v3();
+        let text = m.to_toml();
+        assert!(text.contains("[verity]"), "{text}");
+        assert_eq!(Manifest::parse(&text, "x").unwrap(), m);
+        let invalid = |text: &str| match Manifest::parse(text, "x") {
+            Err(ManifestError::Invalid { message, .. }) => message,
+            other => panic!("{other:?}"),
+        };
+        assert!(invalid(&text.replace("format = 3", "format = 2")).contains("format 2 has no [verity]"));
+        let blocks = m.verity.as_ref().unwrap().data_blocks;
+        let e = invalid(&text.replace(&format!("data_blocks = {blocks}"), &format!("data_blocks = {}", blocks + 1)));
+        assert!(e.contains("[verity]"), "{e}");
+    }
+
+    #[test]
+    fn a_signature_covers_every_byte_before_it() {
+        use crate::image::signature::SecretKey;
+        let key = SecretKey::generate().unwrap();
+        let m = sample_v3();
+        let text = m.to_signed_text(Some(&key));
+        let parsed = Manifest::parse(&text, "x").unwrap();
+        let seal = parsed.seal.clone().unwrap();
+        assert_eq!(seal.signed, m.to_toml().as_bytes());
+        let signature = seal.signature.unwrap();
+        assert!(key.public(None).verifies(&seal.signed, &signature));
+        // The signed bytes hold the chunk hashes and the verity root hash.
+        let signed = String::from_utf8(seal.signed).unwrap();
+        assert!(signed.contains(&m.verity.as_ref().unwrap().root) && signed.contains(&m.chunks.as_ref().unwrap().root));
+        // One changed byte before the signature: parsed, but no longer verified.
+        let changed = text.replacen("name = \"debian\"", "name = \"debiam\"", 1);
+        let seal = Manifest::parse(&changed, "x").unwrap().seal.unwrap();
+        assert!(!key.public(None).verifies(&seal.signed, &seal.signature.unwrap()));
+        // Nothing after the signature reaches the manifest: a table there is the
+        // signature section's problem, not a silently unsigned part.
+        let appended = format!("{text}[verity]\nversion = 2\n");
+        let seal = Manifest::parse(&appended, "x").unwrap().seal.unwrap();
+        assert!(seal.signature.unwrap_err().contains("second section"));
+        // A malformed signature leaves the manifest readable; the reason is kept.
+        let malformed = text.replace("algorithm = \"ed25519\"", "algorithm = \"rsa\"");
+        let seal = Manifest::parse(&malformed, "x").unwrap().seal.unwrap();
+        assert!(seal.signature.unwrap_err().contains("only ed25519"));
+        assert_eq!(split_signature("a = 1\n"), ("a = 1\n", None));
     }
 }

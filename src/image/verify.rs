@@ -534,6 +534,8 @@ mod chunk_tests {
             compressor: comp.into(),
             kernels: vec![],
             chunks: Some(Chunks::from_digest(&d)),
+            verity: None,
+            seal: None,
         };
         Some((path, manifest))
     }

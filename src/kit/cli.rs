@@ -23,6 +23,19 @@ pub enum KitCommand {
     /// Check an image against its manifest as the boot does (viver.verify=LEVEL); prints
     /// the report as JSON. Exit 1 when a chunk does not match.
     Verify(VerifyArgs),
+    /// Make an ed25519 signing key pair: NAME.key (secret, for `image --sign`) and NAME.pub
+    /// (for `initrd --trust`).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// NAME: writes NAME.key and NAME.pub (never over existing files).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// A note kept in the public key file (who signs with it).
+    #[arg(long)]
+    pub comment: Option<String>,
 }
 
 #[derive(Args)]
@@ -34,6 +47,9 @@ pub struct VerifyArgs {
     /// The init to follow (default: the boot's list, /sbin/init first).
     #[arg(long)]
     pub init: Option<String>,
+    /// Also decide as a boot whose initrd trusts these keys would (repeatable).
+    #[arg(long, value_name = "PUBKEY")]
+    pub trust: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -54,6 +70,12 @@ pub struct ImageArgs {
     /// Bytes per chunk hash in the manifest (a power of two, 16384 to 67108864).
     #[arg(long, default_value_t = crate::image::chunks::DEFAULT_CHUNK)]
     pub chunk_size: u64,
+    /// Sign the manifest with this key (NAME.key from `viver-kit keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+    /// Append no dm-verity hash tree (manifest format 2: no block-level checks at boot).
+    #[arg(long)]
+    pub no_verity: bool,
 }
 
 #[derive(Args)]
@@ -99,6 +121,10 @@ pub struct InitrdArgs {
     /// microcode (default /).
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub microcode_root: PathBuf,
+    /// Trust images signed by this key (NAME.pub from `viver-kit keygen`); repeatable.
+    /// With any key, the boot accepts only images signed by one of them.
+    #[arg(long, value_name = "PUBKEY")]
+    pub trust: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -176,7 +202,15 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 name: a.name,
                 xattrs: !a.no_xattrs,
                 chunk_size: a.chunk_size,
+                verity: !a.no_verity,
+                sign: a.sign.clone(),
             })?;
+            if let Some(v) = &r.manifest.verity {
+                println!("dm-verity tree appended: {} data blocks, root hash {}", v.data_blocks, v.root);
+            }
+            if let Some(key) = &a.sign {
+                println!("manifest signed with {}", key.display());
+            }
             println!(
                 "image {} ({}, {}, id {}), manifest {}, {} fstab entries disabled, {:.1} s",
                 a.output.display(),
@@ -202,7 +236,11 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 files_list: a.files_list,
                 busybox: a.busybox,
                 microcode: a.microcode.then_some(a.microcode_root),
+                trust: a.trust,
             })?;
+            for k in &r.trusted {
+                println!("trusts key {k}");
+            }
             for u in &r.unmatched {
                 log::info!("{u}");
             }
@@ -271,6 +309,26 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                 None => crate::boot::switch_root::DEFAULT_INITS.iter().map(|s| s.to_string()).collect(),
             };
             verify::quick(&a.image, Some(&manifest)).map_err(|e| KitError::BadInput(e.to_string()))?;
+            if let Some(v) = &manifest.verity {
+                let mut file = std::fs::File::open(&a.image).map_err(|e| KitError::io(&a.image, e))?;
+                if let Err(e) = v.check_tree(&mut file, &a.image.display().to_string()) {
+                    eprintln!("viver kit verify: {e}");
+                    return Ok(1);
+                }
+                eprintln!("dm-verity tree: superblock and root hash {} agree with the manifest", v.root);
+            }
+            if !a.trust.is_empty() {
+                let keys = initrd::read_trusted_keys(&a.trust)?;
+                let trusted = crate::image::trust::TrustedKeys { keys, problems: vec![], required: true };
+                match crate::image::trust::check(&trusted, Some(&manifest)) {
+                    Ok(crate::image::trust::Decision::Signed(id)) => eprintln!("signed by trusted key {id}"),
+                    Ok(crate::image::trust::Decision::NotRequired) => {}
+                    Err(e) => {
+                        eprintln!("viver kit verify: {e}");
+                        return Ok(1);
+                    }
+                }
+            }
             match verify::chunks(&a.image, Some(&manifest), level, &inits) {
                 Ok(report) => {
                     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
@@ -281,6 +339,10 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                     return Ok(1);
                 }
             }
+        }
+        KitCommand::Keygen(a) => {
+            let (secret, public, id) = image::keygen(&a.output, a.comment)?;
+            println!("key {id}: {} (secret: keep it off the media), {} (for initrd --trust)", secret.display(), public.display());
         }
         KitCommand::Inspect(a) => {
             let segments = inspect::read_initrd(&a.initrd)?;

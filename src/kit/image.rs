@@ -5,12 +5,19 @@
 //! contents, /tmp, swap files, the output itself, SSH host keys); what must change in
 //! the copy (/etc/fstab, an empty /etc/machine-id) is supplied through mksquashfs pseudo
 //! file definitions, which replace the excluded originals inside the image only.
+//!
+//! After mksquashfs the kit pads the SquashFS to whole 4 KiB blocks and appends its
+//! dm-verity hash tree (unless `--no-verity`); the manifest's chunk hashes and checksum
+//! cover the whole file, tree included, and `--sign KEY` signs the manifest.
 
 use super::atomic::{source_date_epoch, PendingOutput, ScratchDir};
 use super::error::{IoContext, KitError};
 use super::{fstab, tools};
 use crate::image::chunks;
-use crate::image::manifest::{id_from_checksum, Chunks, Manifest, FORMAT};
+use crate::image::manifest::{id_from_checksum, Chunks, Manifest, FORMAT, FORMAT_V2};
+use crate::image::signature::SecretKey;
+use crate::image::verity::VerityParams;
+use crate::image::verity_tree;
 use sha2::{Digest, Sha256};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +34,10 @@ pub struct ImageOptions {
     pub xattrs: bool,
     /// Bytes per chunk hash in the manifest ([`chunks::DEFAULT_CHUNK`]).
     pub chunk_size: u64,
+    /// Append a dm-verity hash tree and describe it in the manifest (format 3).
+    pub verity: bool,
+    /// Sign the manifest with this key (`viver-kit keygen`).
+    pub sign: Option<PathBuf>,
 }
 
 pub struct ImageResult {
@@ -109,8 +120,58 @@ pub fn manifest_path_for(image: &Path) -> PathBuf {
     image.with_extension("toml")
 }
 
+/// Reads a signing key written by `viver-kit keygen`.
+pub fn load_secret_key(path: &Path) -> Result<SecretKey, KitError> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    SecretKey::parse(&text, &path.display().to_string()).map_err(|e| KitError::BadInput(e.to_string()))
+}
+
+/// `keygen -o NAME`: NAME.key (the signing key, mode 0600) and NAME.pub (for
+/// `initrd --trust`). Refuses to overwrite a key.
+pub fn keygen(name: &Path, comment: Option<String>) -> Result<(PathBuf, PathBuf, String), KitError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let secret_path = PathBuf::from(format!("{}.key", name.display()));
+    let public_path = PathBuf::from(format!("{}.pub", name.display()));
+    for p in [&secret_path, &public_path] {
+        if p.exists() {
+            return Err(KitError::BadInput(format!("{} exists: keygen never overwrites a key", p.display())));
+        }
+    }
+    if comment.as_deref().is_some_and(|c| c.contains(['"', '\\']) || c.chars().any(char::is_control)) {
+        return Err(KitError::BadInput("--comment may not hold quotes, backslashes or control characters".into()));
+    }
+    let key = SecretKey::generate().at(Path::new("/dev/urandom"))?;
+    let public = key.public(comment);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&secret_path).at(&secret_path)?;
+    f.write_all(key.to_text().as_bytes()).and_then(|_| f.sync_all()).at(&secret_path)?;
+    std::fs::write(&public_path, public.to_text()).at(&public_path)?;
+    Ok((secret_path, public_path, public.id.to_string()))
+}
+
+/// Pads the SquashFS at `path` to whole verity blocks and appends its hash tree; the
+/// salt is derived from the image's bytes, so a rebuild is identical.
+fn append_verity(path: &Path) -> Result<VerityParams, KitError> {
+    let size = std::fs::metadata(path).at(path)?.len();
+    let data_blocks = size.div_ceil(verity_tree::BLOCK);
+    let mut hasher = Sha256::new();
+    hasher.update(b"VIVER verity salt 1\n");
+    let mut file = std::fs::File::open(path).at(path)?;
+    std::io::copy(&mut file, &mut hasher).at(path)?;
+    let salt: [u8; 32] = hasher.finalize().into();
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&Sha256::digest(salt)[..16]);
+    let file = std::fs::File::open(path).at(path)?;
+    let tree = verity_tree::build(&mut std::io::BufReader::with_capacity(1 << 20, file), data_blocks, &salt, uuid).at(path)?;
+    let mut out = std::fs::OpenOptions::new().append(true).open(path).at(path)?;
+    let pad = data_blocks * verity_tree::BLOCK - size;
+    out.write_all(&vec![0u8; pad as usize]).and_then(|_| out.write_all(&tree.bytes)).and_then(|_| out.sync_all()).at(path)?;
+    Ok(VerityParams::of(&tree, &salt))
+}
+
 pub fn build_image(opts: &ImageOptions) -> Result<ImageResult, KitError> {
     check_root(&opts.root)?;
+    // The key first: a wrong path must not cost a whole mksquashfs run.
+    let key = opts.sign.as_deref().map(load_secret_key).transpose()?;
     if !opts.chunk_size.is_power_of_two() || !(chunks::BLOCK..=chunks::MAX_CHUNK).contains(&opts.chunk_size) {
         return Err(KitError::BadInput(format!(
             "chunk size {} must be a power of two from {} to {}",
@@ -208,6 +269,7 @@ pub fn build_image(opts: &ImageOptions) -> Result<ImageResult, KitError> {
         tools::run_captured("mksquashfs", &mut cmd)?;
     }
 
+    let verity = if opts.verity { Some(append_verity(&image_out.temp_path)?) } else { None };
     // One pass: the SHA-256 of the whole image and its chunk hashes.
     let digest = {
         let path = &image_out.temp_path;
@@ -216,7 +278,7 @@ pub fn build_image(opts: &ImageOptions) -> Result<ImageResult, KitError> {
     };
     let hex = chunks::hex(&digest.sha256);
     let manifest = Manifest {
-        format: FORMAT,
+        format: if verity.is_some() { FORMAT } else { FORMAT_V2 },
         id: id_from_checksum(&hex),
         name,
         image: image_name,
@@ -226,10 +288,12 @@ pub fn build_image(opts: &ImageOptions) -> Result<ImageResult, KitError> {
         compressor: opts.compressor.clone(),
         kernels: kernel_releases(&opts.root),
         chunks: Some(Chunks::from_digest(&digest)),
+        verity,
+        seal: None,
     };
     {
         let mut f = std::fs::File::create(&manifest_out.temp_path).at(&manifest_out.temp_path)?;
-        f.write_all(manifest.to_toml().as_bytes()).at(&manifest_out.temp_path)?;
+        f.write_all(manifest.to_signed_text(key.as_ref()).as_bytes()).at(&manifest_out.temp_path)?;
         f.sync_all().at(&manifest_out.temp_path)?;
     }
     // The image first: a manifest under its final name promises a complete image.

@@ -40,6 +40,8 @@ pub struct InitrdOptions {
     pub busybox: Option<PathBuf>,
     /// Prepend the early microcode cpio made from this root's firmware directories.
     pub microcode: Option<PathBuf>,
+    /// Public keys whose signed images the boot accepts (and no others).
+    pub trust: Vec<PathBuf>,
 }
 
 pub struct InitrdReport {
@@ -51,6 +53,26 @@ pub struct InitrdReport {
     pub unmatched: Vec<String>,
     /// What the early microcode segment holds (empty without --microcode).
     pub microcode: Vec<String>,
+    /// Ids of the keys put into /etc/viver/trusted.
+    pub trusted: Vec<String>,
+}
+
+/// Reads and checks public key files (`--trust`): a typo must fail the kit, not every boot.
+pub fn read_trusted_keys(paths: &[PathBuf]) -> Result<Vec<crate::image::signature::PublicKey>, KitError> {
+    let mut keys: Vec<crate::image::signature::PublicKey> = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).at(path)?;
+        let key = crate::image::signature::PublicKey::parse(&text, &path.display().to_string()).map_err(|e| {
+            KitError::BadInput(format!(
+                "--trust: {e}{}",
+                if text.contains("[secret-key]") { " (give the .pub, never the .key)" } else { "" }
+            ))
+        })?;
+        if !keys.iter().any(|k| k.id == key.id) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
 }
 
 /// The modules this machine runs: /proc/modules plus /sys/module entries that are
@@ -158,6 +180,7 @@ fn find_busybox(explicit: Option<&Path>) -> Result<PathBuf, KitError> {
 }
 
 pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
+    let trusted = read_trusted_keys(&opts.trust)?;
     let release_dir = &opts.modules;
     if !release_dir.is_dir() {
         return Err(KitError::BadInput(format!("module directory {} does not exist", release_dir.display())));
@@ -264,6 +287,14 @@ pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
         Some(p) => (std::fs::read_to_string(p).at(p)?, p.display().to_string()),
         None => (selection::BUILTIN_FILES_LIST.to_string(), "initramfs/files.list".to_string()),
     };
+    if !trusted.is_empty() {
+        // Named by id, written in the one format the boot parses.
+        let dir = crate::image::trust::TRUSTED_DIR.trim_start_matches('/');
+        archive.dir(dir);
+        for key in &trusted {
+            archive.file(&format!("{dir}/{}.pub", key.id), 0o644, Content::Bytes(key.to_text().into_bytes()));
+        }
+    }
     for extra in selection::parse_files_list(&files_text, &files_origin)? {
         let src = PathBuf::from(&extra.source);
         let meta = std::fs::metadata(&src).at(&src)?;
@@ -301,7 +332,8 @@ pub fn build_initrd(opts: &InitrdOptions) -> Result<InitrdReport, KitError> {
     let compressed_size = std::fs::metadata(&out.temp_path).at(&out.temp_path)?.len();
     out.commit()?;
     let microcode = early.map(|e| e.summary).unwrap_or_default();
-    Ok(InitrdReport { compressed_size, unpacked_size, modules, entries: archive.len(), unmatched, microcode })
+    let trusted = trusted.iter().map(|k| k.id.to_string()).collect();
+    Ok(InitrdReport { compressed_size, unpacked_size, modules, entries: archive.len(), unmatched, microcode, trusted })
 }
 
 fn finish_file(buffered: std::io::BufWriter<std::fs::File>, path: &Path) -> Result<(), KitError> {
