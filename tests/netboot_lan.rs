@@ -9,7 +9,7 @@ mod net;
 mod qemu;
 
 use net::netboot::{Client, Lab};
-use net::{scratch, Netns, Process};
+use net::scratch;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -93,24 +93,7 @@ fn beside_a_lan_dhcp_server_the_first_node_is_only_a_proxy() {
     let dir = scratch("lan-proxy");
     let iso = kit_iso(&dir);
     let lab = Lab::bare(&dir);
-    let lan = Netns::new("vll");
-    lab.ns.veth_to("vd0", Some("br0"), &lan, "eth0", Some("10.77.0.2/24"));
-    let mut dnsmasq = lan.command("dnsmasq");
-    dnsmasq.args([
-        "--keep-in-foreground",
-        "--no-daemon",
-        "--port=0",
-        "--no-resolv",
-        "--no-hosts",
-        "--no-ping",
-        "--interface=eth0",
-        "--bind-interfaces",
-        "--dhcp-range=10.77.0.50,10.77.0.60,255.255.255.0,1h",
-        "--dhcp-leasefile=/dev/null",
-        "--log-dhcp",
-    ]);
-    let _dnsmasq = Process::spawn(dnsmasq, &dir.join("dnsmasq.log"));
-    std::thread::sleep(Duration::from_millis(500));
+    let (_lan, _dnsmasq) = net::netboot::lan_dhcp(&lab.ns, &dir, "vd0", "10.77.0.2", &[]);
     let _a = node_a(&lab, &iso);
     let b = netboot(&lab, "node-b", "tapb", "pc", "e1000", "52:54:00:77:0b:01");
     // The address came from dnsmasq, the image from A (which took its own from dnsmasq).

@@ -167,24 +167,7 @@ fn ipxe_client_boots_viver_initrd_with_full_dhcp() {
 #[test]
 fn ipxe_client_boots_with_lan_dhcp_and_viver_as_proxy() {
     let lab = lab("netboot-proxy");
-    let lan = Netns::new("vsl");
-    lab.ns.veth_to("vl0", Some("br0"), &lan, "eth0", Some("10.77.0.2/24"));
-    let mut dnsmasq = lan.command("dnsmasq");
-    dnsmasq.args([
-        "--keep-in-foreground",
-        "--no-daemon",
-        "--port=0",
-        "--no-resolv",
-        "--no-hosts",
-        "--no-ping",
-        "--interface=eth0",
-        "--bind-interfaces",
-        "--dhcp-range=10.77.0.50,10.77.0.60,255.255.255.0,1h",
-        "--dhcp-leasefile=/dev/null",
-        "--log-dhcp",
-    ]);
-    let _dnsmasq = Process::spawn(dnsmasq, &lab.dir.join("dnsmasq.log"));
-    std::thread::sleep(Duration::from_millis(500));
+    let (_lan, _dnsmasq) = net::netboot::lan_dhcp(&lab.ns, &lab.dir, "vl0", "10.77.0.2", &[]);
     let (server, report) = serve(&lab, &[]);
     assert_eq!(report["dhcp"]["mode"], "proxy", "{report}");
     assert!(report["dhcp"]["reason"].as_str().unwrap().contains("DHCP server 10.77.0.2"), "{report}");
@@ -228,26 +211,13 @@ fn uefi_client_boots_viver_initrd() {
 #[test]
 fn another_pxe_server_silences_viver() {
     let lab = lab("netboot-other-pxe");
-    let lan = Netns::new("vsp");
-    lab.ns.veth_to("vp0", Some("br0"), &lan, "eth0", Some("10.77.0.3/24"));
-    let mut dnsmasq = lan.command("dnsmasq");
-    dnsmasq.args([
-        "--keep-in-foreground",
-        "--no-daemon",
-        "--port=0",
-        "--no-resolv",
-        "--no-hosts",
-        "--no-ping",
-        "--interface=eth0",
-        "--bind-interfaces",
-        "--dhcp-range=10.77.0.50,10.77.0.60,255.255.255.0,1h",
-        "--dhcp-leasefile=/dev/null",
-        "--dhcp-boot=pxelinux.0",
-        "--pxe-service=x86PC,Other boot,pxelinux",
-        "--log-dhcp",
-    ]);
-    let _dnsmasq = Process::spawn(dnsmasq, &lab.dir.join("dnsmasq.log"));
-    std::thread::sleep(Duration::from_millis(500));
+    let (_lan, _dnsmasq) = net::netboot::lan_dhcp(
+        &lab.ns,
+        &lab.dir,
+        "vp0",
+        "10.77.0.3",
+        &["--dhcp-boot=pxelinux.0", "--pxe-service=x86PC,Other boot,pxelinux"],
+    );
     let (server, report) = serve(&lab, &[]);
     assert_eq!(report["dhcp"]["mode"], "silent", "{report}");
     let reason = report["dhcp"]["reason"].as_str().unwrap();

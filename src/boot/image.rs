@@ -183,18 +183,7 @@ impl Boot {
         let verification;
         if self.settings.toram {
             ::log::info!("copying {} ({} MiB) to RAM", candidate.medium_path, info.bytes_used >> 20);
-            let mut last_percent = 0;
-            let (copy, digest) = cow::copy_to_ram(&candidate.image_path, Path::new(RAM_DIR), |done, total| {
-                let percent = (done * 100).checked_div(total).unwrap_or(100);
-                if percent >= last_percent + 10 || percent == 100 {
-                    last_percent = percent;
-                    ::log::info!("  {percent}% ({} of {} MiB)", done >> 20, total >> 20);
-                }
-            })
-            .map_err(|e| {
-                let _ = nix::mount::umount2(RAM_DIR, nix::mount::MntFlags::MNT_DETACH);
-                e.to_string()
-            })?;
+            let (copy, digest) = copy_to_ram_logged(&candidate.image_path)?;
             if let Some(manifest) = &candidate.manifest {
                 if let Err(e) = verify::check_digest(&shown, &digest, manifest) {
                     let _ = nix::mount::umount2(RAM_DIR, nix::mount::MntFlags::MNT_DETACH);
@@ -342,6 +331,23 @@ fn trust_report(
         checked_before_hand_over: before,
         checked_after_hand_over: after,
     }
+}
+
+/// The image (a file or a device) copied into a tmpfs at RAM_DIR, with its SHA-256 and a
+/// progress line every 10%; on failure nothing is left mounted.
+pub(super) fn copy_to_ram_logged(image: &Path) -> Result<(std::path::PathBuf, String), String> {
+    let mut last_percent = 0;
+    cow::copy_to_ram(image, Path::new(RAM_DIR), |done, total| {
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
+        if percent >= last_percent + 10 || percent == 100 {
+            last_percent = percent;
+            ::log::info!("  {percent}% ({} of {} MiB)", done >> 20, total >> 20);
+        }
+    })
+    .map_err(|e| {
+        let _ = nix::mount::umount2(RAM_DIR, nix::mount::MntFlags::MNT_DETACH);
+        e.to_string()
+    })
 }
 
 /// Same image, same class of medium: a short read decides which copy is faster.

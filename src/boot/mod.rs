@@ -150,16 +150,7 @@ impl Boot {
         // Before the cow stage: with viver.toram it lets the media go.
         self.start_boot_server(&image, &detector);
         self.timed(Stage::Cow, |boot| boot.cow(&image, &search, &detector))?;
-        // No driver load may be cut short by the exec that starts the real init.
-        // A load hung in the kernel cannot be cancelled: after a bounded wait the boot goes
-        // on and names it.
-        let wait = self.settings.timeout.min(hardware::HAND_OVER_WAIT);
-        for stuck in detector.finish(wait) {
-            let text = format!("{stuck}: handing over without it");
-            ::log::warn!("{text}");
-            self.report.problems.push(text);
-        }
-        self.report.hardware = serde_json::to_value(detector.report()).ok();
+        self.finish_hardware(&detector);
         self.report.devices = search.reports();
         self.timed(Stage::SwitchRoot, |boot| boot.switch_root(&image))
     }
@@ -171,13 +162,7 @@ impl Boot {
         let mut image = self.timed(Stage::Image, |boot| boot.network_image(&net, &detector))?;
         let no_media = disks::search::MediaSearch::default();
         self.timed(Stage::Cow, |boot| boot.cow(&image, &no_media, &detector))?;
-        let wait = self.settings.timeout.min(hardware::HAND_OVER_WAIT);
-        for stuck in detector.finish(wait) {
-            let text = format!("{stuck}: handing over without it");
-            ::log::warn!("{text}");
-            self.report.problems.push(text);
-        }
-        self.report.hardware = serde_json::to_value(detector.report()).ok();
+        self.finish_hardware(&detector);
         self.note_network_bytes(&mut image);
         if let Some(net) = &self.report.network {
             if let Err(e) = crate::net::unmanaged::write(Path::new("/run"), &net.interface, &net.mac) {
@@ -187,6 +172,19 @@ impl Boot {
             }
         }
         self.timed(Stage::SwitchRoot, |boot| boot.switch_root(&image))
+    }
+
+    /// No driver load may be cut short by the exec that starts the real init. A load hung
+    /// in the kernel cannot be cancelled: after a bounded wait the boot goes on and names
+    /// it. Then the hardware's part of the report.
+    fn finish_hardware(&mut self, detector: &crate::hardware::detect::Detector) {
+        let wait = self.settings.timeout.min(hardware::HAND_OVER_WAIT);
+        for stuck in detector.finish(wait) {
+            let text = format!("{stuck}: handing over without it");
+            ::log::warn!("{text}");
+            self.report.problems.push(text);
+        }
+        self.report.hardware = serde_json::to_value(detector.report()).ok();
     }
 
     /// Runs one stage: the `viver.break=` shell before it, a log line after it, its timing

@@ -59,7 +59,8 @@ impl Boot {
         };
         let mut chosen_device = device.clone();
         if self.settings.toram {
-            let (copy, digest) = self.copy_network_image_to_ram(device_path, &net.manifest.name)?;
+            ::log::info!("copying {} from the network to RAM", net.manifest.name);
+            let (copy, digest) = super::image::copy_to_ram_logged(device_path).map_err(|e| failure(e, vec![image_line.clone()]))?;
             verify::check_digest(&net.url, &digest, &net.manifest).map_err(|e| {
                 let _ = nix::mount::umount2(RAM_DIR, nix::mount::MntFlags::MNT_DETACH);
                 failure(e.to_string(), vec![image_line.clone()])
@@ -97,22 +98,6 @@ impl Boot {
                 verification: Some(verification),
                 trust: net.trust.clone(),
             },
-        })
-    }
-
-    fn copy_network_image_to_ram(&mut self, device: &Path, name: &str) -> Result<(std::path::PathBuf, String), Failure> {
-        ::log::info!("copying {name} from the network to RAM");
-        let mut last_percent = 0;
-        cow::copy_to_ram(device, Path::new(RAM_DIR), |done, total| {
-            let percent = (done * 100).checked_div(total).unwrap_or(100);
-            if percent >= last_percent + 10 || percent == 100 {
-                last_percent = percent;
-                ::log::info!("  {percent}% ({} of {} MiB)", done >> 20, total >> 20);
-            }
-        })
-        .map_err(|e| {
-            let _ = nix::mount::umount2(RAM_DIR, nix::mount::MntFlags::MNT_DETACH);
-            Failure { stage: Stage::Image, message: e.to_string(), details: vec![] }
         })
     }
 

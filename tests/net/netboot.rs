@@ -112,3 +112,29 @@ impl Client {
         None
     }
 }
+
+/// The LAN's own DHCP server: dnsmasq (addresses 10.77.0.50-60 only, plus `extra`
+/// options) in a namespace of its own at `address`, joined to the bridge `br0` of `ns`
+/// by the veth `veth`. Its log goes to `DIR/dnsmasq.log`. Keep both alive while needed.
+pub fn lan_dhcp(ns: &Netns, dir: &Path, veth: &str, address: &str, extra: &[&str]) -> (Netns, Process) {
+    let lan = Netns::new("vld");
+    ns.veth_to(veth, Some("br0"), &lan, "eth0", Some(&format!("{address}/24")));
+    let mut dnsmasq = lan.command("dnsmasq");
+    dnsmasq.args([
+        "--keep-in-foreground",
+        "--no-daemon",
+        "--port=0",
+        "--no-resolv",
+        "--no-hosts",
+        "--no-ping",
+        "--interface=eth0",
+        "--bind-interfaces",
+        "--dhcp-range=10.77.0.50,10.77.0.60,255.255.255.0,1h",
+        "--dhcp-leasefile=/dev/null",
+        "--log-dhcp",
+    ]);
+    dnsmasq.args(extra);
+    let process = Process::spawn(dnsmasq, &dir.join("dnsmasq.log"));
+    std::thread::sleep(Duration::from_millis(500));
+    (lan, process)
+}
