@@ -24,6 +24,8 @@ struct Artifacts {
     initrd: PathBuf,
     iso: PathBuf,
     usb: PathBuf,
+    /// `--kind hdd`: the same layout as the USB image, for an internal disk.
+    hdd: PathBuf,
     /// The test root's image (`viver/testroot.squashfs`, its manifest beside it).
     image: PathBuf,
     id: String,
@@ -99,7 +101,9 @@ fn artifacts() -> &'static Artifacts {
         let usb = dir.join("viver-usb.img");
         media("iso", &iso);
         media("usb", &usb);
-        Artifacts { initrd, iso, usb, image, id }
+        let hdd = dir.join("viver-hdd.img");
+        media("hdd", &hdd);
+        Artifacts { initrd, iso, usb, hdd, image, id }
     })
 }
 
@@ -111,6 +115,8 @@ enum Medium {
     IsoStick,
     /// The kit's USB image on a USB stick.
     UsbImage,
+    /// The kit's hard-disk image on a SATA (AHCI) disk.
+    HddImage,
 }
 
 /// A VM that boots `medium` with `firmware`: q35 for UEFI (Secure Boot needs its SMM),
@@ -132,6 +138,11 @@ fn vm(name: &str, medium: Medium, firmware: Firmware) -> Vm {
             std::fs::copy(&a.usb, &stick).unwrap();
             vm.usb_stick_xhci(&stick).boot_from_usb()
         }
+        Medium::HddImage => {
+            let disk = qemu::target_dir().join(format!("qemu-tmp/{name}-disk.img"));
+            std::fs::copy(&a.hdd, &disk).unwrap();
+            vm.disk_ahci(&disk).boot_from_disk()
+        }
     }
 }
 
@@ -150,6 +161,7 @@ fn boot_ok(name: &str, medium: Medium, firmware: Firmware) -> (SerialLog, Value)
     let want_media = match medium {
         Medium::IsoCd => "cd",
         Medium::IsoStick | Medium::UsbImage => "usb",
+        Medium::HddImage => "hdd",
     };
     assert_eq!(report["image"]["media"], want_media, "{}", report["image"]);
     match firmware {
@@ -237,6 +249,21 @@ fn usb_image_on_uefi() {
 fn usb_image_on_uefi_with_secure_boot() {
     let (_, report) = boot_ok("fw-usb-secboot", Medium::UsbImage, Firmware::OvmfSecureBoot);
     assert_eq!(report["image"]["device"], "/dev/sda1");
+}
+
+#[test]
+fn hdd_image_on_seabios() {
+    boot_ok("fw-hdd-seabios", Medium::HddImage, Firmware::SeaBios);
+}
+
+#[test]
+fn hdd_image_on_uefi() {
+    boot_ok("fw-hdd-ovmf", Medium::HddImage, Firmware::Ovmf);
+}
+
+#[test]
+fn hdd_image_on_uefi_with_secure_boot() {
+    boot_ok("fw-hdd-secboot", Medium::HddImage, Firmware::OvmfSecureBoot);
 }
 
 // ---------------------------------------------------------------- the shared initrd

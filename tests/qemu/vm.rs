@@ -87,6 +87,8 @@ enum BootFrom {
     Cdrom,
     /// SeaBIOS boots the first USB stick.
     Usb,
+    /// The firmware boots the first hard disk (not a CD, not a stick).
+    Disk,
 }
 
 /// A VM to be started: a builder for the QEMU command line.
@@ -234,6 +236,12 @@ impl Vm {
         self
     }
 
+    /// Boot real media: the first hard disk; no `-kernel`.
+    pub fn boot_from_disk(mut self) -> Vm {
+        self.boot = BootFrom::Disk;
+        self
+    }
+
     /// Raw QEMU arguments appended at the end, for what the builder does not cover.
     pub fn arg(mut self, arg: &str) -> Vm {
         self.extra_args.push(arg.to_string());
@@ -292,7 +300,7 @@ impl Vm {
                 args.push("-append".into());
                 args.push(self.append.join(" "));
             }
-            BootFrom::Cdrom | BootFrom::Usb => {
+            BootFrom::Cdrom | BootFrom::Usb | BootFrom::Disk => {
                 if self.kernel.is_some() || self.initrd.is_some() {
                     return Err(format!("vm {}: boot_from_*() boots media; .kernel()/.initrd() would bypass it", self.name));
                 }
@@ -309,6 +317,7 @@ impl Vm {
             let bootable = match self.boot {
                 BootFrom::Cdrom => disk.bus.is_cdrom(),
                 BootFrom::Usb => disk.bus.is_usb(),
+                BootFrom::Disk => !disk.bus.is_usb() && !disk.bus.is_cdrom(),
                 BootFrom::Kernel => false,
             };
             let boot_index = if bootable && !boot_index_given {
