@@ -85,6 +85,9 @@ pub struct Settings {
     pub dhcp: String,
     /// `viver.dhcp.range=FIRST-LAST`: the addresses the boot server may give.
     pub dhcp_range: Option<String>,
+    /// `viver.net.fill`: fetch the rest of the image into RAM in the background after the
+    /// boot read what it needs (the node then survives the server leaving).
+    pub net_fill: bool,
     /// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux, iPXE): the interface the firmware booted from.
     pub bootif: Option<String>,
     pub debug: bool,
@@ -129,6 +132,7 @@ impl Default for Settings {
             net: None,
             net_timeout: Duration::from_secs(30),
             bootif: None,
+            net_fill: false,
             dhcp: "auto".into(),
             dhcp_range: None,
             debug: false,
@@ -306,6 +310,7 @@ impl Settings {
                     crate::serve::cli::parse_range(range)?;
                     self.dhcp_range = Some(range.to_string());
                 }
+                "net.fill" => self.net_fill = flag(value)?,
                 "net.timeout" => self.net_timeout = Duration::from_secs_f64(seconds(non_empty(value)?, 1.0, 3600.0)?),
                 "debug" => self.debug = flag(value)?,
                 "quiet" => self.quiet = flag(value)?,
@@ -458,6 +463,25 @@ fn toml_to_word(value: &toml::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_boot_words() {
+        let s = resolve(
+            "viver.net=http://10.77.0.1:80/image/deb.squashfs BOOTIF=01-52-54-00-AA-00-01 viver.net.timeout=12 viver.net.fill \
+             viver.dhcp=proxy viver.dhcp.range=10.0.0.100-10.0.0.150",
+            &[],
+        );
+        assert_eq!(s.net.as_deref(), Some("http://10.77.0.1:80/image/deb.squashfs"));
+        assert_eq!(s.bootif.as_deref(), Some("52:54:00:aa:00:01"));
+        assert_eq!(s.net_timeout, Duration::from_secs(12));
+        assert!(s.net_fill);
+        assert_eq!(s.dhcp, "proxy");
+        assert_eq!(s.dhcp_range.as_deref(), Some("10.0.0.100-10.0.0.150"));
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        let bad = resolve("viver.net=ftp://x/y BOOTIF=02-aa viver.dhcp=loud viver.dhcp.range=10.0.0.9-10.0.0.1", &[]);
+        assert!(bad.net.is_none() && bad.bootif.is_none() && bad.dhcp == "auto" && bad.dhcp_range.is_none());
+        assert_eq!(bad.problems.len(), 4, "{:?}", bad.problems);
+    }
 
     fn resolve(line: &str, confs: &[&str]) -> Settings {
         let confs: Vec<ConfFile> = confs
