@@ -15,6 +15,13 @@ use std::time::Duration;
 
 const BOOT: Duration = Duration::from_secs(360);
 
+/// Each test runs two VMs at once (A and a client): one test at a time, so no more than
+/// two VMs share the machine.
+fn one_lan_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LAN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The kit ISO of the test root with the boot-server role; A stays up (`testroot.stay`).
 fn kit_iso(dir: &Path) -> PathBuf {
     let (initrd, layout) = qemu::kit_initrd_and_testroot_layout(dir);
@@ -72,6 +79,7 @@ fn netboot(lab: &Lab, name: &str, tap: &str, machine: &str, nic: &str, mac: &str
 #[test]
 fn the_first_node_boots_the_lan_and_gives_the_addresses() {
     net::require_root();
+    let _one = one_lan_at_a_time();
     let dir = scratch("lan-full");
     let iso = kit_iso(&dir);
     let lab = Lab::bare(&dir);
@@ -90,6 +98,7 @@ fn the_first_node_boots_the_lan_and_gives_the_addresses() {
 #[test]
 fn beside_a_lan_dhcp_server_the_first_node_is_only_a_proxy() {
     net::require_root();
+    let _one = one_lan_at_a_time();
     let dir = scratch("lan-proxy");
     let iso = kit_iso(&dir);
     let lab = Lab::bare(&dir);
