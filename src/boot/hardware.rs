@@ -83,7 +83,7 @@ impl Boot {
         // the storage drivers, so the image stage finds it loaded instead of waiting for
         // four loads (dm_mod, dm_bufio, reed_solomon, dm_verity: ~50 ms under TCG). Silent
         // when the initrd has no dm modules.
-        detector.request("dm_verity", "dm-verity for the image");
+        detector.request("dm_verity", "requested as dm_verity (for an image with a verity tree)");
         // Detection goes on in the background; the disk stage probes each disk as it
         // appears and waits for the hardware to settle before it decides.
         Ok(detector)
