@@ -9,7 +9,7 @@ use super::Boot;
 use crate::hardware::detect::Detector;
 use crate::image::manifest::Manifest;
 use crate::image::trust::{self, Decision};
-use crate::net::iface::{physical_ethernet as ethernet_interfaces, Ethernet as Interface};
+use crate::net::iface::{physical_ethernet, Ethernet};
 use crate::net::{dhcp::client as dhcp_client, link};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -61,8 +61,8 @@ impl Boot {
         let mut seen;
         let mut generation = detector.generation();
         let candidates = loop {
-            seen = ethernet_interfaces(Path::new("/sys/class/net"));
-            let matching: Vec<Interface> = match &wanted {
+            seen = physical_ethernet(Path::new("/sys/class/net"));
+            let matching: Vec<Ethernet> = match &wanted {
                 Some(mac) => seen.iter().filter(|i| &i.mac == mac).cloned().collect(),
                 None => seen.clone(),
             };
@@ -99,7 +99,7 @@ impl Boot {
         }
         let carrier_until = (Instant::now() + CARRIER_WAIT).min(deadline);
         let with_link = loop {
-            let up: Vec<Interface> = candidates.iter().filter(|i| has_carrier(&i.name)).cloned().collect();
+            let up: Vec<Ethernet> = candidates.iter().filter(|i| has_carrier(&i.name)).cloned().collect();
             if !up.is_empty() || Instant::now() >= carrier_until {
                 break up;
             }

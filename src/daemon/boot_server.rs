@@ -5,9 +5,10 @@
 
 use crate::net::iface::physical_ethernet;
 use crate::serve::dhcp::probe::Setting;
-use crate::serve::files::{image_name, Input, Ipxe, Served};
+use crate::serve::files::Input;
 use crate::serve::{boot_files, ServeConfig, Stop};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Opens and reads everything, moves into `state_dir`, and starts the thread that waits
@@ -26,29 +27,13 @@ pub fn start(
 ) -> Result<(std::thread::JoinHandle<()>, String, String), String> {
     let setting = Setting::from_word(dhcp).ok_or_else(|| format!("DHCP mode {dhcp:?} is not auto, force, full, proxy or off"))?;
     let range = range.map(crate::serve::cli::parse_range).transpose()?;
-    let image_input = Input::open("image", Path::new(image)).map_err(|e| e.to_string())?;
     let manifest = manifest.map(|m| Input::open("manifest", Path::new(m))).transpose().map_err(|e| e.to_string())?;
     let image_file = std::fs::File::open(image).map_err(|e| format!("{image}: {e}"))?;
-    let medium = medium.map(PathBuf::from);
-    let boot = boot_files::find(medium.as_deref(), &image_file, image).map_err(|e| e.to_string())?;
-    let mut ipxe_dirs = Vec::new();
-    if let Some(root) = &medium {
-        ipxe_dirs.push(root.join(boot_files::MEDIUM_IPXE_DIR));
-    }
-    ipxe_dirs.push(PathBuf::from(boot_files::SYSTEM_IPXE_DIR));
-    let ipxe = Ipxe::load(&ipxe_dirs);
+    let served = boot_files::for_node(medium.map(Path::new), Arc::new(image_file), Path::new(image), manifest, cmdline.to_string())
+        .map_err(|e| e.to_string())?;
     std::fs::create_dir_all(state_dir).map_err(|e| format!("state directory {state_dir}: {e}"))?;
     std::env::set_current_dir(state_dir).map_err(|e| format!("state directory {state_dir}: {e}"))?;
-    let (kernel_label, initrd_label) = (boot.kernel.label.clone(), boot.initrd.label.clone());
-    let served = Served {
-        image: image_input,
-        image_name: image_name(Path::new(image)),
-        kernel: boot.kernel,
-        initrd: boot.initrd,
-        manifest,
-        ipxe,
-        cmdline: cmdline.to_string(),
-    };
+    let (kernel_label, initrd_label) = (served.kernel.label.clone(), served.initrd.label.clone());
     let config = ServeConfig {
         served,
         interface,
