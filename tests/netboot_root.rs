@@ -45,8 +45,12 @@ fn a_netbooted_debian_reaches_multi_user_and_powers_off_cleanly() {
     let up = client.started.elapsed();
     let serial = qemu::SerialLog { text: text.clone() };
     assert_eq!(serial.line_after("SYSTEM-STATE: ").as_deref(), Some("running"), "{}", client.tail(60));
-    let daemons = serial.line_after("ROOT-DAEMONS: ").unwrap_or_default();
-    assert!(daemons.contains("@viver-daemon"), "VIVER's daemon is not running in the booted system: {daemons:?}");
+    let daemons = serial.line_after("ROOT-DAEMONS: ");
+    assert!(
+        daemons.as_deref().is_some_and(|d| d.contains("@viver-daemon")),
+        "VIVER's daemon is not running in the booted system: {daemons:?}\n{}",
+        client.tail(60)
+    );
     // The image came over the network, not from a disk (the VM has none).
     assert!(text.contains("/dev/nbd0 serves http://10.77.0.1:80/image/debian.squashfs"), "{}", client.tail(60));
     // The unit powers the system off: a clean shutdown ends QEMU (-no-reboot) by itself.
