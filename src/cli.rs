@@ -25,6 +25,8 @@ enum Command {
     /// A network block device from a file or an HTTP URL (kernel NBD over netlink).
     #[command(subcommand)]
     Nbd(crate::nbd::cli::NbdCommand),
+    /// V-FIELD: share an image peer to peer (seed, join, fetch, status).
+    Vfield(crate::vfield::cli::VfieldArgs),
     /// The daemon /init starts before the hand-over (not for people: /init runs it).
     #[command(hide = true)]
     Daemon {
@@ -53,6 +55,7 @@ pub fn main() -> i32 {
         Command::Kit(cmd) => crate::kit::cli::run(cmd),
         Command::Serve(args) => crate::serve::cli::run(args),
         Command::Nbd(cmd) => crate::nbd::cli::run(cmd),
+        Command::Vfield(args) => crate::vfield::cli::run(args),
         Command::Daemon { .. } => 2,
     }
 }

@@ -31,3 +31,4 @@ pub mod nbd;
 pub mod net;
 pub mod serve;
 pub mod sys;
+pub mod vfield;

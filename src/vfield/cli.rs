@@ -1,0 +1,321 @@
+//! `viver vfield ...`, the original VIVER's command line on any Linux:
+//! - `viver vfield --file IMG [--listen ADDR:PORT]`: seed a kit image (manifest beside
+//!   it) or any file (hashes computed at start);
+//! - `viver vfield --bootstrap ADDR:PORT --store MB [--listen ADDR:PORT]`: join and hold
+//!   up to MB;
+//! - `viver vfield fetch --bootstrap ADDR:PORT -o FILE`: the whole image, verified;
+//! - `viver vfield status --bootstrap ADDR:PORT [--json]`: the swarm.
+//!
+//! Ctrl-C (SIGINT) or SIGTERM on a seed or joiner is a planned leave.
+
+use super::meta::Meta;
+use super::probe;
+use super::store::Store;
+use super::swarm::{Options, Swarm};
+use crate::image::trust::TrustedKeys;
+use clap::{Args, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct VfieldArgs {
+    #[command(subcommand)]
+    pub command: Option<VfieldCommand>,
+    #[command(flatten)]
+    pub peer: PeerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PeerArgs {
+    /// Seed this file: a kit image (its manifest IMG.toml beside it) or any file.
+    #[arg(long, conflicts_with = "bootstrap")]
+    pub file: Option<PathBuf>,
+    /// A peer of the swarm to join through (repeatable).
+    #[arg(long)]
+    pub bootstrap: Vec<SocketAddr>,
+    /// MiB of chunks this node holds for the swarm (RAM).
+    #[arg(long, default_value_t = 256)]
+    pub store: u64,
+    /// Accept peers here (default: 0.0.0.0:6881 for a seed, any free port of the
+    /// bootstrap's family for a joiner).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Nodes each chunk should be held on, budgets allowing.
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
+    /// Chunk size in KiB for a file without manifest.
+    #[arg(long, default_value_t = 256)]
+    pub chunk: u64,
+    /// Public keys (`viver-kit keygen`) whose signature a joiner requires on the manifest.
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
+    /// Upload at most this many MiB/s (all peers together).
+    #[arg(long)]
+    pub upload_limit: Option<f64>,
+    /// Write the swarm's BitTorrent v2 `.torrent` here (for standard clients) and go on.
+    #[arg(long)]
+    pub torrent: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VfieldCommand {
+    /// Download the whole image from the swarm, every chunk verified.
+    Fetch {
+        #[arg(long, required = true)]
+        bootstrap: Vec<SocketAddr>,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+        /// Give up after this many seconds without completing.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// The swarm as the bootstrap and the peers it knows see it.
+    Status {
+        #[arg(long, required = true)]
+        bootstrap: Vec<SocketAddr>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: VfieldArgs) -> i32 {
+    let result = match args.command {
+        Some(VfieldCommand::Fetch { bootstrap, output, trust, timeout }) => {
+            fetch(&bootstrap, &output, &trust, Duration::from_secs(timeout))
+        }
+        Some(VfieldCommand::Status { bootstrap, json }) => status(&bootstrap, json),
+        None => peer(args.peer),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("viver vfield: {e}");
+            1
+        }
+    }
+}
+
+fn trusted(paths: &[PathBuf]) -> Result<TrustedKeys, String> {
+    let mut keys = TrustedKeys::default();
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let key = crate::image::signature::PublicKey::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
+        keys.keys.push(key);
+        keys.required = true;
+    }
+    Ok(keys)
+}
+
+/// The manifest from the first bootstrap that gives one, checked against the keys.
+fn join_meta(bootstrap: &[SocketAddr], keys: &TrustedKeys) -> Result<Meta, String> {
+    let mut problems = Vec::new();
+    for &addr in bootstrap {
+        match probe::fetch_meta(addr, Duration::from_secs(10)) {
+            Ok(meta) => {
+                let decision = meta.check_trust(keys)?;
+                log::info!("swarm {} ({}): {:?}", meta.manifest.id, meta.manifest.image, decision);
+                return Ok(meta);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    Err(format!("no bootstrap peer gave a manifest: {}", problems.join("; ")))
+}
+
+fn block_signals() -> Result<nix::sys::signal::SigSet, String> {
+    let mut signals = nix::sys::signal::SigSet::empty();
+    signals.add(nix::sys::signal::Signal::SIGINT);
+    signals.add(nix::sys::signal::Signal::SIGTERM);
+    signals.thread_block().map_err(|e| format!("block signals: {e}"))?;
+    Ok(signals)
+}
+
+fn peer(args: PeerArgs) -> Result<(), String> {
+    // Before any thread starts, so that every thread inherits the mask.
+    let signals = block_signals()?;
+    let (meta, store, listen) = match &args.file {
+        Some(file) => {
+            let meta = Meta::for_file(file, args.chunk << 10)?;
+            let store = Store::file(file)?;
+            (meta, store, args.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 6881))))
+        }
+        None if !args.bootstrap.is_empty() => {
+            let meta = join_meta(&args.bootstrap, &trusted(&args.trust)?)?;
+            let listen = args.listen.unwrap_or_else(|| match args.bootstrap[0] {
+                SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+                SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+            });
+            (meta, Store::ram(args.store << 20), listen)
+        }
+        None => return Err("say --file IMG to seed, or --bootstrap ADDR:PORT to join".into()),
+    };
+    if let Some(path) = &args.torrent {
+        std::fs::write(path, meta.torrent()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let options = Options {
+        listen: Some(listen),
+        bootstrap: args.bootstrap.clone(),
+        replicas: args.replicas.max(1),
+        upload_limit: args.upload_limit.map(|m| (m * (1 << 20) as f64) as u64),
+        ..Default::default()
+    };
+    let swarm = Swarm::new(Arc::new(meta), store, options);
+    swarm.start()?;
+    let local = swarm.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    println!(
+        "vfield: {} {} ({} bytes, {} chunks, info hash {}) on {local}",
+        if args.file.is_some() { "seeding" } else { "joined" },
+        swarm.meta.manifest.image,
+        swarm.meta.manifest.size,
+        swarm.meta.chunk_count(),
+        crate::image::chunks::hex(&swarm.meta.info_hash)
+    );
+    let ts = libc::timespec { tv_sec: 1, tv_nsec: 0 };
+    let mut complete_told = false;
+    loop {
+        // SAFETY: `signals` is a valid sigset; no siginfo wanted.
+        let sig = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &ts) };
+        if sig > 0 {
+            println!("vfield: signal {sig}: leaving (handing over what only this node holds)");
+            let alone = swarm.leave(Duration::from_secs(30));
+            if alone.is_empty() {
+                println!("vfield: left; every chunk this node held has another holder");
+            } else {
+                println!("vfield: left; {} chunks had no other holder: {:?}", alone.len(), &alone[..alone.len().min(20)]);
+            }
+            return Ok(());
+        }
+        if !complete_told && args.file.is_none() && swarm.missing() == 0 {
+            complete_told = true;
+            let held = swarm.held().iter().filter(|h| **h).count();
+            println!("vfield: store settled: {held} of {} chunks held", swarm.meta.chunk_count());
+        }
+    }
+}
+
+fn fetch(bootstrap: &[SocketAddr], output: &std::path::Path, trust: &[PathBuf], timeout: Duration) -> Result<(), String> {
+    let meta = join_meta(bootstrap, &trusted(trust)?)?;
+    let size = meta.manifest.size;
+    let listen = SocketAddr::new(if bootstrap[0].is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }, 0);
+    let options = Options { listen: Some(listen), bootstrap: bootstrap.to_vec(), ..Default::default() };
+    let swarm = Swarm::new(Arc::new(meta), Store::ram(size), options);
+    swarm.start()?;
+    let started = Instant::now();
+    while swarm.missing() > 0 {
+        if started.elapsed() > timeout {
+            swarm.stop();
+            return Err(format!("{} of {} chunks still missing after {timeout:?}", swarm.missing(), swarm.meta.chunk_count()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Written through a temporary name: a file under its final name is complete and verified.
+    let temp = output.with_extension("part");
+    {
+        use std::io::Write;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&temp).map_err(|e| format!("{}: {e}", temp.display()))?);
+        for index in 0..swarm.meta.chunk_count() as u32 {
+            let data = swarm.read_chunk(index)?;
+            file.write_all(&data).map_err(|e| format!("{}: {e}", temp.display()))?;
+        }
+        file.into_inner().map_err(|e| e.to_string())?.sync_all().map_err(|e| e.to_string())?;
+    }
+    std::fs::rename(&temp, output).map_err(|e| format!("{}: {e}", output.display()))?;
+    let received = swarm.counters.bytes_received.load(std::sync::atomic::Ordering::Relaxed);
+    println!("vfield: {} ({size} bytes) in {:.1?}, {received} bytes received", output.display(), started.elapsed());
+    swarm.leave(Duration::from_secs(5));
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct StatusPeer {
+    addr: String,
+    store_bytes: u64,
+    held_bytes: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    client: String,
+    leaving: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Status {
+    info_hash: String,
+    image: String,
+    chunks: usize,
+    holders: Vec<u32>,
+    peers: Vec<StatusPeer>,
+}
+
+fn status(bootstrap: &[SocketAddr], json: bool) -> Result<(), String> {
+    let first = bootstrap
+        .iter()
+        .find_map(|&a| probe::probe(a, None, true, true, Duration::from_secs(5)).ok())
+        .ok_or("no bootstrap peer answered")?;
+    let meta = Meta::from_text(first.manifest.clone().unwrap_or_default(), &format!("the manifest from {}", first.addr))?;
+    let count = meta.chunk_count();
+    let mut seen: std::collections::BTreeMap<SocketAddr, probe::Probe> = std::collections::BTreeMap::new();
+    let mut queue: Vec<SocketAddr> = first.peers.clone();
+    seen.insert(first.addr, first);
+    while let Some(addr) = queue.pop() {
+        if seen.contains_key(&addr) || seen.len() >= 1000 {
+            continue;
+        }
+        if let Ok(p) = probe::probe(addr, Some(meta.wire_hash()), false, true, Duration::from_secs(4)) {
+            queue.extend(p.peers.iter().copied());
+            seen.insert(addr, p);
+        }
+    }
+    let mut holders = vec![0u32; count];
+    for p in seen.values() {
+        for (i, h) in p.held(count).iter().enumerate() {
+            holders[i] += *h as u32;
+        }
+    }
+    let status = Status {
+        info_hash: crate::image::chunks::hex(&meta.info_hash),
+        image: meta.manifest.image.clone(),
+        chunks: count,
+        holders,
+        peers: seen
+            .values()
+            .map(|p| StatusPeer {
+                addr: p.addr.to_string(),
+                store_bytes: p.info.store_bytes,
+                held_bytes: p.info.held_bytes,
+                bytes_sent: p.info.bytes_sent,
+                bytes_received: p.info.bytes_received,
+                client: p.info.client.clone(),
+                leaving: p.info.leaving,
+            })
+            .collect(),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    let min = status.holders.iter().min().copied().unwrap_or(0);
+    let unheld = status.holders.iter().filter(|h| **h == 0).count();
+    println!("swarm {} ({}): {} chunks, {} peers", &status.info_hash[..16], status.image, count, status.peers.len());
+    println!(
+        "every chunk held at least {min} times{}",
+        if unheld > 0 { format!("; {unheld} chunks held by nobody") } else { String::new() }
+    );
+    println!("{:<22} {:>10} {:>10} {:>12} {:>12}", "peer", "store MiB", "held MiB", "sent MiB", "received MiB");
+    let mib = |b: u64| format!("{:.1}", b as f64 / (1 << 20) as f64);
+    for p in &status.peers {
+        println!(
+            "{:<22} {:>10} {:>10} {:>12} {:>12}",
+            p.addr,
+            mib(p.store_bytes),
+            mib(p.held_bytes),
+            mib(p.bytes_sent),
+            mib(p.bytes_received)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! V-FIELD: the image shared peer to peer. Every node holds verified chunks of the image
+//! and serves them; a node reads what it needs from several peers at once, in the order
+//! its boot needs it; the swarm keeps every chunk on several nodes so that any node, the
+//! first included, may leave.
+//!
+//! - [`bencode`]: BEP 3's value format (extension messages, `.torrent`);
+//! - [`wire`]: the BitTorrent peer protocol, with V-FIELD's extension messages;
+//! - [`meta`]: the swarm's description (the manifest; info hash; `.torrent`);
+//! - [`store`]: what a node holds, within its budget, kept by replica count;
+//! - [`schedule`]: which chunk to ask of which peer (pure, shared with the simulation);
+//! - [`swarm`]: a peer at run time (connections, threads, the block device's reads);
+//! - [`probe`]: asking a peer what it serves without joining (`status`, bootstrap);
+//! - [`cli`]: `viver vfield`.
+
+pub mod bencode;
+pub mod cli;
+pub mod meta;
+pub mod probe;
+pub mod schedule;
+pub mod store;
+pub mod swarm;
+pub mod wire;

@@ -1,0 +1,795 @@
+//! A V-FIELD peer at run time: TCP connections speaking [`super::wire`], the
+//! [`Scheduler`] deciding what to ask whom, the [`Store`] holding what is kept.
+//!
+//! Threads, not an async runtime: one per connection (reads and answers requests), one
+//! accepting, one driving the scheduler, dialing and exchanging peers. Every wait has a
+//! deadline: a silent connection is closed after [`IDLE`], a request is taken back after
+//! the scheduler's timeout.
+//!
+//! Nothing unverified leaves or enters: a chunk is assembled from its 16 KiB blocks,
+//! checked against the manifest, and only then stored, announced, or given to a reader;
+//! the peer that sent a wrong chunk is dropped, its address logged and never dialed again.
+
+use super::meta::Meta;
+use super::schedule::{Action, Params, PeerKey, Scheduler, Want};
+use super::store::Store;
+use super::wire::{self, ExtensionIds, Handshake, ManifestMessage, Message, PeerInfo, BLOCK};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::io::{BufReader, BufWriter, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A connection with nothing received for this long is closed (keep-alives every 10 s).
+pub const IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const PEX_EVERY: Duration = Duration::from_secs(1);
+const REDIAL_EVERY: Duration = Duration::from_secs(2);
+/// Chunks a read needed but the store did not keep, held briefly for their readers.
+const RECENT: usize = 64;
+/// Strikes (timed-out or refused requests) before a peer is dropped.
+const MAX_STRIKES: u32 = 8;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: Option<SocketAddr>,
+    pub bootstrap: Vec<SocketAddr>,
+    pub max_peers: usize,
+    pub params: Params,
+    /// Fetch chunks nobody reads, rarest first, while the budget allows.
+    pub fill: bool,
+    /// The swarm keeps each chunk on at least this many nodes, budgets allowing.
+    pub replicas: u32,
+    pub client: String,
+    /// Bytes per second this node uploads at most (all peers together); `None`: no limit.
+    pub upload_limit: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            listen: None,
+            bootstrap: Vec::new(),
+            max_peers: 40,
+            params: Params::default(),
+            fill: true,
+            replicas: 2,
+            client: format!("VIVER {}", env!("CARGO_PKG_VERSION")),
+            upload_limit: None,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub chunks_verified: AtomicU64,
+    pub bad_chunks: AtomicU64,
+}
+
+struct Conn {
+    /// Where the peer accepts connections (dialed address, or its IP with BEP 10's `p`).
+    listen: Option<SocketAddr>,
+    remote: SocketAddr,
+    peer_id: [u8; 20],
+    writer: Arc<Mutex<BufWriter<TcpStream>>>,
+    ids: ExtensionIds,
+    info: PeerInfo,
+    /// Chunks being assembled from this peer: data, and blocks still missing.
+    partial: HashMap<u32, (Vec<u8>, u32)>,
+}
+
+struct State {
+    store: Store,
+    sched: Scheduler,
+    conns: HashMap<PeerKey, Conn>,
+    known: BTreeSet<SocketAddr>,
+    dialing: HashSet<SocketAddr>,
+    banned: HashSet<SocketAddr>,
+    recent: VecDeque<(u32, Arc<Vec<u8>>)>,
+    next_key: PeerKey,
+    /// Chunks read by this node, first read first (the boot profile, with `viver.vfield.record`).
+    read_order: Vec<u32>,
+    read_seen: Vec<bool>,
+}
+
+pub struct Swarm {
+    pub meta: Arc<Meta>,
+    pub options: Options,
+    pub counters: Counters,
+    state: Mutex<State>,
+    changed: Condvar,
+    stop: AtomicBool,
+    leaving: AtomicBool,
+    started: Instant,
+    peer_id: [u8; 20],
+    /// The address peers reach this node at, once listening.
+    pub local: Mutex<Option<SocketAddr>>,
+    /// The upload limit's clock: when the bytes sent so far may all have left.
+    upload_due: Mutex<Instant>,
+}
+
+fn random_peer_id() -> [u8; 20] {
+    let mut id = *b"-VV0001-000000000000";
+    let mut seed = [0u8; 12];
+    if getrandom(&mut seed).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        seed.copy_from_slice(&t.to_le_bytes()[..12]);
+        seed[0] ^= std::process::id() as u8;
+    }
+    id[8..].copy_from_slice(&seed);
+    id
+}
+
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+impl Swarm {
+    pub fn new(meta: Arc<Meta>, store: Store, mut options: Options) -> Arc<Swarm> {
+        let count = meta.chunk_count();
+        let peer_id = random_peer_id();
+        options.params.spread = u64::from_le_bytes(peer_id[8..16].try_into().unwrap_or_default());
+        let mut sched = Scheduler::new(count, options.params.clone());
+        for i in 0..count as u32 {
+            sched.set_have(i, store.holds(i));
+            if options.fill && !store.holds(i) {
+                sched.want(i, Want::Fill);
+            }
+        }
+        let known = options.bootstrap.iter().copied().collect();
+        Arc::new(Swarm {
+            meta,
+            options,
+            counters: Counters::default(),
+            state: Mutex::new(State {
+                store,
+                sched,
+                conns: HashMap::new(),
+                known,
+                dialing: HashSet::new(),
+                banned: HashSet::new(),
+                recent: VecDeque::new(),
+                next_key: 1,
+                read_order: Vec::new(),
+                read_seen: vec![false; count],
+            }),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
+            started: Instant::now(),
+            peer_id,
+            local: Mutex::new(None),
+            upload_due: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking connection thread must not take the node down with it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts listening (when asked) and the driver thread.
+    pub fn start(self: &Arc<Swarm>) -> Result<(), String> {
+        if let Some(addr) = self.options.listen {
+            let listener = TcpListener::bind(addr).map_err(|e| format!("listening on {addr}: {e}"))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            *self.local.lock().unwrap_or_else(|p| p.into_inner()) = Some(local);
+            let swarm = self.clone();
+            std::thread::Builder::new()
+                .name("vfield-accept".into())
+                .spawn(move || swarm.accept_loop(listener))
+                .map_err(|e| e.to_string())?;
+        }
+        let swarm = self.clone();
+        std::thread::Builder::new().name("vfield-drive".into()).spawn(move || swarm.drive()).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut st = self.lock();
+        for conn in st.conns.values_mut() {
+            if let Ok(w) = conn.writer.lock() {
+                let _ = w.get_ref().shutdown(std::net::Shutdown::Both);
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn info(&self, st: &State) -> PeerInfo {
+        PeerInfo {
+            listen_port: self.local_addr().map_or(0, |a| a.port()),
+            listen_addr: self.local_addr().filter(|a| !a.ip().is_unspecified()),
+            store_bytes: st.store.budget(&self.meta),
+            held_bytes: st.store.held_bytes(&self.meta),
+            bytes_sent: self.counters.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: self.counters.bytes_received.load(Ordering::Relaxed),
+            leaving: self.leaving.load(Ordering::Relaxed),
+            manifest_size: self.meta.text.len() as u64,
+            client: self.options.client.clone(),
+        }
+    }
+
+    /// Chunk `index`, waiting for the swarm as long as it takes (a reader of the block
+    /// device must never get an error for a chunk that is only slow to come).
+    pub fn read_chunk(&self, index: u32) -> Result<Arc<Vec<u8>>, String> {
+        let mut st = self.lock();
+        if (index as usize) < st.read_seen.len() && !st.read_seen[index as usize] {
+            st.read_seen[index as usize] = true;
+            st.read_order.push(index);
+        }
+        let since = Instant::now();
+        let mut told = Instant::now();
+        loop {
+            if let Some(data) = st.store.get(&self.meta, index)? {
+                return Ok(data);
+            }
+            if let Some((_, data)) = st.recent.iter().find(|(i, _)| *i == index) {
+                return Ok(data.clone());
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return Err("stopped".into());
+            }
+            st.sched.set_have(index, false);
+            st.sched.want(index, Want::Blocked);
+            self.changed.notify_all();
+            if told.elapsed() >= Duration::from_secs(10) {
+                told = Instant::now();
+                let holders = st.sched.holders(index);
+                if holders == 0 {
+                    log::warn!(
+                        "V-FIELD: a read waits {:.0?} for chunk {index}: no connected peer holds it; it resumes when a node with the image returns",
+                        since.elapsed()
+                    );
+                } else {
+                    log::warn!("V-FIELD: a read waits {:.0?} for chunk {index} ({holders} peers hold it)", since.elapsed());
+                }
+            }
+            st = self.changed.wait_timeout(st, Duration::from_secs(1)).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// The chunks this node read, in first-read order.
+    pub fn read_order(&self) -> Vec<u32> {
+        self.lock().read_order.clone()
+    }
+
+    pub fn set_profile(&self, order: &[u32]) {
+        self.lock().sched.set_profile(order);
+        self.changed.notify_all();
+    }
+
+    /// Chunks wanted and not yet held.
+    pub fn missing(&self) -> usize {
+        self.lock().sched.missing()
+    }
+
+    pub fn held(&self) -> Vec<bool> {
+        let st = self.lock();
+        st.store.held(&self.meta)
+    }
+
+    /// A planned leave: tell the peers, wait (up to `deadline`) until every chunk only this
+    /// node holds has another holder, then stop. Returns the chunks left without one.
+    pub fn leave(&self, deadline: Duration) -> Vec<u32> {
+        self.leaving.store(true, Ordering::SeqCst);
+        let until = Instant::now() + deadline;
+        self.broadcast_handshake();
+        let alone = loop {
+            let alone: Vec<u32> = {
+                let st = self.lock();
+                (0..self.meta.chunk_count() as u32).filter(|&i| st.store.holds(i) && st.sched.holders(i) == 0).collect()
+            };
+            if alone.is_empty() || Instant::now() >= until || self.lock().conns.is_empty() {
+                break alone;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        self.stop();
+        alone
+    }
+
+    /// Waits until `bytes` more fit the upload limit (a token bucket of one block's depth).
+    fn pace_upload(&self, bytes: u64) {
+        let Some(rate) = self.options.upload_limit.filter(|r| *r > 0) else { return };
+        let wait = {
+            let mut due = self.upload_due.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let start = (*due).max(now);
+            *due = start + Duration::from_secs_f64(bytes as f64 / rate as f64);
+            start.saturating_duration_since(now)
+        };
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+
+    fn broadcast_handshake(&self) {
+        let st = self.lock();
+        let payload = wire::extension_handshake(&self.info(&st));
+        for conn in st.conns.values() {
+            send(&conn.writer, &Message::Extended { id: 0, payload: payload.clone() });
+        }
+    }
+
+    fn accept_loop(self: Arc<Swarm>, listener: TcpListener) {
+        for stream in listener.incoming() {
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(stream) = stream else { continue };
+            let swarm = self.clone();
+            let _ = std::thread::Builder::new().name("vfield-peer".into()).spawn(move || swarm.run_connection(stream, None));
+        }
+    }
+
+    fn dial(self: &Arc<Swarm>, addr: SocketAddr) {
+        let swarm = self.clone();
+        let _ = std::thread::Builder::new().name("vfield-dial".into()).spawn(move || {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(stream) => swarm.run_connection(stream, Some(addr)),
+                Err(e) => log::debug!("V-FIELD: {addr}: {e}"),
+            }
+            swarm.lock().dialing.remove(&addr);
+        });
+    }
+
+    /// The scheduler, dialing, peer exchange, keep-alives, fill planning.
+    fn drive(self: Arc<Swarm>) {
+        let mut last_pex = Instant::now() - PEX_EVERY;
+        let mut last_dial = Instant::now() - REDIAL_EVERY;
+        let mut last_keepalive = Instant::now();
+        let mut last_plan = Instant::now() - Duration::from_secs(1);
+        while !self.stop.load(Ordering::SeqCst) {
+            let mut st = self.lock();
+            if last_plan.elapsed() >= Duration::from_millis(500) {
+                last_plan = Instant::now();
+                self.plan_fill(&mut st);
+            }
+            let now = self.started.elapsed();
+            let actions = st.sched.tick(now);
+            for action in actions {
+                match action {
+                    Action::Request { peer, index } => {
+                        let len = self.meta.chunk_len(index) as u32;
+                        if let Some(conn) = st.conns.get_mut(&peer) {
+                            let blocks = len.div_ceil(BLOCK);
+                            conn.partial.insert(index, (vec![0u8; len as usize], blocks));
+                            let mut w = lock_writer(&conn.writer);
+                            for b in 0..blocks {
+                                let begin = b * BLOCK;
+                                let _ = Message::Request { index, begin, length: BLOCK.min(len - begin) }.write(&mut *w);
+                            }
+                            let _ = w.flush();
+                        }
+                    }
+                    Action::Cancel { peer, index } => {
+                        if let Some(conn) = st.conns.get_mut(&peer) {
+                            let len = self.meta.chunk_len(index) as u32;
+                            conn.partial.remove(&index);
+                            let mut w = lock_writer(&conn.writer);
+                            for b in 0..len.div_ceil(BLOCK) {
+                                let begin = b * BLOCK;
+                                let _ = Message::Cancel { index, begin, length: BLOCK.min(len - begin) }.write(&mut *w);
+                            }
+                            let _ = w.flush();
+                        }
+                    }
+                }
+            }
+            let struck: Vec<PeerKey> = st.conns.keys().copied().filter(|k| st.sched.strikes(*k) >= MAX_STRIKES).collect();
+            for key in struck {
+                if let Some(conn) = st.conns.get(&key) {
+                    log::warn!("V-FIELD: peer {} does not answer requests: dropped", conn.remote);
+                    shutdown(&conn.writer);
+                }
+            }
+            if last_keepalive.elapsed() >= KEEPALIVE {
+                last_keepalive = Instant::now();
+                st.conns.values().for_each(|c| send(&c.writer, &Message::KeepAlive));
+            }
+            if last_pex.elapsed() >= PEX_EVERY {
+                last_pex = Instant::now();
+                let listening: Vec<SocketAddr> = st.conns.values().filter_map(|c| c.listen).collect();
+                let payload_for = |exclude: Option<SocketAddr>| {
+                    let list: Vec<SocketAddr> = listening.iter().copied().filter(|a| Some(*a) != exclude).take(50).collect();
+                    wire::pex(&list)
+                };
+                for conn in st.conns.values() {
+                    if conn.ids.pex != 0 {
+                        send(&conn.writer, &Message::Extended { id: conn.ids.pex, payload: payload_for(conn.listen) });
+                    }
+                }
+            }
+            if last_dial.elapsed() >= REDIAL_EVERY && !self.leaving.load(Ordering::SeqCst) {
+                last_dial = Instant::now();
+                let connected: HashSet<SocketAddr> = st.conns.values().filter_map(|c| c.listen).collect();
+                let me = self.local_addr();
+                let room = self.options.max_peers.saturating_sub(st.conns.len() + st.dialing.len());
+                let targets: Vec<SocketAddr> = st
+                    .known
+                    .iter()
+                    .copied()
+                    .filter(|a| !connected.contains(a) && !st.dialing.contains(a) && !st.banned.contains(a) && Some(*a) != me)
+                    .take(room)
+                    .collect();
+                for addr in targets {
+                    st.dialing.insert(addr);
+                    self.dial(addr);
+                }
+            }
+            let _ = self.changed.wait_timeout(st, Duration::from_millis(100));
+        }
+    }
+
+    /// Which chunks the background fill asks for: any while the budget has room; past
+    /// that, only chunks held by fewer than `replicas` nodes that a more replicated held
+    /// chunk can make room for (and, from a leaving peer, what only it holds).
+    fn plan_fill(&self, st: &mut State) {
+        if !self.options.fill {
+            return;
+        }
+        let count = self.meta.chunk_count() as u32;
+        let leavers: Vec<PeerKey> = st.conns.iter().filter(|(_, c)| c.info.leaving).map(|(k, _)| *k).collect();
+        let most = {
+            let sched = &st.sched;
+            (0..count).filter(|&i| st.store.holds(i)).map(|i| sched.holders(i)).max()
+        };
+        for i in 0..count {
+            if st.store.holds(i) {
+                continue;
+            }
+            let holders = st.sched.holders(i);
+            let only_leaver = holders > 0 && holders as usize <= leavers.len() && leavers.iter().all(|k| st.sched.peer_holds(*k, i));
+            let keep_worthy = st.store.has_room(&self.meta, i)
+                || (holders < self.options.replicas && most.is_some_and(|m| m > holders + 1))
+                || (only_leaver && most.is_some_and(|m| m > 1));
+            if keep_worthy {
+                st.sched.want(i, Want::Fill);
+            } else {
+                st.sched.unwant_fill(i);
+            }
+        }
+    }
+
+    /// One connection, from handshake to close.
+    fn run_connection(self: &Arc<Swarm>, stream: TcpStream, dialed: Option<SocketAddr>) {
+        let remote = match stream.peer_addr() {
+            Ok(a) => a,
+            Err(_) => return,
+        };
+        if let Err(e) = self.connection(stream, dialed, remote) {
+            log::debug!("V-FIELD: {remote}: {e}");
+        }
+    }
+
+    fn connection(self: &Arc<Swarm>, stream: TcpStream, dialed: Option<SocketAddr>, remote: SocketAddr) -> Result<(), String> {
+        let _ = stream.set_nodelay(true);
+        stream.set_read_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
+        stream.set_write_timeout(Some(IDLE)).map_err(|e| e.to_string())?;
+        let writer = Arc::new(Mutex::new(BufWriter::new(stream.try_clone().map_err(|e| e.to_string())?)));
+        let mut reader = BufReader::new(stream);
+        let ours = Handshake::new(self.meta.wire_hash(), self.peer_id);
+        // The dialer speaks first; the answer names the swarm even to an all-zero hash.
+        if dialed.is_some() {
+            write_raw(&writer, &ours.encode())?;
+        }
+        let theirs = Handshake::read(&mut reader).map_err(|e| e.to_string())?;
+        if theirs.info_hash != ours.info_hash && (dialed.is_some() || theirs.info_hash != [0; 20]) {
+            return Err("a different swarm (info hash)".into());
+        }
+        if theirs.peer_id == self.peer_id {
+            return Err("that is this node".into());
+        }
+        if dialed.is_none() {
+            write_raw(&writer, &ours.encode())?;
+        }
+        let key = {
+            let mut st = self.lock();
+            if st.conns.values().any(|c| c.peer_id == theirs.peer_id) {
+                return Err("already connected to that peer".into());
+            }
+            if st.conns.len() >= self.options.max_peers + 8 {
+                return Err("too many peers".into());
+            }
+            let key = st.next_key;
+            st.next_key += 1;
+            st.sched.add_peer(key, Vec::new());
+            st.conns.insert(
+                key,
+                Conn {
+                    listen: dialed,
+                    remote,
+                    peer_id: theirs.peer_id,
+                    writer: writer.clone(),
+                    ids: ExtensionIds::default(),
+                    info: PeerInfo::default(),
+                    partial: HashMap::new(),
+                },
+            );
+            if let Some(addr) = dialed {
+                st.known.insert(addr);
+            }
+            // Hello: what is held (BEP 3: the bitfield comes first), the extension
+            // handshake, and no choking (a LAN of
+            // cooperating nodes: upload is bounded by requests, not by tit-for-tat).
+            let mut w = lock_writer(&writer);
+            let _ = Message::Bitfield(wire::bitfield_of(&st.store.held(&self.meta))).write(&mut *w);
+            let _ = Message::Extended { id: 0, payload: wire::extension_handshake(&self.info(&st)) }.write(&mut *w);
+            let _ = Message::Unchoke.write(&mut *w);
+            let _ = Message::Interested.write(&mut *w);
+            let _ = w.flush();
+            key
+        };
+        let result = self.read_loop(key, &mut reader, &writer);
+        let mut st = self.lock();
+        st.conns.remove(&key);
+        st.sched.remove_peer(key);
+        self.changed.notify_all();
+        result
+    }
+
+    fn read_loop(&self, key: PeerKey, reader: &mut BufReader<TcpStream>, writer: &Arc<Mutex<BufWriter<TcpStream>>>) -> Result<(), String> {
+        let count = self.meta.chunk_count();
+        let mut serving: Option<(u32, Arc<Vec<u8>>)> = None;
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let message = Message::read(reader).map_err(|e| e.to_string())?;
+            match message {
+                Message::KeepAlive | Message::Interested | Message::NotInterested => {}
+                Message::Choke | Message::Unchoke => {
+                    let mut st = self.lock();
+                    st.sched.set_choked(key, message == Message::Choke);
+                    if message == Message::Choke {
+                        if let Some(c) = st.conns.get_mut(&key) {
+                            c.partial.clear();
+                        }
+                    }
+                    self.changed.notify_all();
+                }
+                Message::Bitfield(bits) => {
+                    let has = wire::parse_bitfield(&bits, count)?;
+                    let mut st = self.lock();
+                    let choked = true;
+                    st.sched.add_peer(key, has);
+                    // add_peer resets the peer; a bitfield comes before unchoke in BEP 3.
+                    st.sched.set_choked(key, choked);
+                    self.changed.notify_all();
+                }
+                Message::Have(index) => {
+                    if index as usize >= count {
+                        return Err(format!("have {index}: past the last chunk"));
+                    }
+                    self.lock().sched.peer_has(key, index, true);
+                    self.changed.notify_all();
+                }
+                Message::Request { index, begin, length } => {
+                    if index as usize >= count || length == 0 || length > BLOCK {
+                        return Err(format!("request {index}+{begin}/{length}: out of range"));
+                    }
+                    let chunk_len = self.meta.chunk_len(index) as u64;
+                    if begin as u64 + length as u64 > chunk_len {
+                        return Err(format!("request {index}+{begin}/{length}: past the chunk's end"));
+                    }
+                    if serving.as_ref().is_none_or(|(i, _)| *i != index) {
+                        let got = self.lock().store.get(&self.meta, index);
+                        serving = match got {
+                            Ok(Some(data)) => Some((index, data)),
+                            Ok(None) => None,
+                            Err(e) => {
+                                log::error!("V-FIELD: {e}");
+                                None
+                            }
+                        };
+                    }
+                    // Not held (any more): BEP 3 lets a request go unanswered; the
+                    // requester's timeout moves it elsewhere. lt_donthave says so sooner.
+                    if let Some((_, data)) = serving.as_ref().filter(|(i, _)| *i == index) {
+                        self.pace_upload(length as u64);
+                        let block = data[begin as usize..(begin + length) as usize].to_vec();
+                        send(writer, &Message::Piece { index, begin, data: block });
+                        self.counters.bytes_sent.fetch_add(length as u64, Ordering::Relaxed);
+                    }
+                }
+                Message::Piece { index, begin, data } => self.piece(key, index, begin, data)?,
+                Message::Cancel { .. } => {}
+                Message::Extended { id: 0, payload } => {
+                    let (info, ids) = wire::parse_extension_handshake(&payload)?;
+                    let mut st = self.lock();
+                    let Some(c) = st.conns.get_mut(&key) else { continue };
+                    if c.listen.is_none() && info.listen_port != 0 {
+                        // A peer's word for its address is taken only where it cannot point
+                        // others at a third host: its own IP, or loopback from loopback.
+                        let believable =
+                            info.listen_addr.filter(|a| a.ip() == c.remote.ip() || (a.ip().is_loopback() && c.remote.ip().is_loopback()));
+                        c.listen = Some(believable.unwrap_or_else(|| SocketAddr::new(c.remote.ip(), info.listen_port)));
+                    }
+                    if info.leaving && !c.info.leaving {
+                        log::info!("V-FIELD: peer {} is leaving", c.remote);
+                    }
+                    let first = c.ids.pex == 0 && ids.pex != 0;
+                    c.ids = ids;
+                    c.info = info;
+                    let listen = c.listen;
+                    if let Some(addr) = listen {
+                        st.known.insert(addr);
+                    }
+                    // The peers this node knows, at once: a joiner (or `status`) should
+                    // not wait for the next round of peer exchange.
+                    if first {
+                        let list: Vec<SocketAddr> =
+                            st.conns.values().filter_map(|o| o.listen).filter(|a| Some(*a) != listen).take(50).collect();
+                        send(writer, &Message::Extended { id: ids.pex, payload: wire::pex(&list) });
+                    }
+                    self.changed.notify_all();
+                }
+                Message::Extended { id: wire::EXT_PEX, payload } => {
+                    let peers = wire::parse_pex(&payload)?;
+                    let mut st = self.lock();
+                    for addr in peers {
+                        if !st.banned.contains(&addr) {
+                            st.known.insert(addr);
+                        }
+                    }
+                }
+                Message::Extended { id: wire::EXT_DONTHAVE, payload } => {
+                    let index =
+                        <[u8; 4]>::try_from(&payload[..]).map(u32::from_be_bytes).map_err(|_| "lt_donthave: not 4 bytes".to_string())?;
+                    self.lock().sched.peer_has(key, index, false);
+                }
+                Message::Extended { id: wire::EXT_MANIFEST, payload } => {
+                    if let ManifestMessage::Request { piece } = ManifestMessage::decode(&payload)? {
+                        let st = self.lock();
+                        let theirs = st.conns.get(&key).map_or(0, |c| c.ids.manifest);
+                        drop(st);
+                        let start = piece as usize * wire::MANIFEST_PIECE;
+                        let reply = if start < self.meta.text.len() {
+                            let end = (start + wire::MANIFEST_PIECE).min(self.meta.text.len());
+                            ManifestMessage::Data {
+                                piece,
+                                total_size: self.meta.text.len() as u64,
+                                data: self.meta.text[start..end].to_vec(),
+                            }
+                        } else {
+                            ManifestMessage::Reject { piece }
+                        };
+                        if theirs != 0 {
+                            send(writer, &Message::Extended { id: theirs, payload: reply.encode() });
+                        }
+                    }
+                }
+                Message::Extended { .. } => {}
+            }
+        }
+    }
+
+    /// A block arrived; a complete chunk is verified, kept, announced and handed to readers.
+    fn piece(&self, key: PeerKey, index: u32, begin: u32, data: Vec<u8>) -> Result<(), String> {
+        let mut st = self.lock();
+        let Some(conn) = st.conns.get_mut(&key) else { return Ok(()) };
+        let remote = conn.remote;
+        let listen = conn.listen;
+        let Some((buf, missing)) = conn.partial.get_mut(&index) else {
+            // Not asked (or cancelled): dropped, not an offence (cancels cross pieces).
+            return Ok(());
+        };
+        let end = begin as usize + data.len();
+        if begin % BLOCK != 0 || end > buf.len() || data.is_empty() {
+            return Err(format!("piece {index}+{begin}: not a block of the chunk"));
+        }
+        buf[begin as usize..end].copy_from_slice(&data);
+        self.counters.bytes_received.fetch_add(data.len() as u64, Ordering::Relaxed);
+        *missing = missing.saturating_sub(1);
+        if *missing > 0 {
+            return Ok(());
+        }
+        let Some((chunk, _)) = conn.partial.remove(&index) else { return Ok(()) };
+        if let Err(e) = self.meta.verify(index, &chunk) {
+            self.counters.bad_chunks.fetch_add(1, Ordering::Relaxed);
+            log::warn!("V-FIELD: peer {remote} sent chunk {index} that fails its check ({e}): dropped and not dialed again");
+            st.banned.insert(remote);
+            if let Some(addr) = listen {
+                st.banned.insert(addr);
+                st.known.remove(&addr);
+            }
+            st.sched.abandoned(key, index);
+            return Err("sent a wrong chunk".into());
+        }
+        self.counters.chunks_verified.fetch_add(1, Ordering::Relaxed);
+        let chunk = Arc::new(chunk);
+        let cancels = st.sched.completed(key, index);
+        for cancel in cancels {
+            if let Action::Cancel { peer, index } = cancel {
+                if let Some(c) = st.conns.get_mut(&peer) {
+                    c.partial.remove(&index);
+                }
+            }
+        }
+        let state = &mut *st;
+        let sched = &state.sched;
+        let kept = state.store.insert(&self.meta, index, chunk.clone(), |i| sched.holders(i));
+        match kept {
+            Ok(dropped) => {
+                for &d in &dropped {
+                    state.sched.set_have(d, false);
+                }
+                for c in state.conns.values() {
+                    let mut w = lock_writer(&c.writer);
+                    let _ = Message::Have(index).write(&mut *w);
+                    if c.ids.donthave != 0 {
+                        for &d in &dropped {
+                            let _ = Message::Extended { id: c.ids.donthave, payload: d.to_be_bytes().to_vec() }.write(&mut *w);
+                        }
+                    }
+                    let _ = w.flush();
+                }
+            }
+            Err(_) => {
+                // Read but not kept: the reader gets it from `recent`.
+                state.sched.set_have(index, false);
+                state.sched.unwant_fill(index);
+            }
+        }
+        state.recent.push_back((index, chunk));
+        if state.recent.len() > RECENT {
+            state.recent.pop_front();
+        }
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// What this node knows of the swarm: its own connections' info and bitfields.
+    pub fn snapshot(&self) -> Vec<(SocketAddr, PeerInfo)> {
+        let st = self.lock();
+        st.conns.values().filter_map(|c| Some((c.listen?, c.info.clone()))).collect()
+    }
+}
+
+fn lock_writer(w: &Arc<Mutex<BufWriter<TcpStream>>>) -> MutexGuard<'_, BufWriter<TcpStream>> {
+    w.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn send(w: &Arc<Mutex<BufWriter<TcpStream>>>, message: &Message) {
+    let mut w = lock_writer(w);
+    if message.write(&mut *w).and_then(|_| w.flush()).is_err() {
+        let _ = w.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn shutdown(w: &Arc<Mutex<BufWriter<TcpStream>>>) {
+    let _ = lock_writer(w).get_ref().shutdown(std::net::Shutdown::Both);
+}
+
+fn write_raw(w: &Arc<Mutex<BufWriter<TcpStream>>>, bytes: &[u8]) -> Result<(), String> {
+    let mut w = lock_writer(w);
+    w.write_all(bytes).and_then(|_| w.flush()).map_err(|e| e.to_string())
+}
+
+impl crate::nbd::source::BlockSource for Swarm {
+    fn size(&self) -> u64 {
+        self.meta.manifest.size
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), crate::nbd::source::SourceError> {
+        let end = offset + buf.len() as u64;
+        for index in self.meta.layout.covering(offset, end) {
+            let (start, stop) = self.meta.layout.range(index);
+            let data = self.read_chunk(index as u32).map_err(crate::nbd::source::SourceError::Http)?;
+            let from = offset.max(start);
+            let to = end.min(stop);
+            buf[(from - offset) as usize..(to - offset) as usize].copy_from_slice(&data[(from - start) as usize..(to - start) as usize]);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! V-FIELD with real processes on loopback addresses (127.0.0.x): a seed and 20 joiners
+//! (`viver vfield`), the seed killed half way, every joiner completes from the others,
+//! and `viver vfield fetch` from a joiner gives the file byte for byte. Uploads are
+//! limited so that "half way" exists on a loopback that would otherwise move the whole
+//! file before the second joiner starts.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PORT: u16 = 17881;
+const JOINERS: u8 = 20;
+const SIZE: usize = 24 << 20;
+
+fn viver() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_viver"))
+}
+
+struct Peers(Vec<Child>);
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(args: &[&str], log: &Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    viver().args(args).stdout(out.try_clone().unwrap()).stderr(out).stdin(Stdio::null()).spawn().unwrap()
+}
+
+fn status(bootstrap: &str) -> Option<serde_json::Value> {
+    let out = viver().args(["vfield", "status", "--bootstrap", bootstrap, "--json"]).output().ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn random_file(path: &Path, size: usize) -> Vec<u8> {
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let data: Vec<u8> = (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+#[test]
+fn twenty_joiners_finish_after_the_seed_is_killed_and_a_joiner_serves_the_file_byte_for_byte() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/vfield-tmp/loopback");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("image.bin");
+    let data = random_file(&file, SIZE);
+    let seed_addr = format!("127.0.0.1:{PORT}");
+    let mut peers = Peers(Vec::new());
+    peers
+        .0
+        .push(spawn(&["vfield", "--file", file.to_str().unwrap(), "--listen", &seed_addr, "--upload-limit", "6"], &dir.join("seed.log")));
+    std::thread::sleep(Duration::from_millis(500));
+    let joiner = |n: u8| format!("127.0.0.{}:{PORT}", n + 1);
+    for n in 1..=JOINERS {
+        peers.0.push(spawn(
+            &["vfield", "--bootstrap", &seed_addr, "--listen", &joiner(n), "--store", "64", "--upload-limit", "6"],
+            &dir.join(format!("joiner{n}.log")),
+        ));
+    }
+    // Half way: the joiners hold half of what they will hold in the end, and every chunk
+    // has a holder besides the seed (else killing it would leave a chunk nowhere).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (seed_sent, held_at_kill) = loop {
+        assert!(Instant::now() < deadline, "the joiners did not get half way within 180 s");
+        std::thread::sleep(Duration::from_millis(300));
+        let Some(s) = status(&seed_addr) else { continue };
+        let peers_list = s["peers"].as_array().cloned().unwrap_or_default();
+        let joiners_held: u64 =
+            peers_list.iter().filter(|p| p["addr"] != seed_addr.as_str()).map(|p| p["held_bytes"].as_u64().unwrap_or(0)).sum();
+        let every_chunk_twice = s["holders"].as_array().is_some_and(|h| h.iter().all(|n| n.as_u64().unwrap_or(0) >= 2));
+        if peers_list.len() == JOINERS as usize + 1 && every_chunk_twice && joiners_held >= (SIZE as u64 * JOINERS as u64) / 2 {
+            let seed = peers_list.iter().find(|p| p["addr"] == seed_addr.as_str()).unwrap();
+            break (seed["bytes_sent"].as_u64().unwrap(), joiners_held);
+        }
+    };
+    peers.0[0].kill().unwrap();
+    peers.0[0].wait().unwrap();
+    eprintln!(
+        "seed killed with the joiners holding {:.0}% of their total, after sending {:.2} images",
+        held_at_kill as f64 * 100.0 / (SIZE as f64 * JOINERS as f64),
+        seed_sent as f64 / SIZE as f64
+    );
+    // Every joiner completes without the seed.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let last = loop {
+        let s = status(&joiner(1));
+        if let Some(s) = &s {
+            let list = s["peers"].as_array().cloned().unwrap_or_default();
+            let complete = list.iter().filter(|p| p["held_bytes"].as_u64() == Some(SIZE as u64)).count();
+            if list.len() == JOINERS as usize && complete == JOINERS as usize {
+                break s.clone();
+            }
+            assert!(Instant::now() < deadline, "joiners did not complete within 180 s of the seed's death: {s}");
+        }
+        assert!(Instant::now() < deadline, "no status from {}", joiner(1));
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let joiners_sent: u64 = last["peers"].as_array().unwrap().iter().map(|p| p["bytes_sent"].as_u64().unwrap_or(0)).sum();
+    // The joiners served each other: more than the copies the seed sent were needed.
+    assert!(joiners_sent > (SIZE as u64 * JOINERS as u64).saturating_sub(seed_sent), "joiners sent only {joiners_sent} bytes");
+    let out = dir.join("fetched.bin");
+    let fetch =
+        viver().args(["vfield", "fetch", "--bootstrap", &joiner(7), "-o", out.to_str().unwrap(), "--timeout", "120"]).output().unwrap();
+    assert!(fetch.status.success(), "{}", String::from_utf8_lossy(&fetch.stderr));
+    let fetched = std::fs::read(&out).unwrap();
+    assert_eq!(fetched.len(), data.len());
+    assert!(Sha256::digest(&fetched) == Sha256::digest(&data), "the fetched file differs from the seed's");
+    eprintln!(
+        "seed upload before its death: {:.2} images for {JOINERS} joiners; joiners uploaded {:.2} images",
+        seed_sent as f64 / SIZE as f64,
+        joiners_sent as f64 / SIZE as f64
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
