@@ -793,3 +793,71 @@ impl crate::nbd::source::BlockSource for Swarm {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A peer that claims every chunk and answers every request with zeros.
+    fn liar(meta: &Meta) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hash = meta.wire_hash();
+        let count = meta.chunk_count();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut hello = [0u8; wire::HANDSHAKE_LEN];
+                if stream.read_exact(&mut hello).is_err() {
+                    continue;
+                }
+                let _ = stream.write_all(&Handshake::new(hash, *b"-XX0001-liarliarliar").encode());
+                let _ = Message::Bitfield(wire::bitfield_of(&vec![true; count])).write(&mut stream);
+                let _ = Message::Unchoke.write(&mut stream);
+                while let Ok(m) = Message::read(&mut stream) {
+                    if let Message::Request { index, begin, length } = m {
+                        let _ = Message::Piece { index, begin, data: vec![0; length as usize] }.write(&mut stream);
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_peer_sending_wrong_chunks_is_dropped_and_the_file_still_comes_right() {
+        let dir = std::env::temp_dir().join(format!("viver-swarm-liar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("img.bin");
+        let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let meta = Arc::new(Meta::for_file(&path, 256 << 10).unwrap());
+        // The seed is slowed so that the joiner surely asks the liar too.
+        let options = Options { listen: Some("127.0.0.1:0".parse().unwrap()), upload_limit: Some(4 << 20), ..Default::default() };
+        let seed = Swarm::new(meta.clone(), Store::file(&path).unwrap(), options);
+        seed.start().unwrap();
+        let bootstrap = vec![liar(&meta), seed.local_addr().unwrap()];
+        let joiner = Swarm::new(meta.clone(), Store::ram(data.len() as u64), Options { bootstrap, ..Default::default() });
+        joiner.start().unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        while joiner.missing() > 0 {
+            assert!(Instant::now() < until, "{} chunks still missing", joiner.missing());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut got = Vec::new();
+        for i in 0..meta.chunk_count() as u32 {
+            got.extend_from_slice(&joiner.read_chunk(i).unwrap());
+        }
+        assert!(got == data, "the joiner's copy differs");
+        assert!(joiner.counters.bad_chunks.load(Ordering::Relaxed) >= 1, "the liar was never asked");
+        assert!(joiner.lock().banned.contains(&bootstrap_liar(&joiner)), "the liar is not banned");
+        joiner.stop();
+        seed.stop();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn bootstrap_liar(swarm: &Swarm) -> SocketAddr {
+        swarm.options.bootstrap[0]
+    }
+}
