@@ -4,71 +4,43 @@
 //! limited so that "half way" exists on a loopback that would otherwise move the whole
 //! file before the second joiner starts.
 
+mod net;
+
+use net::{random_bytes, scratch, viver, Process};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PORT: u16 = 17881;
 const JOINERS: u8 = 20;
 const SIZE: usize = 24 << 20;
 
-fn viver() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_viver"))
-}
-
-struct Peers(Vec<Child>);
-
-impl Drop for Peers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn spawn(args: &[&str], log: &Path) -> Child {
-    let out = std::fs::File::create(log).unwrap();
-    viver().args(args).stdout(out.try_clone().unwrap()).stderr(out).stdin(Stdio::null()).spawn().unwrap()
+fn vfield(args: &[&str]) -> Command {
+    let mut command = Command::new(viver());
+    command.arg("vfield").args(args);
+    command
 }
 
 fn status(bootstrap: &str) -> Option<serde_json::Value> {
-    let out = viver().args(["vfield", "status", "--bootstrap", bootstrap, "--json"]).output().ok()?;
+    let out = vfield(&["status", "--bootstrap", bootstrap, "--json"]).output().ok()?;
     serde_json::from_slice(&out.stdout).ok()
-}
-
-fn random_file(path: &Path, size: usize) -> Vec<u8> {
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let data: Vec<u8> = (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    std::fs::write(path, &data).unwrap();
-    data
 }
 
 #[test]
 fn twenty_joiners_finish_after_the_seed_is_killed_and_a_joiner_serves_the_file_byte_for_byte() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/vfield-tmp/loopback");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("vfield-loopback");
     let file = dir.join("image.bin");
-    let data = random_file(&file, SIZE);
+    let data = random_bytes(SIZE, 0x9e37_79b9_7f4a_7c15);
+    std::fs::write(&file, &data).unwrap();
     let seed_addr = format!("127.0.0.1:{PORT}");
-    let mut peers = Peers(Vec::new());
-    peers
-        .0
-        .push(spawn(&["vfield", "--file", file.to_str().unwrap(), "--listen", &seed_addr, "--upload-limit", "6"], &dir.join("seed.log")));
+    let seed =
+        Process::spawn(vfield(&["--file", file.to_str().unwrap(), "--listen", &seed_addr, "--upload-limit", "6"]), &dir.join("seed.log"));
+    let mut joiners = Vec::new();
     std::thread::sleep(Duration::from_millis(500));
     let joiner = |n: u8| format!("127.0.0.{}:{PORT}", n + 1);
     for n in 1..=JOINERS {
-        peers.0.push(spawn(
-            &["vfield", "--bootstrap", &seed_addr, "--listen", &joiner(n), "--store", "64", "--upload-limit", "6"],
+        joiners.push(Process::spawn(
+            vfield(&["--bootstrap", &seed_addr, "--listen", &joiner(n), "--store", "64", "--upload-limit", "6"]),
             &dir.join(format!("joiner{n}.log")),
         ));
     }
@@ -88,8 +60,7 @@ fn twenty_joiners_finish_after_the_seed_is_killed_and_a_joiner_serves_the_file_b
             break (seed["bytes_sent"].as_u64().unwrap(), joiners_held);
         }
     };
-    peers.0[0].kill().unwrap();
-    peers.0[0].wait().unwrap();
+    drop(seed); // killed and reaped
     eprintln!(
         "seed killed with the joiners holding {:.0}% of their total, after sending {:.2} images",
         held_at_kill as f64 * 100.0 / (SIZE as f64 * JOINERS as f64),
@@ -114,8 +85,7 @@ fn twenty_joiners_finish_after_the_seed_is_killed_and_a_joiner_serves_the_file_b
     // The joiners served each other: more than the copies the seed sent were needed.
     assert!(joiners_sent > (SIZE as u64 * JOINERS as u64).saturating_sub(seed_sent), "joiners sent only {joiners_sent} bytes");
     let out = dir.join("fetched.bin");
-    let fetch =
-        viver().args(["vfield", "fetch", "--bootstrap", &joiner(7), "-o", out.to_str().unwrap(), "--timeout", "120"]).output().unwrap();
+    let fetch = vfield(&["fetch", "--bootstrap", &joiner(7), "-o", out.to_str().unwrap(), "--timeout", "120"]).output().unwrap();
     assert!(fetch.status.success(), "{}", String::from_utf8_lossy(&fetch.stderr));
     let fetched = std::fs::read(&out).unwrap();
     assert_eq!(fetched.len(), data.len());
@@ -125,5 +95,6 @@ fn twenty_joiners_finish_after_the_seed_is_killed_and_a_joiner_serves_the_file_b
         seed_sent as f64 / SIZE as f64,
         joiners_sent as f64 / SIZE as f64
     );
+    drop(joiners);
     std::fs::remove_dir_all(&dir).unwrap();
 }

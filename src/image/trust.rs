@@ -24,14 +24,19 @@ pub struct TrustedKeys {
 impl TrustedKeys {
     /// Reads every `*.pub` in `dir`; a missing directory means no keys.
     pub fn load(dir: &Path) -> TrustedKeys {
-        let mut trusted = TrustedKeys::default();
-        let Ok(entries) = std::fs::read_dir(dir) else { return trusted };
+        let Ok(entries) = std::fs::read_dir(dir) else { return TrustedKeys::default() };
         let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "pub")).collect();
         paths.sort();
+        TrustedKeys::from_files(&paths)
+    }
+
+    /// The keys in these files (`--trust`); any file at all makes signatures required.
+    pub fn from_files(paths: &[std::path::PathBuf]) -> TrustedKeys {
+        let mut trusted = TrustedKeys::default();
         for path in paths {
             trusted.required = true;
             let shown = path.display().to_string();
-            let parsed = std::fs::read(&path)
+            let parsed = std::fs::read(path)
                 .map_err(|e| format!("{shown}: {e}"))
                 .and_then(|bytes| String::from_utf8(bytes).map_err(|_| format!("{shown}: not UTF-8 text")))
                 .and_then(|text| PublicKey::parse(&text, &shown).map_err(|e| e.to_string()));

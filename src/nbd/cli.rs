@@ -81,10 +81,7 @@ pub fn run(cmd: NbdCommand) -> i32 {
 fn attach_foreground(args: AttachArgs) -> Result<(), String> {
     let index = super::netlink::device_index(&args.device).ok_or_else(|| format!("{} is not /dev/nbdN", args.device))?;
     // Block SIGINT/SIGTERM before any thread starts, and wait for them here.
-    let mut signals = nix::sys::signal::SigSet::empty();
-    signals.add(nix::sys::signal::Signal::SIGINT);
-    signals.add(nix::sys::signal::Signal::SIGTERM);
-    signals.thread_block().map_err(|e| format!("block signals: {e}"))?;
+    let signals = crate::sys::stop_signals::StopSignals::block()?;
 
     let mut http: Option<Arc<HttpSource>> = None;
     let source: Arc<dyn BlockSource> = match (&args.url, &args.file) {
@@ -129,10 +126,7 @@ fn attach_foreground(args: AttachArgs) -> Result<(), String> {
         if attached.finished() {
             break;
         }
-        let ts = libc::timespec { tv_sec: 0, tv_nsec: 300_000_000 };
-        // SAFETY: `signals` is a valid sigset; no siginfo wanted.
-        let sig = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &ts) };
-        if sig > 0 {
+        if let Some(sig) = signals.wait(std::time::Duration::from_millis(300)) {
             log::info!("signal {sig}: disconnecting /dev/nbd{}", attached.index);
             break;
         }

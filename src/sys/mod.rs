@@ -3,3 +3,4 @@
 
 pub mod loop_uapi;
 pub mod netlink;
+pub mod stop_signals;

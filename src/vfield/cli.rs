@@ -100,15 +100,14 @@ pub fn run(args: VfieldArgs) -> i32 {
     }
 }
 
+/// The keys named with `--trust`; a key file that cannot be used is an error here (a
+/// person named it), not a key quietly left out.
 fn trusted(paths: &[PathBuf]) -> Result<TrustedKeys, String> {
-    let mut keys = TrustedKeys::default();
-    for path in paths {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let key = crate::image::signature::PublicKey::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
-        keys.keys.push(key);
-        keys.required = true;
+    let keys = TrustedKeys::from_files(paths);
+    match keys.problems.first() {
+        Some(problem) => Err(problem.clone()),
+        None => Ok(keys),
     }
-    Ok(keys)
 }
 
 /// The manifest from the first bootstrap that gives one, checked against the keys.
@@ -127,17 +126,9 @@ fn join_meta(bootstrap: &[SocketAddr], keys: &TrustedKeys) -> Result<Meta, Strin
     Err(format!("no bootstrap peer gave a manifest: {}", problems.join("; ")))
 }
 
-fn block_signals() -> Result<nix::sys::signal::SigSet, String> {
-    let mut signals = nix::sys::signal::SigSet::empty();
-    signals.add(nix::sys::signal::Signal::SIGINT);
-    signals.add(nix::sys::signal::Signal::SIGTERM);
-    signals.thread_block().map_err(|e| format!("block signals: {e}"))?;
-    Ok(signals)
-}
-
 fn peer(args: PeerArgs) -> Result<(), String> {
     // Before any thread starts, so that every thread inherits the mask.
-    let signals = block_signals()?;
+    let signals = crate::sys::stop_signals::StopSignals::block()?;
     let (meta, store, listen) = match &args.file {
         Some(file) => {
             let meta = Meta::for_file(file, args.chunk << 10)?;
@@ -175,12 +166,9 @@ fn peer(args: PeerArgs) -> Result<(), String> {
         swarm.meta.chunk_count(),
         crate::image::chunks::hex(&swarm.meta.info_hash)
     );
-    let ts = libc::timespec { tv_sec: 1, tv_nsec: 0 };
     let mut complete_told = false;
     loop {
-        // SAFETY: `signals` is a valid sigset; no siginfo wanted.
-        let sig = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &ts) };
-        if sig > 0 {
+        if let Some(sig) = signals.wait(Duration::from_secs(1)) {
             println!("vfield: signal {sig}: leaving (handing over what only this node holds)");
             let alone = swarm.leave(Duration::from_secs(30));
             if alone.is_empty() {

@@ -91,9 +91,6 @@ struct State {
     banned: HashSet<SocketAddr>,
     recent: VecDeque<(u32, Arc<Vec<u8>>)>,
     next_key: PeerKey,
-    /// Chunks read by this node, first read first (the boot profile, with `viver.vfield.record`).
-    read_order: Vec<u32>,
-    read_seen: Vec<bool>,
 }
 
 pub struct Swarm {
@@ -155,8 +152,6 @@ impl Swarm {
                 banned: HashSet::new(),
                 recent: VecDeque::new(),
                 next_key: 1,
-                read_order: Vec::new(),
-                read_seen: vec![false; count],
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -223,10 +218,6 @@ impl Swarm {
     /// device must never get an error for a chunk that is only slow to come).
     pub fn read_chunk(&self, index: u32) -> Result<Arc<Vec<u8>>, String> {
         let mut st = self.lock();
-        if (index as usize) < st.read_seen.len() && !st.read_seen[index as usize] {
-            st.read_seen[index as usize] = true;
-            st.read_order.push(index);
-        }
         let since = Instant::now();
         let mut told = Instant::now();
         loop {
@@ -256,16 +247,6 @@ impl Swarm {
             }
             st = self.changed.wait_timeout(st, Duration::from_secs(1)).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
         }
-    }
-
-    /// The chunks this node read, in first-read order.
-    pub fn read_order(&self) -> Vec<u32> {
-        self.lock().read_order.clone()
-    }
-
-    pub fn set_profile(&self, order: &[u32]) {
-        self.lock().sched.set_profile(order);
-        self.changed.notify_all();
     }
 
     /// Chunks wanted and not yet held.
@@ -560,11 +541,8 @@ impl Swarm {
                 }
                 Message::Bitfield(bits) => {
                     let has = wire::parse_bitfield(&bits, count)?;
-                    let mut st = self.lock();
-                    let choked = true;
-                    st.sched.add_peer(key, has);
-                    // add_peer resets the peer; a bitfield comes before unchoke in BEP 3.
-                    st.sched.set_choked(key, choked);
+                    // A new peer starts choked; BEP 3 puts the bitfield before any unchoke.
+                    self.lock().sched.add_peer(key, has);
                     self.changed.notify_all();
                 }
                 Message::Have(index) => {
@@ -748,12 +726,6 @@ impl Swarm {
         self.changed.notify_all();
         Ok(())
     }
-
-    /// What this node knows of the swarm: its own connections' info and bitfields.
-    pub fn snapshot(&self) -> Vec<(SocketAddr, PeerInfo)> {
-        let st = self.lock();
-        st.conns.values().filter_map(|c| Some((c.listen?, c.info.clone()))).collect()
-    }
 }
 
 fn lock_writer(w: &Arc<Mutex<BufWriter<TcpStream>>>) -> MutexGuard<'_, BufWriter<TcpStream>> {
@@ -851,13 +823,9 @@ mod tests {
         }
         assert!(got == data, "the joiner's copy differs");
         assert!(joiner.counters.bad_chunks.load(Ordering::Relaxed) >= 1, "the liar was never asked");
-        assert!(joiner.lock().banned.contains(&bootstrap_liar(&joiner)), "the liar is not banned");
+        assert!(joiner.lock().banned.contains(&joiner.options.bootstrap[0]), "the liar is not banned");
         joiner.stop();
         seed.stop();
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn bootstrap_liar(swarm: &Swarm) -> SocketAddr {
-        swarm.options.bootstrap[0]
     }
 }
