@@ -3,7 +3,9 @@
 //! image from it and reach the test root with `media: "network"`. Once with nobody
 //! else on the segment (A gives the addresses), once beside a LAN DHCP server (dnsmasq,
 //! addresses only: A answers as proxyDHCP). All inside a namespace of the test's own;
-//! at most two VMs at a time.
+//! at most two VMs at a time, but for V-FIELD's test: four nodes netboot from A through
+//! V-FIELD, A loses its power, one of them takes over as boot server and a fifth node
+//! netboots from it, its image from the peers (five VMs at most).
 
 mod net;
 mod qemu;
@@ -22,8 +24,9 @@ fn one_lan_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     LAN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The kit ISO of the test root with the boot-server role; A stays up (`testroot.stay`).
-fn kit_iso(dir: &Path) -> PathBuf {
+/// The kit ISO of the test root with the boot-server role; A stays up (`testroot.stay`),
+/// its clients get `clients` too.
+fn kit_iso(dir: &Path, clients: &str) -> PathBuf {
     let (initrd, layout) = qemu::kit_initrd_and_testroot_layout(dir);
     let iso = dir.join("viver.iso");
     let image = layout.join("viver/testroot.squashfs");
@@ -38,7 +41,7 @@ fn kit_iso(dir: &Path) -> PathBuf {
         "--image",
         image.to_str().unwrap(),
         "--append",
-        "viver.role=boot-server viver.panic=halt viver.panic_wait=0 testroot.stay",
+        &format!("viver.role=boot-server viver.panic=halt viver.panic_wait=0 testroot.stay {clients}"),
         "-o",
         iso.to_str().unwrap(),
     ]);
@@ -81,7 +84,7 @@ fn the_first_node_boots_the_lan_and_gives_the_addresses() {
     net::require_root();
     let _one = one_lan_at_a_time();
     let dir = scratch("lan-full");
-    let iso = kit_iso(&dir);
+    let iso = kit_iso(&dir, "");
     let lab = Lab::bare(&dir);
     let _a = node_a(&lab, &iso);
     let b = netboot(&lab, "node-b", "tapb", "pc", "e1000", "52:54:00:77:0b:01");
@@ -100,7 +103,7 @@ fn beside_a_lan_dhcp_server_the_first_node_is_only_a_proxy() {
     net::require_root();
     let _one = one_lan_at_a_time();
     let dir = scratch("lan-proxy");
-    let iso = kit_iso(&dir);
+    let iso = kit_iso(&dir, "");
     let lab = Lab::bare(&dir);
     let (_lan, _dnsmasq) = net::netboot::lan_dhcp(&lab.ns, &dir, "vd0", "10.77.0.2", &[]);
     let _a = node_a(&lab, &iso);
@@ -113,4 +116,75 @@ fn beside_a_lan_dhcp_server_the_first_node_is_only_a_proxy() {
     let server = b["network"]["server"].as_str().unwrap();
     let server_host: u8 = server.trim_end_matches(":80").rsplit('.').next().unwrap().parse().unwrap();
     assert!((50..=60).contains(&server_host), "A should have its address from dnsmasq: {b}");
+}
+
+/// The address in a boot report (`10.77.0.128/24` -> 10.77.0.128).
+fn address_of(report: &serde_json::Value) -> std::net::Ipv4Addr {
+    report["network"]["address"].as_str().unwrap().split('/').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_lan_keeps_booting_through_v_field_after_the_first_node_is_gone() {
+    net::require_root();
+    let _one = one_lan_at_a_time();
+    let dir = scratch("lan-vfield");
+    // The clients stay up: they are the swarm, and the next boot server.
+    let iso = kit_iso(&dir, "viver.clients.append=testroot.stay");
+    let lab = Lab::bare(&dir);
+    let a = node_a(&lab, &iso);
+    let mut nodes: Vec<Client> = (1..=4u8)
+        .map(|n| lab.client(&format!("node-{n}"), &format!("tapn{n}"), "pc", "virtio-net-pci", &format!("52:54:00:77:1{n}:01"), 768))
+        .collect();
+    let mut reports = Vec::new();
+    for node in &mut nodes {
+        let text = node.wait_for("VIVER-TESTROOT-DONE", BOOT);
+        let report = qemu::SerialLog { text }.boot_json().unwrap();
+        assert_eq!(report["image"]["media"], "network", "{report}");
+        let server = report["network"]["server"].as_str().unwrap().trim_end_matches(":80").to_string();
+        assert_eq!(report["network"]["vfield_peers"], serde_json::json!([format!("{server}:6881")]), "{report}");
+        reports.push(report);
+    }
+    // Each node holds the (small) image whole, and the boot files: a standby.
+    for node in &mut nodes {
+        node.wait_for("standby: kernel", BOOT);
+    }
+    let addresses: Vec<std::net::Ipv4Addr> = reports.iter().map(address_of).collect();
+    let elected = *addresses.iter().min().unwrap();
+    eprintln!("four nodes up through V-FIELD at {addresses:?}; A loses its power");
+    drop(a); // QEMU killed: a power cut, nothing said to anybody
+
+    // The others see the successor say it serves (its own lines after the take-over may
+    // be cut by the kernel's rate limit on /dev/kmsg writers).
+    let successor = addresses.iter().position(|a| *a == elected).unwrap();
+    let observer = (successor + 1) % nodes.len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if nodes[observer].text().contains(&format!("standby: {elected} serves the LAN's boot now")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{elected} did not take over within 120 s:\n{}", nodes[successor].tail(30));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for (n, node) in nodes.iter().enumerate() {
+        let took_over = node.text().contains("and takes over");
+        assert_eq!(took_over, n == successor, "node {n} ({}) took over: {took_over}; elected {elected}", addresses[n]);
+    }
+
+    // A fifth node: its address, script, kernel and initrd from the successor, its image
+    // from the peers (A holds none of it any more).
+    let mut fifth = lab.client("node-5", "tapn5", "q35", "virtio-net-pci", "52:54:00:77:15:01", 768);
+    let text = fifth.wait_for("VIVER-TESTROOT-DONE", BOOT);
+    let report = qemu::SerialLog { text }.boot_json().unwrap();
+    assert_eq!(report["image"]["media"], "network", "{report}");
+    assert_eq!(report["network"]["dhcp_server"], elected.to_string(), "{report}");
+    assert_eq!(report["network"]["server"], format!("{elected}:80"), "{report}");
+    assert_eq!(report["network"]["vfield_peers"], serde_json::json!([format!("{elected}:6881")]), "{report}");
+    assert!(!addresses.contains(&address_of(&report)), "the fifth node got an address in use: {report}");
+    eprintln!(
+        "fifth node up after {:.1?} at {} from {elected}: {} KiB fetched, {} KiB from V-FIELD peers",
+        fifth.started.elapsed(),
+        address_of(&report),
+        report["network"]["bytes_fetched"].as_u64().unwrap_or(0) >> 10,
+        report["network"]["bytes_from_peers"].as_u64().unwrap_or(0) >> 10
+    );
 }

@@ -86,7 +86,8 @@ fn a_read_stalls_while_the_link_is_cut_and_completes_when_it_is_back() {
     let (root, want) = root_with_unread_file(&dir);
     let (initrd, image) = kit_initrd_and_image(&dir, &root, "cut");
     let lab = Lab::new(&dir);
-    let cmdline = format!("{CMDLINE} testroot.cmd=sleep,3 testroot.cmd=sha256sum,/data/unread.bin");
+    // From the server alone (V-FIELD's background fill would fetch the file before the cut).
+    let cmdline = format!("{CMDLINE} viver.vfield=off testroot.cmd=sleep,3 testroot.cmd=sha256sum,/data/unread.bin");
     let (_server, _) = lab.serve(&image, &qemu::kernel(), &initrd, &cmdline);
     let mut client = lab.client("client", "tap0", "pc", "e1000", "52:54:00:77:02:01", 768);
     client.wait_for("CMD-BEGIN sleep 3", Duration::from_secs(300));

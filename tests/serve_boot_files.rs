@@ -132,6 +132,7 @@ fn library_entry_point_serves_from_open_files_and_stops() {
         survey_wait: Duration::from_millis(100),
         survey_interval: Duration::from_secs(60),
         http_limits: Default::default(),
+        vfield_port: None,
     };
     let stop = Stop::new();
     let running = viver::serve::start(config, stop.clone()).unwrap();

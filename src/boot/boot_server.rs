@@ -58,7 +58,7 @@ impl Boot {
                 image: file.display().to_string(),
                 manifest: image.manifest_file.as_ref().map(|m| m.display().to_string()),
                 medium: image.medium_root.as_ref().map(|m| m.display().to_string()),
-                cmdline: client_cmdline(&self.report.cmdline),
+                cmdline: [client_cmdline(&self.report.cmdline), self.settings.clients_append.join(" ")].join(" ").trim().to_string(),
                 state_dir: STATE_DIR.into(),
                 interface: None,
                 dhcp: self.settings.dhcp.clone(),

@@ -54,7 +54,11 @@ impl Boot {
         let manifest_url = manifest_url(&url).map_err(|e| failure(e, vec![]))?;
         let started = Instant::now();
         let deadline = started + self.settings.net_timeout;
-        let mut report = NetworkReport { image_url: url.clone(), ..NetworkReport::default() };
+        let mut report = NetworkReport {
+            image_url: url.clone(),
+            vfield_peers: self.settings.vfield.iter().flatten().map(|p| p.to_string()).collect(),
+            ..NetworkReport::default()
+        };
 
         // 1. The interface: the driver may still be loading.
         let wanted = self.settings.bootif.clone();

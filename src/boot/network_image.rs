@@ -8,7 +8,7 @@ use super::network::NetBoot;
 use super::report::{ChosenImage, Failure};
 use super::stage::Stage;
 use super::{Boot, MountedImage, IMAGE_MOUNT, RAM_DIR};
-use crate::daemon::control::{Command, Reply};
+use crate::daemon::control::{Command, Reply, VfieldJoin};
 use crate::hardware::detect::Detector;
 use crate::image::{cow, loopdev, verify};
 use std::path::Path;
@@ -16,6 +16,8 @@ use std::time::Duration;
 
 /// The NBD device of the root.
 const NBD_INDEX: u32 = 0;
+/// The port a netbooted node serves its V-FIELD chunks on (BitTorrent's usual one).
+pub const VFIELD_PORT: u16 = 6881;
 /// Longest wait for the daemon to connect the device (no image byte is needed for it).
 const ATTACH_WAIT: Duration = Duration::from_secs(30);
 
@@ -28,8 +30,20 @@ impl Boot {
             .map_err(|e| failure(format!("the kernel's NBD driver (nbd) cannot be loaded: {e}"), vec![image_line.clone()]))?;
         let daemon = crate::daemon::spawn(Path::new("/proc/self/exe"), self.settings.debug)
             .map_err(|e| failure(e.to_string(), vec![image_line.clone()]))?;
-        let command =
-            Command::AttachNbd { url: net.url.clone(), manifest: net.manifest_path.display().to_string(), index: NBD_INDEX, fill: false };
+        let vfield = self.settings.vfield.as_ref().map(|peers| VfieldJoin {
+            peers: peers.iter().map(|p| p.to_string()).collect(),
+            web_seeds: self.settings.vfield_seeds.clone(),
+            store: self.settings.vfield_store.map(|mib| mib << 20),
+            replicas: self.settings.vfield_replicas,
+            port: VFIELD_PORT,
+        });
+        let command = Command::AttachNbd {
+            url: net.url.clone(),
+            manifest: net.manifest_path.display().to_string(),
+            index: NBD_INDEX,
+            fill: false,
+            vfield,
+        };
         let device = match daemon.request(&command, &[], ATTACH_WAIT) {
             Ok(Reply::Attached { device, .. }) => device,
             Ok(Reply::Error { message }) => {
@@ -79,6 +93,9 @@ impl Boot {
             verification.notes.push("copied to RAM: the whole image's SHA-256 was checked too".into());
         } else {
             cow::mount_image(device_path, Path::new(IMAGE_MOUNT)).map_err(|e| failure(e.to_string(), vec![image_line.clone()]))?;
+            if self.settings.vfield.is_some() && self.settings.vfield_standby {
+                self.stand_by(&daemon, &net.url);
+            }
             self.daemon = Some(daemon);
         }
         Ok(MountedImage {
@@ -101,20 +118,52 @@ impl Boot {
         })
     }
 
+    /// Asks the daemon to stand by as the LAN's next boot server. Not being a standby
+    /// costs the boot nothing: a refusal is logged and the boot goes on.
+    fn stand_by(&self, daemon: &crate::daemon::DaemonHandle, url: &str) {
+        let Some(network) = &self.report.network else { return };
+        let Ok(parsed) = crate::nbd::source::http::Url::parse(url) else { return };
+        let image_name = parsed.path.rsplit('/').next().unwrap_or_default().trim_end_matches(".squashfs").to_string();
+        let command = Command::Standby {
+            interface: network.interface.clone(),
+            address: network.address.split('/').next().unwrap_or_default().to_string(),
+            server: format!("{}:{}", parsed.host, parsed.port),
+            image_name,
+            cmdline: self.report.cmdline.clone(),
+            dhcp: self.settings.dhcp.clone(),
+            vfield_port: VFIELD_PORT,
+        };
+        match daemon.request(&command, &[], Duration::from_secs(5)) {
+            Ok(Reply::StandingBy) => ::log::info!("the daemon stands by as the LAN's next boot server"),
+            other => ::log::warn!("the daemon does not stand by as the next boot server: {other:?}"),
+        }
+    }
+
     /// The bytes the boot fetched from the server, for the report (asked of the daemon
     /// just before the hand-over).
     pub(super) fn note_network_bytes(&mut self, image: &mut MountedImage) {
         let Some(daemon) = &self.daemon else { return };
-        if let Ok(Reply::Stats { bytes_fetched, chunks_verified, .. }) = daemon.request(&Command::Stats, &[], Duration::from_secs(2)) {
+        if let Ok(Reply::Stats { bytes_fetched, chunks_verified, from_peers, .. }) =
+            daemon.request(&Command::Stats, &[], Duration::from_secs(2))
+        {
             if let Some(report) = self.report.network.as_mut() {
                 report.bytes_fetched = bytes_fetched;
+                report.bytes_from_peers = from_peers;
             }
             // Every chunk fetched so far was checked before it was used.
             if let Some(v) = image.chosen.verification.as_mut() {
                 v.chunks_verified = chunks_verified;
                 v.bytes_verified = bytes_fetched;
             }
-            ::log::info!("the boot fetched {} KiB of the image from the server", bytes_fetched >> 10);
+            if self.settings.vfield.is_some() {
+                ::log::info!(
+                    "the boot fetched {} KiB of the image: {} KiB from V-FIELD peers, the rest from HTTP",
+                    bytes_fetched >> 10,
+                    from_peers >> 10
+                );
+            } else {
+                ::log::info!("the boot fetched {} KiB of the image from the server", bytes_fetched >> 10);
+            }
         }
     }
 }

@@ -112,8 +112,13 @@ pub struct NetworkReport {
     pub manifest_ms: f64,
     /// The whole wait for the network before the image could be read.
     pub wait_ms: f64,
-    /// Image bytes fetched from the server up to the hand-over (what the boot read).
+    /// Image bytes fetched up to the hand-over (what the boot read, and with V-FIELD what
+    /// its fill fetched for the swarm meanwhile).
     pub bytes_fetched: u64,
+    /// Of those, the bytes V-FIELD peers sent (`viver.vfield`); the rest came over HTTP.
+    pub bytes_from_peers: u64,
+    /// `viver.vfield`: the peers the node joined through.
+    pub vfield_peers: Vec<String>,
     /// The daemon serving `/dev/nbd0` after the hand-over.
     pub daemon_pid: Option<u32>,
 }

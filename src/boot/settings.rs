@@ -88,6 +88,23 @@ pub struct Settings {
     /// `viver.net.fill`: fetch the rest of the image into RAM in the background after the
     /// boot read what it needs (the node then survives the server leaving).
     pub net_fill: bool,
+    /// `viver.vfield=ADDR:PORT[,...]`: on a network boot, read the image through V-FIELD,
+    /// joining the swarm at these peers (the boot server's script names itself);
+    /// `viver.vfield=off`: from the server alone.
+    pub vfield: Option<Vec<std::net::SocketAddr>>,
+    /// `viver.vfield.store=MiB`: what this node holds for the swarm, in RAM (default: a
+    /// quarter of the RAM, at most the image).
+    pub vfield_store: Option<u64>,
+    /// `viver.vfield.replicas=N`: nodes each chunk should be held on, budgets allowing.
+    pub vfield_replicas: u32,
+    /// `viver.vfield.seed=http://...[,...]`: more HTTP servers holding the image file.
+    pub vfield_seeds: Vec<String>,
+    /// `viver.clients.append=WORD[,WORD...]` (role `boot-server`): words added to the
+    /// command line of every client this node boots.
+    pub clients_append: Vec<String>,
+    /// `viver.vfield.standby=0`: never take over the boot server's role (default: a node
+    /// netbooted through V-FIELD stands by, and one takes over when the server is gone).
+    pub vfield_standby: bool,
     /// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux, iPXE): the interface the firmware booted from.
     pub bootif: Option<String>,
     pub debug: bool,
@@ -133,6 +150,12 @@ impl Default for Settings {
             net_timeout: Duration::from_secs(30),
             bootif: None,
             net_fill: false,
+            vfield: None,
+            vfield_store: None,
+            vfield_replicas: 2,
+            vfield_seeds: Vec::new(),
+            vfield_standby: true,
+            clients_append: Vec::new(),
             dhcp: "auto".into(),
             dhcp_range: None,
             debug: false,
@@ -311,6 +334,38 @@ impl Settings {
                     self.dhcp_range = Some(range.to_string());
                 }
                 "net.fill" => self.net_fill = flag(value)?,
+                "vfield" => {
+                    let value = non_empty(value)?;
+                    self.vfield = if value == "off" {
+                        None
+                    } else {
+                        let peers = plain_list(value)
+                            .map(|p| p.parse::<std::net::SocketAddr>().map_err(|_| format!("{p:?} is not ADDRESS:PORT")))
+                            .collect::<Result<Vec<_>, String>>()?;
+                        Some(peers)
+                    };
+                }
+                "vfield.store" => {
+                    let mib = non_empty(value)?.parse::<u64>().map_err(|_| "not a number of MiB".to_string())?;
+                    if mib == 0 {
+                        return Err("0 MiB: a node must hold at least what it reads".into());
+                    }
+                    self.vfield_store = Some(mib);
+                }
+                "vfield.replicas" => {
+                    self.vfield_replicas = match non_empty(value)?.parse::<u32>() {
+                        Ok(n @ 1..=16) => n,
+                        _ => return Err("not a number from 1 to 16".into()),
+                    }
+                }
+                "vfield.standby" => self.vfield_standby = flag(value)?,
+                "clients.append" => self.clients_append.extend(plain_list(non_empty(value)?).map(String::from)),
+                "vfield.seed" => {
+                    for url in plain_list(non_empty(value)?) {
+                        crate::nbd::source::http::Url::parse(url)?;
+                        self.vfield_seeds.push(url.to_string());
+                    }
+                }
                 "net.timeout" => self.net_timeout = Duration::from_secs_f64(seconds(non_empty(value)?, 1.0, 3600.0)?),
                 "debug" => self.debug = flag(value)?,
                 "quiet" => self.quiet = flag(value)?,
@@ -406,6 +461,11 @@ fn list(value: &str) -> Vec<String> {
     value.split(',').map(|m| m.trim().replace('-', "_")).filter(|m| !m.is_empty()).collect()
 }
 
+/// Comma-separated words as written (addresses, URLs).
+fn plain_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|w| !w.is_empty())
+}
+
 /// A tmpfs size as tmpfs takes it: a number with an optional k/m/g/% suffix.
 fn tmpfs_size(size: &str) -> Result<String, String> {
     let lower = size.to_ascii_lowercase();
@@ -463,6 +523,25 @@ fn toml_to_word(value: &toml::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vfield_words() {
+        let s = resolve(
+            "viver.vfield=10.77.0.1:6881,10.77.0.9:7000 viver.vfield.store=64 viver.vfield.replicas=3 \
+             viver.vfield.seed=http://nas-1.lan:8080/img/deb.squashfs,http://10.0.0.5/deb.squashfs",
+            &[],
+        );
+        assert_eq!(s.vfield, Some(vec!["10.77.0.1:6881".parse().unwrap(), "10.77.0.9:7000".parse().unwrap()]));
+        assert_eq!((s.vfield_store, s.vfield_replicas), (Some(64), 3));
+        assert_eq!(s.vfield_seeds, ["http://nas-1.lan:8080/img/deb.squashfs", "http://10.0.0.5/deb.squashfs"]);
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        // The later word wins: the server's script names a peer, the user turns it off.
+        assert_eq!(resolve("viver.vfield=10.77.0.1:6881 viver.vfield=off", &[]).vfield, None);
+        let bad = resolve("viver.vfield=10.77.0.1 viver.vfield.store=0 viver.vfield.replicas=99 viver.vfield.seed=ftp://x/y", &[]);
+        assert_eq!(bad.problems.len(), 4, "{:?}", bad.problems);
+        assert_eq!((bad.vfield, bad.vfield_store, bad.vfield_replicas), (None, None, 2));
+        assert!(bad.vfield_seeds.is_empty());
+    }
 
     #[test]
     fn network_boot_words() {

@@ -50,6 +50,7 @@ pub fn start(
         survey_wait: Duration::from_secs(2),
         survey_interval: Duration::from_secs(60),
         http_limits: Default::default(),
+        vfield_port: Some(crate::boot::network_image::VFIELD_PORT),
     };
     log::info!("boot server: image {image}, kernel {kernel_label}, initrd {initrd_label}");
     let thread = std::thread::Builder::new()

@@ -20,7 +20,16 @@ const MAX_FDS: usize = 8;
 pub enum Command {
     /// Serve the image at `url` as `/dev/nbd<index>`, every chunk checked against the
     /// manifest at `manifest` (a file `/init` fetched and accepted, read at once).
-    AttachNbd { url: String, manifest: String, index: u32, fill: bool },
+    /// With `vfield`, the chunks come through V-FIELD: from the swarm's peers and from
+    /// `url` as a web seed.
+    AttachNbd {
+        url: String,
+        manifest: String,
+        index: u32,
+        fill: bool,
+        #[serde(default)]
+        vfield: Option<VfieldJoin>,
+    },
     /// Serve the LAN as its boot server (role `boot-server`): the image at `image` (and
     /// its `manifest`), the kernel and initrd found on the medium at `medium` or in the
     /// image, clients' extra command-line words `cmdline`; state and `serve.json` in
@@ -36,21 +45,57 @@ pub enum Command {
         dhcp: String,
         range: Option<String>,
     },
+    /// Stand by as the LAN's next boot server (a node netbooted through V-FIELD): fetch
+    /// the boot files from `server` (HTTP `ADDRESS:PORT`) now, take over when it is gone
+    /// (see [`crate::daemon::standby`]).
+    Standby { interface: String, address: String, server: String, image_name: String, cmdline: String, dhcp: String, vfield_port: u16 },
     /// Disconnect `/dev/nbd<index>` (the image was copied to RAM).
     DetachNbd { index: u32 },
     /// How much the NBD source fetched so far (for the boot report).
     Stats,
 }
 
+/// How a netbooted node takes part in V-FIELD.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VfieldJoin {
+    /// Peers to join through (`ADDRESS:PORT`).
+    pub peers: Vec<String>,
+    /// More HTTP servers holding the image file.
+    pub web_seeds: Vec<String>,
+    /// Bytes held for the swarm (`None`: a quarter of the RAM, at most the image).
+    pub store: Option<u64>,
+    pub replicas: u32,
+    /// The port this node serves its chunks on.
+    pub port: u16,
+}
+
 /// The daemon's answer to one command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "kebab-case")]
 pub enum Reply {
-    Attached { device: String, size: u64 },
+    Attached {
+        device: String,
+        size: u64,
+    },
     Detached,
-    Serving { kernel: String, initrd: String },
-    Stats { bytes_fetched: u64, chunks_verified: u64, requests: u64, verify_failures: u64 },
-    Error { message: String },
+    Serving {
+        kernel: String,
+        initrd: String,
+    },
+    StandingBy,
+    /// `from_peers`: of `bytes_fetched`, the bytes V-FIELD peers sent (the rest came from
+    /// HTTP servers).
+    Stats {
+        bytes_fetched: u64,
+        chunks_verified: u64,
+        requests: u64,
+        verify_failures: u64,
+        #[serde(default)]
+        from_peers: u64,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,8 +180,13 @@ mod tests {
     fn a_command_and_a_descriptor_cross_the_pair() {
         let (a, b) = pair().unwrap();
         let file = std::fs::File::open("/proc/self/stat").unwrap();
-        let command =
-            Command::AttachNbd { url: "http://10.0.0.1/image/x.squashfs".into(), manifest: "/run/x.toml".into(), index: 0, fill: true };
+        let command = Command::AttachNbd {
+            url: "http://10.0.0.1/image/x.squashfs".into(),
+            manifest: "/run/x.toml".into(),
+            index: 0,
+            fill: true,
+            vfield: None,
+        };
         send(&a, &command, &[file.as_raw_fd()]).unwrap();
         let (got, fds): (Command, _) = receive(&b).unwrap();
         assert_eq!(got, command);

@@ -16,6 +16,7 @@ pub mod boot_server;
 pub mod control;
 pub mod kmsg_log;
 pub mod process;
+pub mod standby;
 pub mod work;
 
 pub use process::{spawn, DaemonHandle, SpawnError};

@@ -1,9 +1,11 @@
 //! What the daemon does on `/init`'s commands, and keeps doing after the hand-over.
 
-use super::control::{Command, Reply};
+use super::control::{Command, Reply, VfieldJoin};
 use crate::image::manifest::Manifest;
 use crate::nbd::attach::{self, Attached};
 use crate::nbd::source::{BlockSource, HttpSource, HttpSourceOptions, ManifestChunks};
+use crate::serve::dhcp::probe::Setting;
+use crate::vfield::{meta::Meta, store::Store, swarm, swarm::Swarm};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,6 +14,9 @@ use std::time::Duration;
 /// Reads the kernel may have in flight on one device.
 const NBD_WORKERS: usize = 4;
 
+/// A standby boot server's state directory (the working directory of its daemon).
+const STANDBY_STATE: &str = "/run/viver/serve";
+
 /// Longest wait for a network interface to appear before the boot server gives up.
 pub const INTERFACE_WAIT: Duration = Duration::from_secs(300);
 
@@ -19,18 +24,46 @@ pub const INTERFACE_WAIT: Duration = Duration::from_secs(300);
 pub struct Work {
     devices: Vec<Device>,
     servers: Vec<std::thread::JoinHandle<()>>,
+    standing_by: bool,
 }
 
 struct Device {
     attached: Attached,
-    source: Arc<HttpSource>,
+    source: Source,
     url: String,
+}
+
+/// Where a device's chunks come from.
+enum Source {
+    /// The one HTTP server.
+    Http(Arc<HttpSource>),
+    /// V-FIELD's peers, the HTTP server a web seed among them.
+    Vfield(Arc<Swarm>),
+}
+
+impl Source {
+    fn stop(&self) {
+        match self {
+            Source::Http(http) => http.stop(),
+            // A planned leave: what only this node holds goes to a peer first.
+            Source::Vfield(swarm) => {
+                swarm.leave(Duration::from_secs(5));
+            }
+        }
+    }
+
+    fn block_source(&self) -> Arc<dyn BlockSource> {
+        match self {
+            Source::Http(http) => http.clone(),
+            Source::Vfield(swarm) => swarm.clone(),
+        }
+    }
 }
 
 impl Work {
     pub fn handle(&mut self, command: Command, _fds: Vec<OwnedFd>) -> Reply {
         match command {
-            Command::AttachNbd { url, manifest, index, fill } => match self.attach_nbd(&url, &manifest, index, fill) {
+            Command::AttachNbd { url, manifest, index, fill, vfield } => match self.attach_nbd(&url, &manifest, index, fill, vfield) {
                 Ok(reply) => reply,
                 Err(message) => {
                     log::error!("nbd{index}: {message}");
@@ -58,6 +91,15 @@ impl Work {
                     }
                 }
             }
+            Command::Standby { interface, address, server, image_name, cmdline, dhcp, vfield_port } => {
+                match self.stand_by(interface, &address, &server, image_name, &cmdline, &dhcp, vfield_port) {
+                    Ok(()) => Reply::StandingBy,
+                    Err(message) => {
+                        log::warn!("standby: {message}");
+                        Reply::Error { message }
+                    }
+                }
+            }
             Command::DetachNbd { index } => match self.devices.iter().position(|d| d.attached.index == index) {
                 Some(at) => {
                     let device = self.devices.remove(at);
@@ -73,27 +115,50 @@ impl Work {
                 None => Reply::Error { message: format!("/dev/nbd{index} is not served here") },
             },
             Command::Stats => {
-                let (mut fetched, mut chunks, mut requests, mut failures) = (0, 0, 0, 0);
+                let (mut fetched, mut chunks, mut requests, mut failures, mut from_peers) = (0, 0, 0, 0, 0);
                 for d in &self.devices {
-                    fetched += d.source.stats.bytes_fetched.load(Ordering::Relaxed);
-                    chunks += d.source.stats.chunks_ready.load(Ordering::Relaxed);
-                    requests += d.source.stats.requests.load(Ordering::Relaxed);
-                    failures += d.source.stats.verify_failures.load(Ordering::Relaxed);
+                    match &d.source {
+                        Source::Http(http) => {
+                            fetched += http.stats.bytes_fetched.load(Ordering::Relaxed);
+                            chunks += http.stats.chunks_ready.load(Ordering::Relaxed);
+                            requests += http.stats.requests.load(Ordering::Relaxed);
+                            failures += http.stats.verify_failures.load(Ordering::Relaxed);
+                        }
+                        Source::Vfield(swarm) => {
+                            let c = &swarm.counters;
+                            let received = c.bytes_received.load(Ordering::Relaxed);
+                            fetched += received;
+                            from_peers += received.saturating_sub(c.web_bytes.load(Ordering::Relaxed));
+                            chunks += c.chunks_verified.load(Ordering::Relaxed);
+                            failures += c.bad_chunks.load(Ordering::Relaxed);
+                        }
+                    }
                 }
-                Reply::Stats { bytes_fetched: fetched, chunks_verified: chunks, requests, verify_failures: failures }
+                Reply::Stats { bytes_fetched: fetched, chunks_verified: chunks, requests, verify_failures: failures, from_peers }
             }
         }
     }
 
-    fn attach_nbd(&mut self, url: &str, manifest_path: &str, index: u32, fill: bool) -> Result<Reply, String> {
-        let manifest = Manifest::load(std::path::Path::new(manifest_path)).map_err(|e| e.to_string())?;
-        let verifier = ManifestChunks::from_manifest(&manifest)?;
-        let options = HttpSourceOptions { verifier: Some(Arc::new(verifier)), size: Some(manifest.size), ..Default::default() };
-        let source = Arc::new(HttpSource::open(url, options).map_err(|e| format!("{url}: {e}"))?);
-        let size = source.size();
+    fn attach_nbd(&mut self, url: &str, manifest_path: &str, index: u32, fill: bool, vfield: Option<VfieldJoin>) -> Result<Reply, String> {
+        let (source, manifest_id) = match vfield {
+            None => {
+                let manifest = Manifest::load(std::path::Path::new(manifest_path)).map_err(|e| e.to_string())?;
+                let verifier = ManifestChunks::from_manifest(&manifest)?;
+                let options = HttpSourceOptions { verifier: Some(Arc::new(verifier)), size: Some(manifest.size), ..Default::default() };
+                let http = Arc::new(HttpSource::open(url, options).map_err(|e| format!("{url}: {e}"))?);
+                (Source::Http(http), manifest.id)
+            }
+            Some(join) => {
+                let swarm = join_swarm(url, manifest_path, &join)?;
+                let id = swarm.meta.manifest.id.clone();
+                (Source::Vfield(swarm), id)
+            }
+        };
+        let block_source = source.block_source();
+        let size = block_source.size();
         let attached = attach::attach(
             Some(index),
-            source.clone() as Arc<dyn BlockSource>,
+            block_source.clone(),
             |c| {
                 // No request timeout: a cut link stalls reads until it is back (the
                 // source retries for ever), it never fails them.
@@ -103,10 +168,11 @@ impl Work {
             NBD_WORKERS,
         )
         .map_err(|e| format!("/dev/nbd{index}: {e}"))?;
-        log::info!("/dev/nbd{} serves {url} ({size} bytes, every chunk checked against {})", attached.index, manifest.id);
-        if fill {
-            let source = source.clone();
-            std::thread::spawn(move || match source.fill() {
+        let through = if matches!(source, Source::Vfield(_)) { " through V-FIELD" } else { "" };
+        log::info!("/dev/nbd{} serves {url}{through} ({size} bytes, every chunk checked against {manifest_id})", attached.index);
+        if let (true, Source::Http(http)) = (fill, &source) {
+            let http = http.clone();
+            std::thread::spawn(move || match http.fill() {
                 Ok(()) => log::info!("the whole image is in RAM"),
                 Err(e) => log::warn!("background fill stopped: {e}"),
             });
@@ -116,9 +182,60 @@ impl Work {
         Ok(Reply::Attached { device, size })
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn stand_by(
+        &mut self,
+        interface: String,
+        address: &str,
+        server: &str,
+        image_name: String,
+        cmdline: &str,
+        dhcp: &str,
+        vfield_port: u16,
+    ) -> Result<(), String> {
+        let swarm = self
+            .devices
+            .iter()
+            .find_map(|d| match &d.source {
+                Source::Vfield(swarm) => Some(swarm.clone()),
+                Source::Http(_) => None,
+            })
+            .ok_or("no device is served through V-FIELD")?;
+        let plan = super::standby::Plan {
+            interface,
+            address: address.parse().map_err(|_| format!("{address:?} is not an IPv4 address"))?,
+            server: server.parse().map_err(|_| format!("{server:?} is not ADDRESS:PORT"))?,
+            image_name,
+            cmdline: super::standby::inherited_words(cmdline),
+            dhcp: Setting::from_word(dhcp).ok_or_else(|| format!("DHCP mode {dhcp:?} is not auto, force, full, proxy or off"))?,
+            vfield_port,
+        };
+        // Leases and serve.json go to the real /run after the hand-over (it is moved, not
+        // copied): the working directory is set now, while the path still resolves.
+        std::fs::create_dir_all(STANDBY_STATE).map_err(|e| format!("{STANDBY_STATE}: {e}"))?;
+        std::env::set_current_dir(STANDBY_STATE).map_err(|e| format!("{STANDBY_STATE}: {e}"))?;
+        self.servers.push(super::standby::start(swarm, plan)?);
+        self.standing_by = true;
+        Ok(())
+    }
+
     pub fn describe_after_hand_over(&self) -> String {
-        let mut list: Vec<String> = self.devices.iter().map(|d| format!("/dev/nbd{} from {}", d.attached.index, d.url)).collect();
-        if !self.servers.is_empty() {
+        let mut list: Vec<String> = self
+            .devices
+            .iter()
+            .map(|d| match &d.source {
+                Source::Http(_) => format!("/dev/nbd{} from {}", d.attached.index, d.url),
+                Source::Vfield(swarm) => format!(
+                    "/dev/nbd{} through V-FIELD (port {}, web seed {})",
+                    d.attached.index,
+                    swarm.local_addr().map_or(0, |a| a.port()),
+                    d.url
+                ),
+            })
+            .collect();
+        if self.standing_by {
+            list.push("standing by as the LAN's next boot server".into());
+        } else if !self.servers.is_empty() {
             list.push("the LAN as its boot server".into());
         }
         if list.is_empty() {
@@ -142,4 +259,48 @@ impl Work {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+}
+
+/// Joins the swarm for a netbooted root: the manifest `/init` fetched and accepted, the
+/// peers the boot server named, the image's URL as a web seed (so the boot never depends
+/// on a peer answering), chunks held in RAM (the daemon's memory is locked).
+fn join_swarm(url: &str, manifest_path: &str, join: &VfieldJoin) -> Result<Arc<Swarm>, String> {
+    let text = std::fs::read(manifest_path).map_err(|e| format!("{manifest_path}: {e}"))?;
+    let meta = Meta::from_text(text, manifest_path)?;
+    let store_bytes = join.store.unwrap_or_else(|| default_store(meta.manifest.size));
+    let mut bootstrap = Vec::new();
+    for peer in &join.peers {
+        bootstrap.push(peer.parse::<std::net::SocketAddr>().map_err(|_| format!("V-FIELD peer {peer:?} is not ADDRESS:PORT"))?);
+    }
+    let mut web_seeds = vec![url.to_string()];
+    web_seeds.extend(join.web_seeds.iter().cloned());
+    let options = swarm::Options {
+        listen: Some(std::net::SocketAddr::from(([0, 0, 0, 0], join.port))),
+        bootstrap,
+        replicas: join.replicas.max(1),
+        web_seeds,
+        ..Default::default()
+    };
+    log::info!(
+        "V-FIELD: joining {} at {:?}, holding up to {} KiB, {} replicas",
+        meta.manifest.id,
+        join.peers,
+        store_bytes >> 10,
+        options.replicas
+    );
+    let swarm = Swarm::new(Arc::new(meta), Store::ram(store_bytes), options);
+    swarm.start()?;
+    Ok(swarm)
+}
+
+/// A quarter of the RAM, at most the whole image: a diskless node's RAM also holds its
+/// copy-on-write layer and its programs.
+fn default_store(image_size: u64) -> u64 {
+    let ram = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(256 << 20, |kib| kib << 10);
+    (ram / 4).min(image_size)
 }

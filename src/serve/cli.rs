@@ -80,6 +80,10 @@ pub struct ServeArgs {
     pub http_port: u16,
     #[arg(long, default_value_t = 69)]
     pub tftp_port: u16,
+    /// Seed the image into V-FIELD on this port and have clients read through it
+    /// (`viver.vfield=` in their command line); 0: clients read over HTTP alone.
+    #[arg(long, default_value_t = 6881)]
+    pub vfield: u16,
     /// Seconds to listen for other DHCP servers at start and at each survey.
     #[arg(long, default_value_t = 2.0)]
     pub survey_wait: f64,
@@ -182,6 +186,7 @@ pub fn run(args: ServeArgs) -> i32 {
         survey_wait: seconds(args.survey_wait),
         survey_interval: seconds(args.survey_interval),
         http_limits: Limits { head_timeout: seconds(args.http_timeout), ..Limits::default() },
+        vfield_port: (args.vfield != 0).then_some(args.vfield),
     };
     match super::run(config, super::Stop::new()) {
         Ok(()) => 0,

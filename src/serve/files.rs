@@ -29,6 +29,51 @@ pub enum Source {
         len: u64,
     },
     Bytes(Arc<Vec<u8>>),
+    /// A block device's bytes as VIVER serves them (a netbooted node that took over the
+    /// boot server serves the image it reads through V-FIELD: every byte verified).
+    Blocks(Blocks),
+}
+
+#[derive(Clone)]
+pub struct Blocks(pub Arc<dyn crate::nbd::source::BlockSource>);
+
+impl std::fmt::Debug for Blocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Blocks({} bytes)", self.0.size())
+    }
+}
+
+/// A reader over a [`Blocks`] source with its own position.
+struct BlockWindow {
+    blocks: Blocks,
+    pos: u64,
+}
+
+impl Read for BlockWindow {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let size = self.blocks.0.size();
+        // One chunk's worth at most per call: a read waits for what it asks.
+        let n = (buf.len() as u64).min(size.saturating_sub(self.pos)).min(256 << 10) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.blocks.0.read_at(self.pos, &mut buf[..n]).map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for BlockWindow {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let size = self.blocks.0.size();
+        let target = match to {
+            std::io::SeekFrom::Start(n) => Some(n),
+            std::io::SeekFrom::End(d) => size.checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
 }
 
 /// One thing to serve and what to call it in the report and log.
@@ -128,6 +173,7 @@ impl Resource {
                 Ok(Body { reader: Box::new(FileWindow { file: file.clone(), start: *start, len: *len, pos: 0 }), size: *len })
             }
             Source::Bytes(bytes) => Ok(Body { size: bytes.len() as u64, reader: Box::new(Cursor::new(BytesRef(bytes.clone()))) }),
+            Source::Blocks(blocks) => Ok(Body { size: blocks.0.size(), reader: Box::new(BlockWindow { blocks: blocks.clone(), pos: 0 }) }),
         }
     }
 

@@ -10,6 +10,7 @@
 //!   or its image, iPXE binaries), all opened before the hand-over.
 //! - [`address`]: the server's own address (the interface's, the LAN's DHCP lease, or
 //!   self-assigned from the served range on a bare interface).
+//! - [`vfield_seed`]: the image seeded into V-FIELD, the clients told to join.
 //! - [`cli`]: the command's options.
 //!
 //! Library entry points: [`start`] (returns a [`Running`] server) and [`run`] (serves
@@ -26,6 +27,7 @@ pub mod dhcp;
 pub mod files;
 pub mod http;
 pub mod tftp;
+pub mod vfield_seed;
 
 use crate::net::iface::{self as net, Interface};
 use dhcp::policy::BootPlan;
@@ -94,6 +96,8 @@ pub struct ServeConfig {
     pub survey_wait: Duration,
     pub survey_interval: Duration,
     pub http_limits: http::server::Limits,
+    /// Seed the image into V-FIELD on this port, and have clients read through it.
+    pub vfield_port: Option<u16>,
 }
 
 /// The interface to serve on: the one named, the one holding `address`, or the first
@@ -142,6 +146,8 @@ struct Report {
     tftp_files: Vec<String>,
     missing_ipxe: Vec<String>,
     script: String,
+    /// Where the V-FIELD seed listens (`ADDRESS:PORT`), when seeding.
+    vfield: Option<String>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -193,12 +199,17 @@ pub struct Running {
     /// The report's path (`STATE/serve.json`).
     pub report: PathBuf,
     pub address: Ipv4Addr,
+    /// The V-FIELD seed, when seeding.
+    pub vfield: Option<Arc<crate::vfield::swarm::Swarm>>,
 }
 
 impl Running {
     /// Stops every thread and waits for them.
     pub fn stop(self) {
         self.stop.stop();
+        if let Some(swarm) = &self.vfield {
+            swarm.stop();
+        }
         self.wait();
     }
 
@@ -240,7 +251,22 @@ pub fn start(config: ServeConfig, stop: Stop) -> Result<Running, ServeError> {
     }
     std::fs::create_dir_all(&config.state_dir).map_err(|source| ServeError::State { path: config.state_dir.clone(), source })?;
     let base = format!("http://{}:{}", interface.address, config.http_port);
-    let built = files::build(&config.served, &base);
+    let mut served = config.served.clone();
+    let vfield = match config.vfield_port {
+        None => None,
+        Some(port) => match vfield_seed::start(&served, SocketAddr::from((interface.address, port))) {
+            Ok(swarm) => {
+                let at = swarm.local_addr().unwrap_or_else(|| SocketAddr::from((interface.address, port)));
+                served.cmdline = format!("viver.vfield={at} {}", served.cmdline).trim().to_string();
+                Some(swarm)
+            }
+            Err(e) => {
+                log::warn!("serve: not seeding V-FIELD ({e}); clients read the image over HTTP alone");
+                None
+            }
+        },
+    };
+    let built = files::build(&served, &base);
 
     let http = http::server::HttpServer::bind(
         SocketAddr::from((interface.address, config.http_port)),
@@ -265,6 +291,7 @@ pub fn start(config: ServeConfig, stop: Stop) -> Result<Running, ServeError> {
         tftp_files: built.tftp.keys().cloned().collect(),
         missing_ipxe: built.missing.clone(),
         script: built.script.clone(),
+        vfield: vfield.as_ref().and_then(|s| s.local_addr()).map(|a| a.to_string()),
     };
     log::info!(
         "serve: on {} {}/{} ({:?}: {}): HTTP {base}, TFTP {tftp_addr}; image {} ({})",
@@ -278,6 +305,9 @@ pub fn start(config: ServeConfig, stop: Stop) -> Result<Running, ServeError> {
     );
     for file in &report.files {
         log::info!("serve: {} <- {}", file.url, file.source);
+    }
+    if let Some(at) = &report.vfield {
+        log::info!("serve: V-FIELD seed on {at}");
     }
 
     let mut threads = Vec::new();
@@ -332,5 +362,5 @@ pub fn start(config: ServeConfig, stop: Stop) -> Result<Running, ServeError> {
         );
     }
     log::info!("serve: ready (report {})", config.state_dir.join("serve.json").display());
-    Ok(Running { threads, stop, http: http_addr, report: config.state_dir.join("serve.json"), address: interface.address })
+    Ok(Running { threads, stop, http: http_addr, report: config.state_dir.join("serve.json"), address: interface.address, vfield })
 }

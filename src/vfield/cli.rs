@@ -6,12 +6,17 @@
 //! - `viver vfield fetch --bootstrap ADDR:PORT -o FILE`: the whole image, verified;
 //! - `viver vfield status --bootstrap ADDR:PORT [--json]`: the swarm.
 //!
+//! `--web-seed http://…/IMG` (joiners and `fetch`) adds a plain HTTP server holding the
+//! image as a seed; with no `--bootstrap`, the manifest comes from `--manifest` or from
+//! beside the image on that server (`IMG` with `.toml` for its extension).
+//!
 //! Ctrl-C (SIGINT) or SIGTERM on a seed or joiner is a planned leave.
 
 use super::meta::Meta;
 use super::probe;
 use super::store::Store;
 use super::swarm::{Options, Swarm};
+use super::wire;
 use crate::image::trust::TrustedKeys;
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
@@ -36,6 +41,12 @@ pub struct PeerArgs {
     /// A peer of the swarm to join through (repeatable).
     #[arg(long)]
     pub bootstrap: Vec<SocketAddr>,
+    /// An HTTP server holding the image file (Range requests) to use as a seed (repeatable).
+    #[arg(long = "web-seed", value_name = "URL")]
+    pub web_seeds: Vec<String>,
+    /// The manifest (a file or an http:// URL) when no bootstrap peer gives it.
+    #[arg(long)]
+    pub manifest: Option<String>,
     /// MiB of chunks this node holds for the swarm (RAM).
     #[arg(long, default_value_t = 256)]
     pub store: u64,
@@ -64,8 +75,12 @@ pub struct PeerArgs {
 pub enum VfieldCommand {
     /// Download the whole image from the swarm, every chunk verified.
     Fetch {
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "web_seeds")]
         bootstrap: Vec<SocketAddr>,
+        #[arg(long = "web-seed", value_name = "URL")]
+        web_seeds: Vec<String>,
+        #[arg(long)]
+        manifest: Option<String>,
         #[arg(short, long)]
         output: PathBuf,
         #[arg(long)]
@@ -85,8 +100,9 @@ pub enum VfieldCommand {
 
 pub fn run(args: VfieldArgs) -> i32 {
     let result = match args.command {
-        Some(VfieldCommand::Fetch { bootstrap, output, trust, timeout }) => {
-            fetch(&bootstrap, &output, &trust, Duration::from_secs(timeout))
+        Some(VfieldCommand::Fetch { bootstrap, web_seeds, manifest, output, trust, timeout }) => {
+            let sources = Sources { bootstrap, web_seeds, manifest };
+            fetch(&sources, &output, &trust, Duration::from_secs(timeout))
         }
         Some(VfieldCommand::Status { bootstrap, json }) => status(&bootstrap, json),
         None => peer(args.peer),
@@ -110,20 +126,64 @@ fn trusted(paths: &[PathBuf]) -> Result<TrustedKeys, String> {
     }
 }
 
-/// The manifest from the first bootstrap that gives one, checked against the keys.
-fn join_meta(bootstrap: &[SocketAddr], keys: &TrustedKeys) -> Result<Meta, String> {
+/// Where a joiner gets the swarm from: peers, web seeds, and where the manifest is.
+struct Sources {
+    bootstrap: Vec<SocketAddr>,
+    web_seeds: Vec<String>,
+    manifest: Option<String>,
+}
+
+impl Sources {
+    /// Listen on the bootstrap's address family (IPv4 when only web seeds are known).
+    fn any_port(&self) -> SocketAddr {
+        match self.bootstrap.first() {
+            Some(SocketAddr::V6(_)) => SocketAddr::from(([0u16; 8], 0)),
+            _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+        }
+    }
+}
+
+/// The manifest beside an image on an HTTP server: the file name's extension replaced
+/// by `.toml`, as the kit and `viver serve` lay them out.
+pub fn manifest_url_beside(image_url: &str) -> String {
+    let (dir, name) = image_url.rsplit_once('/').unwrap_or(("", image_url));
+    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    format!("{dir}/{stem}.toml")
+}
+
+/// The manifest from `--manifest`, else the first bootstrap that gives one, else from
+/// beside the first web seed's image; checked against the keys.
+fn join_meta(sources: &Sources, keys: &TrustedKeys) -> Result<Meta, String> {
+    let accept = |meta: Meta| -> Result<Meta, String> {
+        let decision = meta.check_trust(keys)?;
+        log::info!("swarm {} ({}): {:?}", meta.manifest.id, meta.manifest.image, decision);
+        Ok(meta)
+    };
+    let from_place = |place: &str| -> Result<Meta, String> {
+        let text = if place.starts_with("http://") {
+            crate::nbd::source::http::get_file(place, wire::MAX_MANIFEST as u64, Duration::from_secs(20))?
+        } else {
+            std::fs::read(place).map_err(|e| format!("{place}: {e}"))?
+        };
+        Meta::from_text(text, place)
+    };
+    if let Some(place) = &sources.manifest {
+        return accept(from_place(place)?);
+    }
     let mut problems = Vec::new();
-    for &addr in bootstrap {
+    for &addr in &sources.bootstrap {
         match probe::fetch_meta(addr, Duration::from_secs(10)) {
-            Ok(meta) => {
-                let decision = meta.check_trust(keys)?;
-                log::info!("swarm {} ({}): {:?}", meta.manifest.id, meta.manifest.image, decision);
-                return Ok(meta);
-            }
+            Ok(meta) => return accept(meta),
             Err(e) => problems.push(e),
         }
     }
-    Err(format!("no bootstrap peer gave a manifest: {}", problems.join("; ")))
+    for url in &sources.web_seeds {
+        match from_place(&manifest_url_beside(url)) {
+            Ok(meta) => return accept(meta),
+            Err(e) => problems.push(e),
+        }
+    }
+    Err(format!("no bootstrap peer or web seed gave a manifest: {}", problems.join("; ")))
 }
 
 fn peer(args: PeerArgs) -> Result<(), String> {
@@ -135,15 +195,12 @@ fn peer(args: PeerArgs) -> Result<(), String> {
             let store = Store::file(file)?;
             (meta, store, args.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 6881))))
         }
-        None if !args.bootstrap.is_empty() => {
-            let meta = join_meta(&args.bootstrap, &trusted(&args.trust)?)?;
-            let listen = args.listen.unwrap_or_else(|| match args.bootstrap[0] {
-                SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
-                SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
-            });
-            (meta, Store::ram(args.store << 20), listen)
+        None if !args.bootstrap.is_empty() || !args.web_seeds.is_empty() => {
+            let sources = Sources { bootstrap: args.bootstrap.clone(), web_seeds: args.web_seeds.clone(), manifest: args.manifest.clone() };
+            let meta = join_meta(&sources, &trusted(&args.trust)?)?;
+            (meta, Store::ram(args.store << 20), args.listen.unwrap_or_else(|| sources.any_port()))
         }
-        None => return Err("say --file IMG to seed, or --bootstrap ADDR:PORT to join".into()),
+        None => return Err("say --file IMG to seed, or --bootstrap ADDR:PORT (or --web-seed URL) to join".into()),
     };
     if let Some(path) = &args.torrent {
         std::fs::write(path, meta.torrent()).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -151,6 +208,7 @@ fn peer(args: PeerArgs) -> Result<(), String> {
     let options = Options {
         listen: Some(listen),
         bootstrap: args.bootstrap.clone(),
+        web_seeds: if args.file.is_some() { Vec::new() } else { args.web_seeds.clone() },
         replicas: args.replicas.max(1),
         upload_limit: args.upload_limit.map(|m| (m * (1 << 20) as f64) as u64),
         ..Default::default()
@@ -186,11 +244,15 @@ fn peer(args: PeerArgs) -> Result<(), String> {
     }
 }
 
-fn fetch(bootstrap: &[SocketAddr], output: &std::path::Path, trust: &[PathBuf], timeout: Duration) -> Result<(), String> {
-    let meta = join_meta(bootstrap, &trusted(trust)?)?;
+fn fetch(sources: &Sources, output: &std::path::Path, trust: &[PathBuf], timeout: Duration) -> Result<(), String> {
+    let meta = join_meta(sources, &trusted(trust)?)?;
     let size = meta.manifest.size;
-    let listen = SocketAddr::new(if bootstrap[0].is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }, 0);
-    let options = Options { listen: Some(listen), bootstrap: bootstrap.to_vec(), ..Default::default() };
+    let options = Options {
+        listen: Some(sources.any_port()),
+        bootstrap: sources.bootstrap.clone(),
+        web_seeds: sources.web_seeds.clone(),
+        ..Default::default()
+    };
     let swarm = Swarm::new(Arc::new(meta), Store::ram(size), options);
     swarm.start()?;
     let started = Instant::now();
@@ -214,7 +276,8 @@ fn fetch(bootstrap: &[SocketAddr], output: &std::path::Path, trust: &[PathBuf], 
     }
     std::fs::rename(&temp, output).map_err(|e| format!("{}: {e}", output.display()))?;
     let received = swarm.counters.bytes_received.load(std::sync::atomic::Ordering::Relaxed);
-    println!("vfield: {} ({size} bytes) in {:.1?}, {received} bytes received", output.display(), started.elapsed());
+    let web = swarm.counters.web_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    println!("vfield: {} ({size} bytes) in {:.1?}, {received} bytes received ({web} from web seeds)", output.display(), started.elapsed());
     swarm.leave(Duration::from_secs(5));
     Ok(())
 }

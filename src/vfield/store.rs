@@ -35,6 +35,11 @@ impl Store {
         Store::Ram { budget, chunks: HashMap::new(), held: 0 }
     }
 
+    /// A seed of a file opened earlier (a boot server opens everything before the hand-over).
+    pub fn open_file(file: File, label: String) -> Store {
+        Store::File { file, path: label }
+    }
+
     pub fn file(path: &std::path::Path) -> Result<Store, String> {
         let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Store::File { file, path: path.display().to_string() })

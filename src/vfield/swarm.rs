@@ -9,11 +9,17 @@
 //! Nothing unverified leaves or enters: a chunk is assembled from its 16 KiB blocks,
 //! checked against the manifest, and only then stored, announced, or given to a reader;
 //! the peer that sent a wrong chunk is dropped, its address logged and never dialed again.
+//!
+//! Plain HTTP servers holding the image file are web seeds (`Options::web_seeds`): the
+//! scheduler sees each as one more peer holding every chunk (so, like any seed, it is
+//! asked only for what no other peer holds), and a few threads per web seed fetch its
+//! requests with Range requests; the chunks are checked like any peer's.
 
 use super::meta::Meta;
 use super::schedule::{Action, Params, PeerKey, Scheduler, Want};
 use super::store::Store;
-use super::wire::{self, ExtensionIds, Handshake, ManifestMessage, Message, PeerInfo, BLOCK};
+use super::wire::{self, BootRole, ExtensionIds, Handshake, ManifestMessage, Message, PeerInfo, BLOCK};
+use crate::nbd::source::{HttpSource, HttpSourceOptions};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -45,6 +51,8 @@ pub struct Options {
     pub client: String,
     /// Bytes per second this node uploads at most (all peers together); `None`: no limit.
     pub upload_limit: Option<u64>,
+    /// `http://` URLs of the image file: servers that answer Range requests.
+    pub web_seeds: Vec<String>,
 }
 
 impl Default for Options {
@@ -58,6 +66,7 @@ impl Default for Options {
             replicas: 2,
             client: format!("VIVER {}", env!("CARGO_PKG_VERSION")),
             upload_limit: None,
+            web_seeds: Vec::new(),
         }
     }
 }
@@ -68,7 +77,22 @@ pub struct Counters {
     pub bytes_received: AtomicU64,
     pub chunks_verified: AtomicU64,
     pub bad_chunks: AtomicU64,
+    /// Of `bytes_received`, the bytes that came from web seeds.
+    pub web_bytes: AtomicU64,
 }
+
+/// A web seed: its HTTP source and the chunks the scheduler asked of it.
+struct WebSeed {
+    url: String,
+    source: Arc<HttpSource>,
+    queue: VecDeque<u32>,
+    /// Set while its fetches fail (logged once per outage).
+    failing: bool,
+}
+
+/// Longest a web seed's fetch retries a lost connection before the request goes back
+/// to the scheduler (which may ask a peer, or the same server again).
+const WEB_SEED_GIVE_UP: Duration = Duration::from_secs(8);
 
 struct Conn {
     /// Where the peer accepts connections (dialed address, or its IP with BEP 10's `p`).
@@ -91,6 +115,7 @@ struct State {
     banned: HashSet<SocketAddr>,
     recent: VecDeque<(u32, Arc<Vec<u8>>)>,
     next_key: PeerKey,
+    web: HashMap<PeerKey, WebSeed>,
 }
 
 pub struct Swarm {
@@ -107,6 +132,16 @@ pub struct Swarm {
     pub local: Mutex<Option<SocketAddr>>,
     /// The upload limit's clock: when the bytes sent so far may all have left.
     upload_due: Mutex<Instant>,
+    /// This node's part in booting the LAN, told to peers in the extension handshake.
+    boot: Mutex<BootRole>,
+}
+
+/// A connected peer as the swarm sees it.
+#[derive(Debug, Clone)]
+pub struct PeerView {
+    /// Where it accepts peers, else where it connected from.
+    pub addr: SocketAddr,
+    pub info: PeerInfo,
 }
 
 fn random_peer_id() -> [u8; 20] {
@@ -152,6 +187,7 @@ impl Swarm {
                 banned: HashSet::new(),
                 recent: VecDeque::new(),
                 next_key: 1,
+                web: HashMap::new(),
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -160,6 +196,7 @@ impl Swarm {
             peer_id,
             local: Mutex::new(None),
             upload_due: Mutex::new(Instant::now()),
+            boot: Mutex::new(BootRole::None),
         })
     }
 
@@ -168,8 +205,36 @@ impl Swarm {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Starts listening (when asked) and the driver thread.
+    /// Starts listening (when asked), the web seeds' fetchers and the driver thread.
     pub fn start(self: &Arc<Swarm>) -> Result<(), String> {
+        for url in &self.options.web_seeds {
+            let options = HttpSourceOptions {
+                chunk_size: self.meta.layout.chunk,
+                size: Some(self.meta.manifest.size),
+                give_up_after: Some(WEB_SEED_GIVE_UP),
+                // Checked by the swarm like every peer's chunk, not by the source.
+                verifier: None,
+                ..Default::default()
+            };
+            let source = Arc::new(HttpSource::open(url, options).map_err(|e| format!("web seed {url}: {e}"))?);
+            let key = {
+                let mut st = self.lock();
+                let key = st.next_key;
+                st.next_key += 1;
+                st.sched.add_peer(key, vec![true; self.meta.chunk_count()]);
+                st.sched.set_choked(key, false);
+                st.web.insert(key, WebSeed { url: url.clone(), source, queue: VecDeque::new(), failing: false });
+                key
+            };
+            for n in 0..self.options.params.pipeline.max(1) {
+                let swarm = self.clone();
+                std::thread::Builder::new()
+                    .name(format!("vfield-web{n}"))
+                    .spawn(move || swarm.web_seed_fetcher(key))
+                    .map_err(|e| e.to_string())?;
+            }
+            log::info!("V-FIELD: web seed {url}");
+        }
         if let Some(addr) = self.options.listen {
             let listener = TcpListener::bind(addr).map_err(|e| format!("listening on {addr}: {e}"))?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -188,6 +253,9 @@ impl Swarm {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         let mut st = self.lock();
+        for web in st.web.values() {
+            web.source.stop();
+        }
         for conn in st.conns.values_mut() {
             if let Ok(w) = conn.writer.lock() {
                 let _ = w.get_ref().shutdown(std::net::Shutdown::Both);
@@ -211,7 +279,20 @@ impl Swarm {
             leaving: self.leaving.load(Ordering::Relaxed),
             manifest_size: self.meta.text.len() as u64,
             client: self.options.client.clone(),
+            boot: *self.boot.lock().unwrap_or_else(|p| p.into_inner()),
         }
+    }
+
+    /// Tells the peers this node's new part in booting the LAN.
+    pub fn set_boot_role(&self, role: BootRole) {
+        *self.boot.lock().unwrap_or_else(|p| p.into_inner()) = role;
+        self.broadcast_handshake();
+    }
+
+    /// The peers connected now.
+    pub fn peers(&self) -> Vec<PeerView> {
+        let st = self.lock();
+        st.conns.values().map(|c| PeerView { addr: c.listen.unwrap_or(c.remote), info: c.info.clone() }).collect()
     }
 
     /// Chunk `index`, waiting for the swarm as long as it takes (a reader of the block
@@ -342,7 +423,9 @@ impl Swarm {
                 match action {
                     Action::Request { peer, index } => {
                         let len = self.meta.chunk_len(index) as u32;
-                        if let Some(conn) = st.conns.get_mut(&peer) {
+                        if let Some(web) = st.web.get_mut(&peer) {
+                            web.queue.push_back(index);
+                        } else if let Some(conn) = st.conns.get_mut(&peer) {
                             let blocks = len.div_ceil(BLOCK);
                             conn.partial.insert(index, (vec![0u8; len as usize], blocks));
                             let mut w = lock_writer(&conn.writer);
@@ -354,7 +437,9 @@ impl Swarm {
                         }
                     }
                     Action::Cancel { peer, index } => {
-                        if let Some(conn) = st.conns.get_mut(&peer) {
+                        if let Some(web) = st.web.get_mut(&peer) {
+                            web.queue.retain(|&i| i != index);
+                        } else if let Some(conn) = st.conns.get_mut(&peer) {
                             let len = self.meta.chunk_len(index) as u32;
                             conn.partial.remove(&index);
                             let mut w = lock_writer(&conn.writer);
@@ -421,15 +506,17 @@ impl Swarm {
         }
         let count = self.meta.chunk_count() as u32;
         let leavers: Vec<PeerKey> = st.conns.iter().filter(|(_, c)| c.info.leaving).map(|(k, _)| *k).collect();
+        // Replicas count nodes: a web seed holds everything and is no node of the swarm.
+        let web = st.web.len() as u32;
         let most = {
             let sched = &st.sched;
-            (0..count).filter(|&i| st.store.holds(i)).map(|i| sched.holders(i)).max()
+            (0..count).filter(|&i| st.store.holds(i)).map(|i| sched.holders(i).saturating_sub(web)).max()
         };
         for i in 0..count {
             if st.store.holds(i) {
                 continue;
             }
-            let holders = st.sched.holders(i);
+            let holders = st.sched.holders(i).saturating_sub(web);
             let only_leaver = holders > 0 && holders as usize <= leavers.len() && leavers.iter().all(|k| st.sched.peer_holds(*k, i));
             let keep_worthy = st.store.has_room(&self.meta, i)
                 || (holders < self.options.replicas && most.is_some_and(|m| m > holders + 1))
@@ -684,6 +771,13 @@ impl Swarm {
             st.sched.abandoned(key, index);
             return Err("sent a wrong chunk".into());
         }
+        self.keep_verified(&mut st, key, index, chunk);
+        Ok(())
+    }
+
+    /// A verified chunk from `key`: duplicate requests cancelled, kept (or held briefly for
+    /// its readers), announced, readers woken.
+    fn keep_verified(&self, st: &mut State, key: PeerKey, index: u32, chunk: Vec<u8>) {
         self.counters.chunks_verified.fetch_add(1, Ordering::Relaxed);
         let chunk = Arc::new(chunk);
         let cancels = st.sched.completed(key, index);
@@ -692,11 +786,15 @@ impl Swarm {
                 if let Some(c) = st.conns.get_mut(&peer) {
                     c.partial.remove(&index);
                 }
+                if let Some(web) = st.web.get_mut(&peer) {
+                    web.queue.retain(|&i| i != index);
+                }
             }
         }
         let state = &mut *st;
         let sched = &state.sched;
-        let kept = state.store.insert(&self.meta, index, chunk.clone(), |i| sched.holders(i));
+        let web = state.web.len() as u32;
+        let kept = state.store.insert(&self.meta, index, chunk.clone(), |i| sched.holders(i).saturating_sub(web));
         match kept {
             Ok(dropped) => {
                 for &d in &dropped {
@@ -724,7 +822,63 @@ impl Swarm {
             state.recent.pop_front();
         }
         self.changed.notify_all();
-        Ok(())
+    }
+
+    /// One of a web seed's fetchers: takes the chunks the scheduler asked of it, fetches
+    /// each with a Range request, checks it and keeps it like a peer's.
+    fn web_seed_fetcher(self: Arc<Swarm>, key: PeerKey) {
+        while !self.stop.load(Ordering::SeqCst) {
+            let job = {
+                let mut st = self.lock();
+                match st.web.get_mut(&key) {
+                    None => return,
+                    Some(web) => web.queue.pop_front().map(|index| (index, web.source.clone(), web.url.clone())),
+                }
+            };
+            let Some((index, source, url)) = job else {
+                let st = self.lock();
+                let _ = self.changed.wait_timeout(st, Duration::from_millis(100));
+                continue;
+            };
+            if self.lock().sched.have(index) {
+                continue;
+            }
+            let fetched = source.fetch_chunk(u64::from(index));
+            let mut st = self.lock();
+            match fetched {
+                Ok(data) => {
+                    if let Some(web) = st.web.get_mut(&key) {
+                        if web.failing {
+                            web.failing = false;
+                            log::info!("V-FIELD: web seed {url} answers again");
+                        }
+                    }
+                    if st.sched.have(index) {
+                        continue;
+                    }
+                    let data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
+                    self.counters.bytes_received.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    self.counters.web_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if let Err(e) = self.meta.verify(index, &data) {
+                        self.counters.bad_chunks.fetch_add(1, Ordering::Relaxed);
+                        log::warn!("V-FIELD: web seed {url} sent chunk {index} that fails its check ({e}): not used");
+                        st.sched.abandoned(key, index);
+                        continue;
+                    }
+                    self.keep_verified(&mut st, key, index, data);
+                }
+                Err(e) => {
+                    if let Some(web) = st.web.get_mut(&key) {
+                        if !web.failing {
+                            web.failing = true;
+                            log::warn!("V-FIELD: web seed {url}: chunk {index}: {e}; its requests go to peers meanwhile");
+                        }
+                    }
+                    st.sched.abandoned(key, index);
+                    self.changed.notify_all();
+                }
+            }
+        }
     }
 }
 

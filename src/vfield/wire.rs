@@ -6,7 +6,8 @@
 //! - `viver_manifest`: the signed manifest, in 16 KiB pieces shaped as BEP 9's metadata
 //!   messages (a joiner that knows only an address learns what the swarm serves);
 //! - the extension handshake's `viver` dictionary: store budget, bytes held, sent and
-//!   received, and `leaving` (a planned leave).
+//!   received, `leaving` (a planned leave), and `boot` (the node's part in serving the
+//!   LAN's boot: none, standby, serving; see [`BootRole`]).
 //!
 //! A joiner that knows only an address sends an all-zero info hash; a VIVER peer answers
 //! with the info hash it serves (a standard client would close instead).
@@ -247,6 +248,36 @@ pub struct PeerInfo {
     /// The size of its manifest (BEP 9's `metadata_size`), 0 when it has none to give.
     pub manifest_size: u64,
     pub client: String,
+    pub boot: BootRole,
+}
+
+/// A node's part in booting the LAN: a netbooted node holding the boot files is a
+/// standby; when the boot server is gone, the standbys elect the next one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootRole {
+    #[default]
+    None,
+    Standby,
+    Serving,
+}
+
+impl BootRole {
+    fn code(self) -> u64 {
+        match self {
+            BootRole::None => 0,
+            BootRole::Standby => 1,
+            BootRole::Serving => 2,
+        }
+    }
+
+    fn from_code(code: u64) -> BootRole {
+        match code {
+            1 => BootRole::Standby,
+            2 => BootRole::Serving,
+            _ => BootRole::None,
+        }
+    }
 }
 
 pub fn extension_handshake(info: &PeerInfo) -> Vec<u8> {
@@ -267,6 +298,7 @@ pub fn extension_handshake(info: &PeerInfo) -> Vec<u8> {
             "viver",
             Value::dict([
                 ("addr", Value::Bytes(info.listen_addr.map(compact).unwrap_or_default())),
+                ("boot", int(info.boot.code())),
                 ("held", int(info.held_bytes)),
                 ("leaving", int(info.leaving as u64)),
                 ("recv", int(info.bytes_received)),
@@ -306,6 +338,7 @@ pub fn parse_extension_handshake(payload: &[u8]) -> Result<(PeerInfo, ExtensionI
         bytes_sent: uint(viver, "sent"),
         bytes_received: uint(viver, "recv"),
         leaving: uint(viver, "leaving") != 0,
+        boot: BootRole::from_code(uint(viver, "boot")),
         manifest_size: uint(Some(&v), "metadata_size"),
         client: v
             .get("v")
@@ -500,6 +533,7 @@ mod tests {
             leaving: true,
             manifest_size: 1234,
             client: "VIVER 0.1".into(),
+            boot: BootRole::Standby,
         };
         assert_eq!(
             parse_extension_handshake(&extension_handshake(&info)).unwrap(),

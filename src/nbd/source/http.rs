@@ -406,7 +406,9 @@ impl HttpSource {
         result
     }
 
-    fn fetch_chunk(&self, index: u64) -> Result<Arc<Vec<u8>>, SourceError> {
+    /// Chunk `index` from the server, with the retries and checks of the options, not
+    /// kept in this source's cache (V-FIELD's web seed keeps chunks in its own store).
+    pub fn fetch_chunk(&self, index: u64) -> Result<Arc<Vec<u8>>, SourceError> {
         let start = index * self.chunk;
         let end = (start + self.chunk).min(self.size);
         let mut bad_bytes = 0;
