@@ -16,7 +16,7 @@ use super::meta::Meta;
 use super::probe;
 use super::store::Store;
 use super::swarm::{Options, Swarm};
-use super::wire;
+use super::wire::{self, BootRole};
 use crate::image::trust::TrustedKeys;
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
@@ -291,6 +291,8 @@ struct StatusPeer {
     bytes_received: u64,
     client: String,
     leaving: bool,
+    /// Its part in booting the LAN: `none`, `standby`, `serving`.
+    boot: BootRole,
 }
 
 #[derive(serde::Serialize)]
@@ -342,6 +344,7 @@ fn status(bootstrap: &[SocketAddr], json: bool) -> Result<(), String> {
                 bytes_received: p.info.bytes_received,
                 client: p.info.client.clone(),
                 leaving: p.info.leaving,
+                boot: p.info.boot,
             })
             .collect(),
     };
@@ -356,16 +359,21 @@ fn status(bootstrap: &[SocketAddr], json: bool) -> Result<(), String> {
         "every chunk held at least {min} times{}",
         if unheld > 0 { format!("; {unheld} chunks held by nobody") } else { String::new() }
     );
-    println!("{:<22} {:>10} {:>10} {:>12} {:>12}", "peer", "store MiB", "held MiB", "sent MiB", "received MiB");
+    println!("{:<22} {:>10} {:>10} {:>12} {:>12}  boot", "peer", "store MiB", "held MiB", "sent MiB", "received MiB");
     let mib = |b: u64| format!("{:.1}", b as f64 / (1 << 20) as f64);
     for p in &status.peers {
         println!(
-            "{:<22} {:>10} {:>10} {:>12} {:>12}",
+            "{:<22} {:>10} {:>10} {:>12} {:>12}  {}",
             p.addr,
             mib(p.store_bytes),
             mib(p.held_bytes),
             mib(p.bytes_sent),
-            mib(p.bytes_received)
+            mib(p.bytes_received),
+            match p.boot {
+                BootRole::None => "-",
+                BootRole::Standby => "standby",
+                BootRole::Serving => "serving",
+            }
         );
     }
     Ok(())
