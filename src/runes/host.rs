@@ -167,8 +167,12 @@ struct Live {
     error: Option<String>,
 }
 
+/// Makes a new instance of a built-in plugin by name (tests bring their own).
+pub type Factory = Arc<dyn Fn(&str) -> Option<Box<dyn builtin::Builtin>> + Send + Sync>;
+
 struct HostInner {
     config: HostConfig,
+    factory: Factory,
     slots: Vec<Slot>,
     providers: BTreeMap<String, usize>,
     order: Vec<usize>,
@@ -182,10 +186,10 @@ pub struct Host {
     supervisor: Option<JoinHandle<()>>,
 }
 
-fn create(spec: &PluginSpec, config: &HostConfig, router: Weak<dyn Router>) -> Result<Arc<dyn Endpoint>, PluginError> {
+fn create(spec: &PluginSpec, config: &HostConfig, factory: &Factory, router: Weak<dyn Router>) -> Result<Arc<dyn Endpoint>, PluginError> {
     match &spec.exec {
         None => {
-            let plugin = builtin::create(&spec.name)
+            let plugin = factory(&spec.name)
                 .ok_or_else(|| PluginError::Failed { plugin: spec.name.clone(), message: "no such built-in plugin".into() })?;
             Ok(Arc::new(BuiltinEndpoint::spawn(plugin, router)?))
         }
@@ -207,12 +211,17 @@ impl Host {
     /// Creates every plugin of `specs`, orders them and starts them; the supervisor runs
     /// from then on.
     pub fn start(specs: Vec<PluginSpec>, config: HostConfig) -> Result<Host, HostError> {
+        Host::start_with(specs, config, Arc::new(builtin::create))
+    }
+
+    /// [`Host::start`] with built-in plugins made by `factory`.
+    pub fn start_with(specs: Vec<PluginSpec>, config: HostConfig, factory: Factory) -> Result<Host, HostError> {
         let mut failure: Option<HostError> = None;
         let inner = Arc::new_cyclic(|myself: &Weak<HostInner>| {
             let router: Weak<dyn Router> = myself.clone();
             let mut slots = Vec::new();
             for spec in specs {
-                match create(&spec, &config, router.clone()) {
+                match create(&spec, &config, &factory, router.clone()) {
                     Ok(endpoint) => {
                         let declaration = endpoint.declaration().clone();
                         let live =
@@ -242,7 +251,7 @@ impl Host {
                     },
                 },
             };
-            HostInner { config, slots, providers, order, stopping: AtomicBool::new(false), myself: myself.clone() }
+            HostInner { config, factory, slots, providers, order, stopping: AtomicBool::new(false), myself: myself.clone() }
         });
         let mut host = Host { inner, supervisor: None };
         if let Some(e) = failure {
@@ -493,7 +502,7 @@ impl HostInner {
     fn restart(&self, at: usize) {
         let slot = &self.slots[at];
         let router: Weak<dyn Router> = self.myself.clone();
-        let attempt = create(&slot.spec, &self.config, router).and_then(|endpoint| {
+        let attempt = create(&slot.spec, &self.config, &self.factory, router).and_then(|endpoint| {
             if endpoint.declaration() != &slot.declaration {
                 endpoint.stop(Duration::ZERO);
                 return Err(PluginError::Failed { plugin: slot.spec.name.clone(), message: "declares other interfaces than at its first start".into() });
@@ -539,5 +548,244 @@ impl Router for HostInner {
                 endpoint.notify(interface, event, params.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::builtin::{Builtin, Context};
+    use super::*;
+    use serde_json::json;
+    use std::path::Path;
+
+    /// Test plugins: `echo` (answers its params; `die` panics), `slow` (answers after
+    /// 2 s), `asker` (needs echo, asks it).
+    struct Echo;
+    impl Builtin for Echo {
+        fn declaration(&self) -> Declaration {
+            Declaration { plugin: "echo".into(), provides: vec!["echo".into()], needs: vec![] }
+        }
+        fn start(&mut self, _: &Context) -> Result<(), String> {
+            Ok(())
+        }
+        fn handle(&mut self, _: &Context, _: &str, method: &str, params: &Value) -> Result<Value, String> {
+            match method {
+                "die" => panic!("asked to die"),
+                "fail" => Err("as asked".into()),
+                _ => Ok(params.clone()),
+            }
+        }
+    }
+    struct Slow;
+    impl Builtin for Slow {
+        fn declaration(&self) -> Declaration {
+            Declaration { plugin: "slow".into(), provides: vec!["slow".into()], needs: vec![] }
+        }
+        fn start(&mut self, _: &Context) -> Result<(), String> {
+            Ok(())
+        }
+        fn handle(&mut self, _: &Context, _: &str, _: &str, _: &Value) -> Result<Value, String> {
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(json!("late"))
+        }
+    }
+    struct Asker;
+    impl Builtin for Asker {
+        fn declaration(&self) -> Declaration {
+            Declaration { plugin: "asker".into(), provides: vec!["asker".into()], needs: vec!["echo".into()] }
+        }
+        fn start(&mut self, context: &Context) -> Result<(), String> {
+            context.request("echo", "ping", json!({"from": "asker"})).map(|_| ()).map_err(|e| e.to_string())
+        }
+        fn handle(&mut self, context: &Context, _: &str, method: &str, _: &Value) -> Result<Value, String> {
+            // `slow` is not among its needs: the host must refuse.
+            let interface = if method == "undeclared" { "slow" } else { "echo" };
+            context.request(interface, "ping", json!({"via": "asker"})).map_err(|e| e.to_string())
+        }
+    }
+
+    fn factory() -> Factory {
+        Arc::new(|name: &str| -> Option<Box<dyn Builtin>> {
+            match name {
+                "echo" => Some(Box::new(Echo)),
+                "slow" => Some(Box::new(Slow)),
+                "asker" => Some(Box::new(Asker)),
+                _ => None,
+            }
+        })
+    }
+
+    fn spec(name: &str, exec: Option<&Path>) -> PluginSpec {
+        PluginSpec { name: name.into(), role: "test".into(), exec: exec.map(Path::to_path_buf), settings: json!({}) }
+    }
+
+    fn config() -> HostConfig {
+        let mut config = HostConfig::new("test-node");
+        config.request_timeout = Duration::from_millis(300);
+        config.start_timeout = Duration::from_secs(5);
+        config.restart = RestartPolicy {
+            max_restarts: 3,
+            first_pause: Duration::from_millis(20),
+            max_pause: Duration::from_millis(100),
+            stable_after: Duration::from_secs(60),
+        };
+        config
+    }
+
+    /// A shell script plugin in a fresh directory.
+    fn script(name: &str, body: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("viver-runes-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.sh"));
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn plugin<'a>(status: &'a NodeStatus, name: &str) -> &'a PluginStatus {
+        status.plugins.iter().find(|p| p.name == name).unwrap()
+    }
+
+    /// Polls `host`'s status until `done` holds, or fails after `limit`.
+    fn wait_until(host: &Host, limit: Duration, done: impl Fn(&NodeStatus) -> bool) -> NodeStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = host.status();
+            if done(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "condition not met within {limit:?}: {status:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn plugins_start_in_order_and_reach_each_other_by_interface() {
+        let host = Host::start_with(vec![spec("asker", None), spec("echo", None)], config(), factory()).unwrap();
+        let status = host.status();
+        assert_eq!(status.plugins.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["echo", "asker"]);
+        assert!(status.plugins.iter().all(|p| p.state == State::Running));
+        assert_eq!(host.request("asker", "go", json!({})).unwrap(), json!({"via": "asker"}));
+        assert_eq!(status.interfaces[1], InterfaceStatus { name: "echo".into(), provider: "echo".into(), needed_by: vec!["asker".into()] });
+        let err = host.request("nothing", "x", json!({})).unwrap_err();
+        assert_eq!(err.to_string(), "no plugin on this node provides nothing");
+        let err = host.request("echo", "fail", json!({})).unwrap_err();
+        assert_eq!(err.to_string(), "echo: as asked");
+        assert_eq!(host.request(HOST_INTERFACE, "status", json!({})).unwrap()["node"], "test-node");
+    }
+
+    #[test]
+    fn a_plugin_may_only_ask_what_it_declared_it_needs() {
+        let host = Host::start_with(vec![spec("echo", None), spec("slow", None), spec("asker", None)], config(), factory()).unwrap();
+        let err = host.request("asker", "undeclared", json!({})).unwrap_err();
+        assert!(err.to_string().contains("asker did not declare that it needs slow"), "{err}");
+    }
+
+    #[test]
+    fn a_plugin_that_does_not_answer_in_time_gives_a_timeout_not_a_hang() {
+        let host = Host::start_with(vec![spec("slow", None)], config(), factory()).unwrap();
+        let started = Instant::now();
+        let err = host.request("slow", "anything", json!({})).unwrap_err();
+        assert!(matches!(err, PluginError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        assert_eq!(err.to_string(), "slow did not answer slow.anything within 300ms");
+    }
+
+    #[test]
+    fn an_external_plugin_that_never_says_hello_times_out_at_start() {
+        let silent = script("silent", "exec sleep 30");
+        let mut config = config();
+        config.start_timeout = Duration::from_millis(300);
+        let err = Host::start_with(vec![spec("silent", Some(&silent))], config, factory()).err().unwrap();
+        assert_eq!(err.to_string(), "plugin silent: silent did not answer hello within 300ms");
+    }
+
+    #[test]
+    fn a_wrong_first_line_or_name_stops_the_start_with_the_reason() {
+        let chatty = script("chatty", "echo 'hello there'; sleep 5");
+        let err = Host::start_with(vec![spec("chatty", Some(&chatty))], config(), factory()).err().unwrap().to_string();
+        assert!(err.contains("its first line is no hello: line 1: line is not JSON"), "{err}");
+        let impostor = script("impostor", r#"echo '{"type":"hello","plugin":"other"}'; sleep 5"#);
+        let err = Host::start_with(vec![spec("impostor", Some(&impostor))], config(), factory()).err().unwrap().to_string();
+        assert!(err.contains("says it is plugin \"other\"; the role names it \"impostor\""), "{err}");
+    }
+
+    #[test]
+    fn graph_errors_stop_the_start_and_name_the_problem() {
+        let needy = script("needy", r#"echo '{"type":"hello","plugin":"needy","needs":["nowhere"]}'; read x"#);
+        let err = Host::start_with(vec![spec("echo", None), spec("needy", Some(&needy))], config(), factory()).err().unwrap();
+        assert_eq!(err.to_string(), "interface \"nowhere\" is needed by needy but no plugin provides it");
+        let a = script("a", r#"echo '{"type":"hello","plugin":"a","provides":["x"],"needs":["y"]}'; read l"#);
+        let b = script("b", r#"echo '{"type":"hello","plugin":"b","provides":["y"],"needs":["x"]}'; read l"#);
+        let err = Host::start_with(vec![spec("a", Some(&a)), spec("b", Some(&b))], config(), factory()).err().unwrap();
+        assert_eq!(err.to_string(), "plugins need each other in a cycle: a needs y from b, b needs x from a");
+    }
+
+    #[test]
+    fn a_builtin_that_panics_is_restarted() {
+        let host = Host::start_with(vec![spec("echo", None)], config(), factory()).unwrap();
+        let err = host.request("echo", "die", json!({})).unwrap_err();
+        assert!(matches!(err, PluginError::Died { .. }), "{err}");
+        let status = wait_until(&host, Duration::from_secs(5), |s| plugin(s, "echo").restarts == 1 && plugin(s, "echo").state == State::Running);
+        assert!(plugin(&status, "echo").error.as_deref().unwrap_or("").contains("plugin echo died"), "{status:?}");
+        assert_eq!(host.request("echo", "ping", json!(1)).unwrap(), json!(1));
+    }
+
+    /// A plugin providing `counter` whose `pid` method answers its process id.
+    const COUNTER: &str = r#"echo '{"type":"hello","plugin":"counter","provides":["counter"]}'
+while IFS= read -r line; do
+  case $line in
+  '{"type":"start",'*) echo '{"type":"ready"}' ;;
+  '{"type":"request",'*)
+     id=$(printf '%s\n' "$line" | sed -n 's/^{"type":"request","id":\([0-9]*\),.*/\1/p')
+     echo "{\"type\":\"response\",\"id\":$id,\"result\":$$}" ;;
+  esac
+done"#;
+
+    #[test]
+    fn an_external_plugin_that_is_killed_is_restarted_and_answers_again() {
+        let counter = script("counter", COUNTER);
+        let host = Host::start_with(vec![spec("counter", Some(&counter))], config(), factory()).unwrap();
+        let first = plugin(&host.status(), "counter").pid.unwrap();
+        assert_eq!(host.request("counter", "pid", json!({})).unwrap(), json!(first));
+        // SAFETY: kill of the plugin process this test started.
+        unsafe { libc::kill(first as i32, libc::SIGKILL) };
+        let status = wait_until(&host, Duration::from_secs(5), |s| {
+            let p = plugin(s, "counter");
+            p.state == State::Running && p.restarts == 1
+        });
+        let second = plugin(&status, "counter").pid.unwrap();
+        assert_ne!(second, first);
+        assert_eq!(host.request("counter", "pid", json!({})).unwrap(), json!(second));
+    }
+
+    #[test]
+    fn a_plugin_that_keeps_dying_is_given_up_after_the_bounded_restarts() {
+        let brief = script("brief", r#"echo '{"type":"hello","plugin":"brief"}'; read start; echo '{"type":"ready"}'; exit 3"#);
+        let host = Host::start_with(vec![spec("brief", Some(&brief))], config(), factory()).unwrap();
+        let status = wait_until(&host, Duration::from_secs(10), |s| plugin(s, "brief").state == State::Failed);
+        let brief = plugin(&status, "brief");
+        assert_eq!(brief.restarts, 3);
+        assert!(brief.error.as_deref().unwrap_or("").contains("given up after 3 restarts in a row"), "{brief:?}");
+    }
+
+    #[test]
+    fn pauses_between_restarts_double_up_to_the_limit() {
+        let policy = RestartPolicy::default();
+        assert_eq!(policy.pause(0), Duration::from_millis(200));
+        assert_eq!(policy.pause(2), Duration::from_millis(800));
+        assert_eq!(policy.pause(30), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn stopping_the_host_ends_its_external_plugins() {
+        let counter = script("counter-stop", &COUNTER.replace("\"counter\"]", "\"counter\"]").replace("plugin\":\"counter", "plugin\":\"counter-stop"));
+        let mut host = Host::start_with(vec![spec("counter-stop", Some(&counter))], config(), factory()).unwrap();
+        let pid = plugin(&host.status(), "counter-stop").pid.unwrap();
+        host.stop();
+        // SAFETY: signal 0 only checks whether the process exists.
+        assert_ne!(unsafe { libc::kill(pid as i32, 0) }, 0, "plugin {pid} still runs after stop");
+        assert!(host.status().plugins.iter().all(|p| p.state == State::Stopped));
     }
 }

@@ -26,7 +26,8 @@ pub const MAX_NAME: usize = 64;
 /// One message of the protocol. Field order is the order the host writes them in, so a
 /// shell plugin can pick fields with `sed` (see the README).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+// Unknown fields are ignored, not refused: room for later versions of the protocol.
+#[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Message {
     Hello {
         plugin: String,
@@ -282,8 +283,8 @@ mod tests {
         assert!(err.starts_with("response message:"), "{err}");
         let err = parse_line(br#"{"type":"hello","plugin":"x","provides":"greeting"}"#).unwrap_err().to_string();
         assert!(err.contains("expected a sequence"), "{err}");
-        let err = parse_line(br#"{"type":"ready","extra":1}"#).unwrap_err().to_string();
-        assert!(err.contains("unknown field `extra`"), "{err}");
+        // A field a later version may add is ignored.
+        assert_eq!(parse_line(br#"{"type":"ready","since":"v2"}"#), Ok(Message::Ready));
         let err = parse_line(br#"{"type":"request","id":1,"interface":"Has Space","method":"b"}"#).unwrap_err();
         assert!(matches!(err, ProtocolError::BadName { field: "interface", .. }), "{err}");
     }
