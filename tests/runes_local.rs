@@ -46,7 +46,10 @@ fn roles_json(socket: &Path) -> Option<Value> {
 }
 
 fn plugin<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["plugins"].as_array().and_then(|list| list.iter().find(|p| p["name"] == name)).unwrap_or_else(|| panic!("no plugin {name} in {status:#}"))
+    status["plugins"]
+        .as_array()
+        .and_then(|list| list.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("no plugin {name} in {status:#}"))
 }
 
 /// Polls `viver roles --json` until `done` holds; panics with the node's log after `limit`.
@@ -113,7 +116,10 @@ fn a_node_runs_the_shell_plugin_routes_to_it_and_restarts_it_when_killed() {
     // The people's view names the role, the plugins and what they provide.
     let out = viver().args(["roles", "--socket"]).arg(&socket).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("role web") && text.contains("greeter") && text.contains("provides [greeting]"), "{text}");
+    assert!(
+        out.status.success() && text.contains("role web") && text.contains("greeter") && text.contains("provides [greeting]"),
+        "{text}"
+    );
 
     // A request to the interface reaches the shell plugin, which asked ip-address at start.
     let (ok, answer, err) = ask(&socket, "greeting", "hello");
@@ -159,13 +165,8 @@ fn a_bad_roles_file_is_refused_with_its_line() {
     let dir = scratch("bad-roles");
     let roles = dir.join("roles.toml");
     std::fs::write(&roles, "[roles.web]\n[[roles.web.plugins]]\nname = \"greeter\"\nexec = \"greeter.sh\"\nsetings = {}\n").unwrap();
-    let out = viver()
-        .args(["node", "--role", "web", "--roles-file"])
-        .arg(&roles)
-        .arg("--socket")
-        .arg(dir.join("runes.sock"))
-        .output()
-        .unwrap();
+    let out =
+        viver().args(["node", "--role", "web", "--roles-file"]).arg(&roles).arg("--socket").arg(dir.join("runes.sock")).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains(&format!("{}:5:", roles.display())) && err.contains("unknown field `setings`"), "{err}");

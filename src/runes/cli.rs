@@ -61,7 +61,11 @@ pub struct AskArgs {
 }
 
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "viver".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "viver".into())
 }
 
 /// `viver node`: runs until SIGINT or SIGTERM, then stops the plugins.
@@ -207,7 +211,14 @@ impl NodeStatusView {
                 if p.restarts > 0 {
                     state += &format!(", {} restarts", p.restarts);
                 }
-                out += &format!("  {:<14} {:<28} provides [{}] needs [{}]  {}\n", p.name, state, p.provides.join(", "), p.needs.join(", "), p.kind);
+                out += &format!(
+                    "  {:<14} {:<28} provides [{}] needs [{}]  {}\n",
+                    p.name,
+                    state,
+                    p.provides.join(", "),
+                    p.needs.join(", "),
+                    p.kind
+                );
                 if let Some(error) = &p.error {
                     out += &format!("  {:<14} last: {error}\n", "");
                 }

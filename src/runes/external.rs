@@ -227,7 +227,10 @@ impl Reader {
             }
             Message::Hello { .. } | Message::Start { .. } | Message::Stop => {
                 log::warn!("plugin {}: line {number}: a plugin does not send this message after its hello", self.name);
-                let _ = write_message(&self.stdin, &Message::Error { id: None, message: format!("line {number}: not a message a plugin sends now") });
+                let _ = write_message(
+                    &self.stdin,
+                    &Message::Error { id: None, message: format!("line {number}: not a message a plugin sends now") },
+                );
             }
         }
     }

@@ -107,7 +107,11 @@ pub fn start_order(plugins: &[Declaration]) -> Result<Vec<usize>, GraphError> {
                     let from = path.iter().position(|(p, _)| *p == provider).unwrap_or(0);
                     let edges = path[from..]
                         .iter()
-                        .map(|(p, i)| Edge { plugin: plugins[*p].plugin.clone(), interface: i.clone(), provider: plugins[providers[i]].plugin.clone() })
+                        .map(|(p, i)| Edge {
+                            plugin: plugins[*p].plugin.clone(),
+                            interface: i.clone(),
+                            provider: plugins[providers[i]].plugin.clone(),
+                        })
                         .collect();
                     return Err(GraphError::Cycle(edges));
                 }

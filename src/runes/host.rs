@@ -224,8 +224,15 @@ impl Host {
                 match create(&spec, &config, &factory, router.clone()) {
                     Ok(endpoint) => {
                         let declaration = endpoint.declaration().clone();
-                        let live =
-                            Live { endpoint: Some(endpoint), state: State::Starting, streak: 0, restarts: 0, since: Instant::now(), next_restart: None, error: None };
+                        let live = Live {
+                            endpoint: Some(endpoint),
+                            state: State::Starting,
+                            streak: 0,
+                            restarts: 0,
+                            since: Instant::now(),
+                            next_restart: None,
+                            error: None,
+                        };
                         slots.push(Slot { spec, declaration, live: Mutex::new(live) });
                     }
                     Err(source) => {
@@ -373,12 +380,17 @@ impl HostInner {
             };
         }
         if let Some(from) = from {
-            let declared = self.slots.iter().find(|s| s.declaration.plugin == from).is_some_and(|s| s.declaration.needs.iter().any(|n| n == interface));
+            let declared = self
+                .slots
+                .iter()
+                .find(|s| s.declaration.plugin == from)
+                .is_some_and(|s| s.declaration.needs.iter().any(|n| n == interface));
             if !declared {
                 return Err(PluginError::Routing(format!("{from} did not declare that it needs {interface}")));
             }
         }
-        let at = *self.providers.get(interface).ok_or_else(|| PluginError::Routing(format!("no plugin on this node provides {interface}")))?;
+        let at =
+            *self.providers.get(interface).ok_or_else(|| PluginError::Routing(format!("no plugin on this node provides {interface}")))?;
         let slot = &self.slots[at];
         let (endpoint, state) = match slot.live.lock() {
             Ok(live) => (live.endpoint.clone(), live.state),
@@ -505,9 +517,15 @@ impl HostInner {
         let attempt = create(&slot.spec, &self.config, &self.factory, router).and_then(|endpoint| {
             if endpoint.declaration() != &slot.declaration {
                 endpoint.stop(Duration::ZERO);
-                return Err(PluginError::Failed { plugin: slot.spec.name.clone(), message: "declares other interfaces than at its first start".into() });
+                return Err(PluginError::Failed {
+                    plugin: slot.spec.name.clone(),
+                    message: "declares other interfaces than at its first start".into(),
+                });
             }
-            endpoint.start(&self.start_info(slot), self.config.start_timeout).map(|_| endpoint.clone()).inspect_err(|_| endpoint.stop(Duration::ZERO))
+            endpoint
+                .start(&self.start_info(slot), self.config.start_timeout)
+                .map(|_| endpoint.clone())
+                .inspect_err(|_| endpoint.stop(Duration::ZERO))
         });
         let Ok(mut live) = slot.live.lock() else { return };
         live.streak += 1;
@@ -727,7 +745,8 @@ mod tests {
         let host = Host::start_with(vec![spec("echo", None)], config(), factory()).unwrap();
         let err = host.request("echo", "die", json!({})).unwrap_err();
         assert!(matches!(err, PluginError::Died { .. }), "{err}");
-        let status = wait_until(&host, Duration::from_secs(5), |s| plugin(s, "echo").restarts == 1 && plugin(s, "echo").state == State::Running);
+        let status =
+            wait_until(&host, Duration::from_secs(5), |s| plugin(s, "echo").restarts == 1 && plugin(s, "echo").state == State::Running);
         assert!(plugin(&status, "echo").error.as_deref().unwrap_or("").contains("plugin echo died"), "{status:?}");
         assert_eq!(host.request("echo", "ping", json!(1)).unwrap(), json!(1));
     }
@@ -780,7 +799,7 @@ done"#;
 
     #[test]
     fn stopping_the_host_ends_its_external_plugins() {
-        let counter = script("counter-stop", &COUNTER.replace("\"counter\"]", "\"counter\"]").replace("plugin\":\"counter", "plugin\":\"counter-stop"));
+        let counter = script("counter-stop", &COUNTER.replace("plugin\":\"counter", "plugin\":\"counter-stop"));
         let mut host = Host::start_with(vec![spec("counter-stop", Some(&counter))], config(), factory()).unwrap();
         let pid = plugin(&host.status(), "counter-stop").pid.unwrap();
         host.stop();

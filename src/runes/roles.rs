@@ -54,7 +54,9 @@ pub enum RolesError {
     Invalid { file: String, line: usize, message: String },
     #[error("no role {name:?} (known: {})", known.join(", "))]
     UnknownRole { name: String, known: Vec<String> },
-    #[error("plugin {plugin:?} is in roles {first:?} and {second:?} with different settings or executables (a node runs each plugin once)")]
+    #[error(
+        "plugin {plugin:?} is in roles {first:?} and {second:?} with different settings or executables (a node runs each plugin once)"
+    )]
     Conflict { plugin: String, first: String, second: String },
 }
 
@@ -161,7 +163,8 @@ impl Roles {
             let (line, column) = e.span().map(|s| line_column(text, s.start)).unwrap_or((1, 1));
             RolesError::Parse { file: file.to_string(), line, column, message: e.message().trim().to_string() }
         })?;
-        let invalid = |offset: usize, message: String| RolesError::Invalid { file: file.to_string(), line: line_column(text, offset).0, message };
+        let invalid =
+            |offset: usize, message: String| RolesError::Invalid { file: file.to_string(), line: line_column(text, offset).0, message };
         let mut roles = BTreeMap::new();
         for (name, entry) in parsed.roles {
             let role_name = name.get_ref().clone();

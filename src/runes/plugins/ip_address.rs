@@ -31,7 +31,9 @@ pub fn gateway_in(route_table: &str, interface: &str) -> Option<Ipv4Addr> {
 fn pick(all: Vec<Interface>, wanted: Option<&str>) -> Result<Interface, String> {
     match wanted {
         Some(name) => all.into_iter().find(|i| i.name == name).ok_or_else(|| format!("interface {name} has no IPv4 address")),
-        None => all.into_iter().find(|i| !i.address.is_loopback()).ok_or_else(|| "no interface with an IPv4 address besides loopback".into()),
+        None => {
+            all.into_iter().find(|i| !i.address.is_loopback()).ok_or_else(|| "no interface with an IPv4 address besides loopback".into())
+        }
     }
 }
 

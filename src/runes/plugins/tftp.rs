@@ -38,7 +38,8 @@ impl Builtin for Tftp {
     fn start(&mut self, context: &Context) -> Result<(), String> {
         let settings = &context.info.settings;
         if let Some(port) = settings.get("port") {
-            self.port = port.as_u64().and_then(|p| u16::try_from(p).ok()).ok_or_else(|| format!("setting port {port} is not a port number"))?;
+            self.port =
+                port.as_u64().and_then(|p| u16::try_from(p).ok()).ok_or_else(|| format!("setting port {port} is not a port number"))?;
         }
         if let Some(dir) = context.setting_str("ipxe_dir") {
             self.ipxe_dir = PathBuf::from(dir);
