@@ -179,3 +179,17 @@ fn roles_without_a_node_says_so() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `viver node` running?"));
 }
+
+/// The README's example is what these tests run: the same script, line for line, and a
+/// roles.toml that means the same as [`ROLES`].
+#[test]
+fn the_readme_shows_the_plugin_and_roles_file_these_tests_run() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let script = std::fs::read_to_string(plugins_dir().join("greeter.sh")).unwrap();
+    let indented: String = script.lines().map(|l| if l.is_empty() { "\n".to_string() } else { format!("    {l}\n") }).collect();
+    assert!(readme.contains(&indented), "README.md does not show tests/fixtures/runes/greeter.sh as it is");
+    let section = readme.split("### roles.toml\n").nth(1).and_then(|s| s.split("Each role lists").next()).expect("a roles.toml section");
+    let shown: String = section.lines().map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l))).collect();
+    let from_readme = viver::runes::roles::Roles::parse(&shown, "README.md").unwrap();
+    assert_eq!(from_readme.roles, viver::runes::roles::Roles::parse(ROLES, "README.md").unwrap().roles);
+}
