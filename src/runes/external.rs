@@ -12,7 +12,7 @@ use std::io::{BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -24,6 +24,9 @@ enum Failure {
     /// The plugin ended first.
     Died,
 }
+
+/// Requests one plugin may have waiting for answers at once.
+const MAX_IN_FLIGHT: usize = 64;
 
 type Pending = Arc<Mutex<HashMap<u64, Sender<Result<Value, Failure>>>>>;
 type Started = Arc<Mutex<Option<Sender<Result<(), Failure>>>>>;
@@ -92,6 +95,7 @@ impl ExternalEndpoint {
             started: started.clone(),
             alive: alive.clone(),
             router,
+            in_flight: Arc::default(),
         };
         std::thread::Builder::new()
             .name(format!("runes-{name}"))
@@ -135,6 +139,8 @@ struct Reader {
     started: Started,
     alive: Arc<AtomicBool>,
     router: Weak<dyn Router>,
+    /// The plugin's requests routed and not answered yet.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Reader {
@@ -206,8 +212,16 @@ impl Reader {
                 }
             }
             Message::Request { id, interface, method, params } => {
+                // A plugin that floods requests gets errors, not a thread each.
+                if self.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
+                    self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let message = format!("more than {MAX_IN_FLIGHT} requests of this plugin are waiting for answers");
+                    let _ = write_message(&self.stdin, &Message::Error { id: Some(id), message });
+                    return;
+                }
                 // On a thread of its own: the answer may need a request back to this plugin.
                 let (router, stdin, name) = (self.router.clone(), self.stdin.clone(), self.name.clone());
+                let in_flight = self.in_flight.clone();
                 let _ = std::thread::Builder::new().name(format!("runes-{name}-req")).spawn(move || {
                     let result = match router.upgrade() {
                         Some(router) => router.route(&name, &interface, &method, params),
@@ -218,6 +232,7 @@ impl Reader {
                         Err(e) => Message::Error { id: Some(id), message: e.to_string() },
                     };
                     let _ = write_message(&stdin, &reply);
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
                 });
             }
             Message::Notify { interface, event, params } => {
@@ -293,6 +308,7 @@ impl Endpoint for ExternalEndpoint {
             pending.insert(id, reply);
         }
         if !self.is_alive() {
+            self.pending.lock().ok().map(|mut p| p.remove(&id));
             return Err(self.died());
         }
         let message = Message::Request { id, interface: interface.into(), method: method.into(), params };
