@@ -33,6 +33,8 @@ enum Command {
     Roles(crate::runes::cli::RolesArgs),
     /// RUNES: send a request to an interface of the running node, print the answer.
     Ask(crate::runes::cli::AskArgs),
+    /// RUNES: the nodes on the LAN that provide an interface (DNS-SD over multicast DNS).
+    Find(crate::runes::cli::FindArgs),
     /// The daemon /init starts before the hand-over (not for people: /init runs it).
     #[command(hide = true)]
     Daemon {
@@ -65,6 +67,7 @@ pub fn main() -> i32 {
         Command::Node(args) => crate::runes::cli::run_node(args),
         Command::Roles(args) => crate::runes::cli::run_roles(args),
         Command::Ask(args) => crate::runes::cli::run_ask(args),
+        Command::Find(args) => crate::runes::cli::run_find(args),
         Command::Daemon { .. } => 2,
     }
 }

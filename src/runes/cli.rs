@@ -1,7 +1,9 @@
-//! `viver node` (run a node's roles in the foreground, on any Linux), `viver roles`
-//! (what a running node runs) and `viver ask` (a request to an interface of a running
-//! node).
+//! `viver node` (run a node's roles in the foreground, on any Linux, announced on the
+//! LAN), `viver roles` (what a running node runs), `viver ask` (a request to an
+//! interface of a running node) and `viver find` (the nodes on the LAN that provide an
+//! interface).
 
+use super::announce::{Announcement, Announcer};
 use super::control::{self, DEFAULT_SOCKET};
 use super::host::{Host, HostConfig, RoleSummary};
 use super::roles::{split_list, Roles};
@@ -33,6 +35,24 @@ pub struct NodeArgs {
     /// Longest wait for an answer to a request between plugins, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
+    /// Do not announce the node on the LAN (DNS-SD over multicast DNS).
+    #[arg(long)]
+    pub no_announce: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// The interface a node must provide (default: every VIVER node).
+    pub interface: Option<String>,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+    /// Listen on this network interface only (default: all).
+    #[arg(long)]
+    pub on: Option<String>,
+    /// How long to listen for announcements, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub wait_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -107,15 +127,70 @@ fn node(args: NodeArgs) -> Result<(), String> {
         return Err(e.to_string());
     }
     log::info!("node {name}: running; control socket {}", args.socket.display());
+    let announcer = match args.no_announce {
+        true => None,
+        false => announce(&host, &name, &wanted, args.interface.as_deref()),
+    };
     let signal = loop {
         if let Some(signal) = signals.wait(Duration::from_secs(1)) {
             break signal;
         }
     };
     log::info!("signal {signal}: stopping");
+    if let Some(announcer) = announcer {
+        announcer.stop();
+    }
     host.stop();
     let _ = std::fs::remove_file(&args.socket);
     Ok(())
+}
+
+/// Announces the node on `interface` (else the first with an IPv4 address besides
+/// loopback); never on loopback, where nobody else would hear it.
+fn announce(host: &Host, name: &str, roles: &[String], interface: Option<&str>) -> Option<Announcer> {
+    let all = crate::net::iface::interfaces().unwrap_or_default();
+    let chosen = match interface {
+        Some(wanted) => all.into_iter().find(|i| i.name == wanted),
+        None => all.into_iter().find(|i| !i.address.is_loopback()),
+    };
+    let Some(chosen) = chosen.filter(|i| !i.address.is_loopback()) else {
+        log::info!("not announcing: no interface besides loopback to announce on");
+        return None;
+    };
+    let provides = host.status().interfaces.into_iter().map(|i| i.name).collect();
+    let what = Announcement { node: name.to_string(), roles: roles.to_vec(), provides };
+    match Announcer::start(&what, &chosen.name, chosen.address) {
+        Ok(announcer) => Some(announcer),
+        Err(e) => {
+            log::warn!("not announcing on {}: {e}", chosen.name);
+            None
+        }
+    }
+}
+
+/// `viver find`: one line per node (name, addresses, roles, interfaces); exit status 1
+/// when none was heard.
+pub fn run_find(args: FindArgs) -> i32 {
+    let found = match super::announce::find(args.interface.as_deref(), args.on.as_deref(), Duration::from_millis(args.wait_ms)) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("viver find: {e}");
+            return 2;
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&found).unwrap_or_default());
+    } else {
+        for node in &found {
+            let addresses: Vec<String> = node.addresses.iter().map(|a| a.to_string()).collect();
+            println!("{} {} roles={} provides={}", node.node, addresses.join(","), node.roles.join(","), node.provides.join(","));
+        }
+    }
+    if found.is_empty() {
+        1
+    } else {
+        0
+    }
 }
 
 /// `viver roles`.

@@ -9,9 +9,11 @@
 //! - [`builtin`]: built-in plugins on threads of their own; [`plugins`]: the plugins themselves;
 //! - [`external`]: an executable as a plugin, over its stdin and stdout;
 //! - [`host`]: starting in order, routing with timeouts, restarting what dies;
+//! - [`announce`]: DNS-SD over multicast DNS: a node's announcement, `viver find`;
 //! - [`control`]: the node's Unix socket (`viver roles`, `viver ask`);
 //! - [`cli`]: `viver node`, `viver roles`, `viver ask`.
 
+pub mod announce;
 pub mod builtin;
 pub mod cli;
 pub mod control;
