@@ -209,7 +209,9 @@ fn describe(endpoint: &dyn Endpoint) -> String {
 
 impl Host {
     /// Creates every plugin of `specs`, orders them and starts them; the supervisor runs
-    /// from then on.
+    /// from then on. Call it from a thread that lives as long as the host: an external
+    /// plugin gets SIGTERM when the thread that started it ends (`PR_SET_PDEATHSIG`, so
+    /// that no plugin outlives a killed node); restarts come from the supervisor's.
     pub fn start(specs: Vec<PluginSpec>, config: HostConfig) -> Result<Host, HostError> {
         Host::start_with(specs, config, Arc::new(builtin::create))
     }
