@@ -96,3 +96,71 @@ pub fn ask(socket: &Path, interface: &str, method: &str, params: Value, timeout:
         Line::End => Err(ControlError::NoAnswer),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::host::{Host, HostConfig};
+    use super::super::roles::Roles;
+    use super::*;
+    use serde_json::json;
+    use std::io::BufRead;
+
+    fn node(name: &str) -> (Host, PathBuf) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/runes-tmp/control-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let specs = Roles::builtin().plugins_for(&["boot-server".into()]).unwrap();
+        let mut config = HostConfig::new(name);
+        config.interface = Some("lo".into());
+        let host = Host::start(specs, config).unwrap();
+        let socket = dir.join("runes.sock");
+        serve(&socket, host.requests()).unwrap();
+        (host, socket)
+    }
+
+    #[test]
+    fn requests_are_routed_and_bad_lines_answered_with_errors_on_one_connection() {
+        let (_host, socket) = node("lines");
+        let stream = UnixStream::connect(&socket).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut exchange = |line: &str| {
+            writer.write_all(line.as_bytes()).unwrap();
+            let mut answer = String::new();
+            reader.read_line(&mut answer).unwrap();
+            protocol::parse_line(answer.trim_end().as_bytes()).unwrap()
+        };
+        let Message::Response { id: 5, result } =
+            exchange("{\"type\":\"request\",\"id\":5,\"interface\":\"dhcp\",\"method\":\"config\"}\n")
+        else {
+            panic!("no response")
+        };
+        assert_eq!((result["server"].as_str(), result["boot_file_bios"].as_str()), (Some("127.0.0.1"), Some("undionly.kpxe")));
+        let Message::Error { id: None, message } = exchange("{\"type\":\"request\",\"id\":\"x\"}\n") else { panic!("no error") };
+        assert!(message.contains("request message:"), "{message}");
+        let Message::Error { id: None, message } = exchange("{\"type\":\"ready\"}\n") else { panic!("no error") };
+        assert_eq!(message, "the control socket takes requests only");
+        let Message::Error { id: Some(6), message } =
+            exchange("{\"type\":\"request\",\"id\":6,\"interface\":\"dhcp\",\"method\":\"restart\"}\n")
+        else {
+            panic!("no error")
+        };
+        assert_eq!(message, "dhcp: interface dhcp has no method \"restart\" (it has: config)");
+        // The connection still works after all that.
+        assert!(matches!(
+            exchange("{\"type\":\"request\",\"id\":7,\"interface\":\"runes\",\"method\":\"status\"}\n"),
+            Message::Response { id: 7, .. }
+        ));
+    }
+
+    #[test]
+    fn ask_gets_the_answer_and_a_second_node_on_the_same_socket_is_refused() {
+        let (_host, socket) = node("ask");
+        let status = ask(&socket, "runes", "status", json!({}), Duration::from_secs(5)).unwrap();
+        assert_eq!(status["node"], "ask");
+        assert_eq!(status["plugins"].as_array().map(Vec::len), Some(3));
+        let err = ask(&socket, "nothing", "x", json!({}), Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err.to_string(), "no plugin on this node provides nothing");
+        let host = Host::start(Vec::new(), HostConfig::new("second")).unwrap();
+        assert!(matches!(serve(&socket, host.requests()), Err(ControlError::InUse { .. })));
+    }
+}

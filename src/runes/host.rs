@@ -624,9 +624,28 @@ mod tests {
         }
     }
 
+    /// Needs `bell`, keeps what it was notified of, answers it with `heard`.
+    #[derive(Default)]
+    struct Listener(Vec<Value>);
+    impl Builtin for Listener {
+        fn declaration(&self) -> Declaration {
+            Declaration { plugin: "listener".into(), provides: vec!["listener".into()], needs: vec!["bell".into()] }
+        }
+        fn start(&mut self, _: &Context) -> Result<(), String> {
+            Ok(())
+        }
+        fn handle(&mut self, _: &Context, _: &str, _: &str, _: &Value) -> Result<Value, String> {
+            Ok(Value::Array(self.0.clone()))
+        }
+        fn notified(&mut self, _: &Context, interface: &str, event: &str, params: &Value) {
+            self.0.push(json!({"interface": interface, "event": event, "params": params}));
+        }
+    }
+
     fn factory() -> Factory {
         Arc::new(|name: &str| -> Option<Box<dyn Builtin>> {
             match name {
+                "listener" => Some(Box::new(Listener::default())),
                 "echo" => Some(Box::new(Echo)),
                 "slow" => Some(Box::new(Slow)),
                 "asker" => Some(Box::new(Asker)),
@@ -654,7 +673,7 @@ mod tests {
 
     /// A shell script plugin in a fresh directory.
     fn script(name: &str, body: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("viver-runes-{}-{name}", std::process::id()));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/runes-tmp/unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.sh"));
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
@@ -789,6 +808,72 @@ done"#;
         let brief = plugin(&status, "brief");
         assert_eq!(brief.restarts, 3);
         assert!(brief.error.as_deref().unwrap_or("").contains("given up after 3 restarts in a row"), "{brief:?}");
+    }
+
+    #[test]
+    fn a_notification_reaches_the_plugins_that_need_its_interface_and_no_other() {
+        // `bell` rings on request: a notify of bell (delivered) and of echo, which it does
+        // not provide (dropped), then the answer.
+        let bell = script(
+            "bell",
+            r#"echo '{"type":"hello","plugin":"bell","provides":["bell"]}'
+while IFS= read -r line; do
+  case $line in
+  '{"type":"start",'*) echo '{"type":"ready"}' ;;
+  '{"type":"request",'*)
+     id=$(printf '%s\n' "$line" | sed -n 's/^{"type":"request","id":\([0-9]*\),.*/\1/p')
+     echo '{"type":"notify","interface":"echo","event":"forged","params":{}}'
+     echo '{"type":"notify","interface":"bell","event":"rang","params":{"times":1}}'
+     echo "{\"type\":\"response\",\"id\":$id,\"result\":\"rung\"}" ;;
+  esac
+done"#,
+        );
+        let host =
+            Host::start_with(vec![spec("bell", Some(&bell)), spec("listener", None), spec("echo", None)], config(), factory()).unwrap();
+        assert_eq!(host.request("bell", "ring", json!({})).unwrap(), json!("rung"));
+        let heard = host.request("listener", "heard", json!({})).unwrap();
+        assert_eq!(heard, json!([{"interface": "bell", "event": "rang", "params": {"times": 1}}]));
+    }
+
+    #[test]
+    fn garbage_from_a_plugin_is_answered_with_an_error_and_the_plugin_goes_on() {
+        // After its start it writes a line that is no JSON, one over the limit and an
+        // answer nobody waits for; then it answers requests with the number of the
+        // node's complaints (`error` without id) it got: one per bad line.
+        let noisy = script(
+            "noisy",
+            &format!(
+                r#"echo '{{"type":"hello","plugin":"noisy","provides":["noisy"]}}'
+while IFS= read -r line; do
+  case $line in
+  '{{"type":"start",'*)
+     echo '{{"type":"ready"}}'
+     echo 'not json'
+     head -c {} /dev/zero | tr '\0' 'x'; echo
+     echo '{{"type":"response","id":999,"result":null}}' ;;
+  '{{"type":"error",'*) complaints=$((complaints + 1)) ;;
+  '{{"type":"request",'*)
+     id=$(printf '%s\n' "$line" | sed -n 's/^{{"type":"request","id":\([0-9]*\),.*/\1/p')
+     echo "{{\"type\":\"response\",\"id\":$id,\"result\":${{complaints:-0}}}}" ;;
+  esac
+done"#,
+                super::super::protocol::MAX_LINE + 100
+            ),
+        );
+        let host = Host::start_with(vec![spec("noisy", Some(&noisy))], config(), factory()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            // The requests may overtake the complaints, never the other way round.
+            let complaints = host.request("noisy", "complaints", json!({})).unwrap();
+            if complaints == json!(2) {
+                break;
+            }
+            assert!(complaints.as_u64().is_some_and(|n| n < 2), "{complaints}");
+            assert!(Instant::now() < deadline, "the node complained {complaints} times, not 2");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = host.status();
+        assert_eq!((plugin(&status, "noisy").state, plugin(&status, "noisy").restarts), (State::Running, 0));
     }
 
     #[test]
