@@ -246,6 +246,14 @@ struct NodeStatusView {
     interface: Option<String>,
     roles: Vec<RoleView>,
     plugins: Vec<PluginView>,
+    interfaces: Vec<InterfaceView>,
+}
+
+#[derive(serde::Deserialize)]
+struct InterfaceView {
+    name: String,
+    provider: String,
+    needed_by: Vec<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -298,6 +306,10 @@ impl NodeStatusView {
                     out += &format!("  {:<14} last: {error}\n", "");
                 }
             }
+        }
+        for interface in &self.interfaces {
+            let needed = if interface.needed_by.is_empty() { "-".to_string() } else { interface.needed_by.join(", ") };
+            out += &format!("interface {:<14} from {:<14} needed by {needed}\n", interface.name, interface.provider);
         }
         out
     }
