@@ -120,6 +120,7 @@ fn a_node_runs_the_shell_plugin_routes_to_it_and_restarts_it_when_killed() {
         out.status.success() && text.contains("role web") && text.contains("greeter") && text.contains("provides [greeting]"),
         "{text}"
     );
+    assert!(text.lines().any(|l| l.starts_with("interface greeting") && l.contains("from greeter")), "{text}");
 
     // A request to the interface reaches the shell plugin, which asked ip-address at start.
     let (ok, answer, err) = ask(&socket, "greeting", "hello");
@@ -170,6 +171,15 @@ fn a_bad_roles_file_is_refused_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains(&format!("{}:5:", roles.display())) && err.contains("unknown field `setings`"), "{err}");
+}
+
+#[test]
+fn a_node_name_that_is_no_dns_label_is_refused() {
+    let dir = scratch("bad-name");
+    let out = viver().args(["node", "--role", "ip-address", "--name", "Web_1", "--socket"]).arg(dir.join("runes.sock")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("node name \"Web_1\" is not 1-63 of a-z"), "{err}");
 }
 
 #[test]

@@ -80,12 +80,26 @@ pub struct AskArgs {
     pub timeout_ms: u64,
 }
 
+/// A node name is one DNS label (it becomes `NAME.local.` on the LAN): 1-63 of a-z,
+/// 0-9 and '-', not at either end.
+pub fn is_node_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The host name as a node name: its first label, lower case, other characters as '-'.
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "viver".into())
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let label = raw.trim().split('.').next().unwrap_or("").to_ascii_lowercase();
+    let name: String = label.chars().take(63).map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let name = name.trim_matches('-').to_string();
+    if is_node_name(&name) {
+        name
+    } else {
+        "viver".into()
+    }
 }
 
 /// `viver node`: runs until SIGINT or SIGTERM, then stops the plugins.
@@ -104,8 +118,14 @@ fn node(args: NodeArgs) -> Result<(), String> {
     let signals = crate::sys::stop_signals::StopSignals::block()?;
     let roles = Roles::load(args.roles_file.as_deref()).map_err(|e| e.to_string())?;
     let wanted: Vec<String> = args.roles.iter().flat_map(|r| split_list(r)).collect();
+    if wanted.is_empty() {
+        return Err("--role names no role".into());
+    }
     let specs = roles.plugins_for(&wanted).map_err(|e| e.to_string())?;
     let name = args.name.clone().unwrap_or_else(host_name);
+    if !is_node_name(&name) {
+        return Err(format!("node name {name:?} is not 1-63 of a-z, 0-9 and '-' (it becomes {name}.local. on the LAN)"));
+    }
     let mut config = HostConfig::new(&name);
     config.interface = args.interface.clone();
     config.plugins_dir = args.plugins_dir.clone();
@@ -312,5 +332,19 @@ impl NodeStatusView {
             out += &format!("interface {:<14} from {:<14} needed by {needed}\n", interface.name, interface.provider);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_are_dns_labels() {
+        assert!(is_node_name("web-1"));
+        for bad in ["", "Web", "web_1", "web.lan", "-web", "web-", &"x".repeat(64)] {
+            assert!(!is_node_name(bad), "{bad:?}");
+        }
+        assert!(is_node_name(&host_name()));
     }
 }
