@@ -659,9 +659,10 @@ mod tests {
     }
 
     fn config() -> HostConfig {
+        // Generous: CI runs these beside VMs on a loaded machine, and a shell plugin forks.
         let mut config = HostConfig::new("test-node");
-        config.request_timeout = Duration::from_millis(300);
-        config.start_timeout = Duration::from_secs(5);
+        config.request_timeout = Duration::from_secs(10);
+        config.start_timeout = Duration::from_secs(10);
         config.restart = RestartPolicy {
             max_restarts: 3,
             first_pause: Duration::from_millis(20),
@@ -723,11 +724,14 @@ mod tests {
 
     #[test]
     fn a_plugin_that_does_not_answer_in_time_gives_a_timeout_not_a_hang() {
-        let host = Host::start_with(vec![spec("slow", None)], config(), factory()).unwrap();
+        let mut config = config();
+        config.request_timeout = Duration::from_millis(300);
+        let host = Host::start_with(vec![spec("slow", None)], config, factory()).unwrap();
         let started = Instant::now();
         let err = host.request("slow", "anything", json!({})).unwrap_err();
         assert!(matches!(err, PluginError::Timeout { .. }), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        // Well before the 2 s the plugin takes: the caller did not wait for it.
+        assert!(started.elapsed() < Duration::from_millis(1800), "{:?}", started.elapsed());
         assert_eq!(err.to_string(), "slow did not answer slow.anything within 300ms");
     }
 
@@ -767,7 +771,7 @@ mod tests {
         let err = host.request("echo", "die", json!({})).unwrap_err();
         assert!(matches!(err, PluginError::Died { .. }), "{err}");
         let status =
-            wait_until(&host, Duration::from_secs(5), |s| plugin(s, "echo").restarts == 1 && plugin(s, "echo").state == State::Running);
+            wait_until(&host, Duration::from_secs(20), |s| plugin(s, "echo").restarts == 1 && plugin(s, "echo").state == State::Running);
         assert!(plugin(&status, "echo").error.as_deref().unwrap_or("").contains("plugin echo died"), "{status:?}");
         assert_eq!(host.request("echo", "ping", json!(1)).unwrap(), json!(1));
     }
@@ -791,7 +795,7 @@ done"#;
         assert_eq!(host.request("counter", "pid", json!({})).unwrap(), json!(first));
         // SAFETY: kill of the plugin process this test started.
         unsafe { libc::kill(first as i32, libc::SIGKILL) };
-        let status = wait_until(&host, Duration::from_secs(5), |s| {
+        let status = wait_until(&host, Duration::from_secs(20), |s| {
             let p = plugin(s, "counter");
             p.state == State::Running && p.restarts == 1
         });
@@ -804,7 +808,7 @@ done"#;
     fn a_plugin_that_keeps_dying_is_given_up_after_the_bounded_restarts() {
         let brief = script("brief", r#"echo '{"type":"hello","plugin":"brief"}'; read start; echo '{"type":"ready"}'; exit 3"#);
         let host = Host::start_with(vec![spec("brief", Some(&brief))], config(), factory()).unwrap();
-        let status = wait_until(&host, Duration::from_secs(10), |s| plugin(s, "brief").state == State::Failed);
+        let status = wait_until(&host, Duration::from_secs(30), |s| plugin(s, "brief").state == State::Failed);
         let brief = plugin(&status, "brief");
         assert_eq!(brief.restarts, 3);
         assert!(brief.error.as_deref().unwrap_or("").contains("given up after 3 restarts in a row"), "{brief:?}");
