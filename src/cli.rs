@@ -27,6 +27,14 @@ enum Command {
     Nbd(crate::nbd::cli::NbdCommand),
     /// V-FIELD: share an image peer to peer (seed, join, fetch, status).
     Vfield(crate::vfield::cli::VfieldArgs),
+    /// RUNES: run this machine's roles and their plugins in the foreground.
+    Node(crate::runes::cli::NodeArgs),
+    /// RUNES: the roles, plugins and interfaces of the running node.
+    Roles(crate::runes::cli::RolesArgs),
+    /// RUNES: send a request to an interface of the running node, print the answer.
+    Ask(crate::runes::cli::AskArgs),
+    /// RUNES: the nodes on the LAN that provide an interface (DNS-SD over multicast DNS).
+    Find(crate::runes::cli::FindArgs),
     /// The daemon /init starts before the hand-over (not for people: /init runs it).
     #[command(hide = true)]
     Daemon {
@@ -56,6 +64,10 @@ pub fn main() -> i32 {
         Command::Serve(args) => crate::serve::cli::run(args),
         Command::Nbd(cmd) => crate::nbd::cli::run(cmd),
         Command::Vfield(args) => crate::vfield::cli::run(args),
+        Command::Node(args) => crate::runes::cli::run_node(args),
+        Command::Roles(args) => crate::runes::cli::run_roles(args),
+        Command::Ask(args) => crate::runes::cli::run_ask(args),
+        Command::Find(args) => crate::runes::cli::run_find(args),
         Command::Daemon { .. } => 2,
     }
 }

@@ -18,6 +18,7 @@
 //! - [`net`]: the node's own network setup: link, address, DHCP client.
 //! - [`daemon`]: the process that outlives the initramfs and serves the root (NBD) and
 //!   the LAN.
+//! - [`runes`]: roles, plugins and the interfaces they talk through (`viver node`).
 
 pub mod boot;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod image;
 pub mod kit;
 pub mod nbd;
 pub mod net;
+pub mod runes;
 pub mod serve;
 pub mod sys;
 pub mod vfield;
