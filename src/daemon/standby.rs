@@ -1,9 +1,13 @@
 //! A netbooted node as a standby boot server: when the node that booted the LAN is
 //! gone, one standby takes its place, so the LAN keeps booting.
 //!
-//! - Before it is needed, the standby fetches what a boot server hands out and the image
+//! - Before it is needed, a standby fetches what a boot server hands out and the image
 //!   does not hold (kernel, initrd, iPXE binaries) from the boot server, keeps them in
-//!   the daemon's locked memory, and tells its V-FIELD peers it is a standby.
+//!   the daemon's locked memory, and tells its V-FIELD peers it is a standby. Not every
+//!   node: that would double what the boot server sends each client. A node waits a
+//!   while after its boot (its boot's reads go first; the wait differs from node to
+//!   node), then becomes a standby only if fewer than [`STANDBYS`] of its peers are, and
+//!   looks again whenever one leaves.
 //! - It watches the boot server (its HTTP port, every [`WATCH_EVERY`]) and the peers: a
 //!   peer that says it serves is the boot server from then on.
 //! - When the boot server has not answered for [`GONE_AFTER`] and no peer serves, the
@@ -36,6 +40,12 @@ pub const GONE_AFTER: Duration = Duration::from_secs(10);
 const MAX_BOOT_FILE: u64 = 256 << 20;
 /// How long fetching the boot files may take before the node gives up being a standby.
 const FETCH_WAIT: Duration = Duration::from_secs(120);
+/// Standbys a LAN keeps (each holds the boot files: about 17 MiB for Debian's).
+pub const STANDBYS: usize = 2;
+/// The wait after the boot before a node considers standing by: at least the first,
+/// plus up to the second, spread by the node's address.
+const SETTLE: Duration = Duration::from_secs(5);
+const SPREAD: Duration = Duration::from_secs(20);
 
 /// What a standby needs to know of the boot it came from.
 #[derive(Debug, Clone)]
@@ -73,7 +83,28 @@ pub fn start(swarm: Arc<Swarm>, plan: Plan) -> Result<std::thread::JoinHandle<()
     std::thread::Builder::new().name("viver-standby".into()).spawn(move || run(swarm, plan)).map_err(|e| e.to_string())
 }
 
+/// How long this node waits before it considers standing by: a spread by its address,
+/// so that nodes booted together do not all fetch the boot files at once.
+pub fn settle_wait(address: Ipv4Addr) -> Duration {
+    let h = u32::from(address).wrapping_mul(0x9e37_79b9) >> 8;
+    SETTLE + SPREAD.mul_f64(f64::from(h % 1000) / 1000.0)
+}
+
+/// Peers that stand by or serve.
+fn standing(swarm: &Swarm) -> usize {
+    swarm.peers().iter().filter(|p| p.info.boot != BootRole::None).count()
+}
+
 fn run(swarm: Arc<Swarm>, plan: Plan) {
+    std::thread::sleep(settle_wait(plan.address));
+    let mut told = false;
+    while standing(&swarm) >= STANDBYS {
+        if !told {
+            log::info!("standby: {STANDBYS} peers stand by already; this node does not (it looks again if one leaves)");
+            told = true;
+        }
+        std::thread::sleep(WATCH_EVERY);
+    }
     let files = match fetch_boot_files(&plan) {
         Ok(files) => files,
         Err(e) => {
@@ -222,6 +253,17 @@ mod tests {
         assert_eq!(elect(b, &[a, c]), c);
         assert_eq!(elect(c, &[a, b]), c);
         assert_eq!(elect(a, &[]), a);
+    }
+
+    #[test]
+    fn nodes_booted_together_wait_different_times_before_standing_by() {
+        let waits: Vec<Duration> = (2..=21u8).map(|n| settle_wait(Ipv4Addr::new(10, 77, 0, n))).collect();
+        assert!(waits.iter().all(|w| *w >= SETTLE && *w <= SETTLE + SPREAD), "{waits:?}");
+        let mut sorted = waits.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert!(sorted.len() >= 18, "20 neighbours should mostly differ: {waits:?}");
+        assert!(sorted[sorted.len() - 1] - sorted[0] >= SPREAD / 2, "spread over the window: {waits:?}");
     }
 
     #[test]
