@@ -14,6 +14,9 @@ use std::time::Duration;
 /// Reads the kernel may have in flight on one device.
 const NBD_WORKERS: usize = 4;
 
+/// How long after the attach a netbooted node starts filling its V-FIELD store.
+const FILL_AFTER: Duration = Duration::from_secs(15);
+
 /// A standby boot server's state directory (the working directory of its daemon).
 const STANDBY_STATE: &str = "/run/viver/serve";
 
@@ -275,6 +278,9 @@ fn join_swarm(url: &str, manifest_path: &str, join: &VfieldJoin) -> Result<Arc<S
     let mut web_seeds = vec![url.to_string()];
     web_seeds.extend(join.web_seeds.iter().cloned());
     let options = swarm::Options {
+        // The store fills after FILL_AFTER: until then the boot's reads have every
+        // request slot.
+        fill: false,
         listen: Some(std::net::SocketAddr::from(([0, 0, 0, 0], join.port))),
         bootstrap,
         replicas: join.replicas.max(1),
@@ -290,6 +296,14 @@ fn join_swarm(url: &str, manifest_path: &str, join: &VfieldJoin) -> Result<Arc<S
     );
     let swarm = Swarm::new(Arc::new(meta), Store::ram(store_bytes), options);
     swarm.start()?;
+    let filler = swarm.clone();
+    std::thread::Builder::new()
+        .name("vfield-fill-later".into())
+        .spawn(move || {
+            std::thread::sleep(FILL_AFTER);
+            filler.start_fill();
+        })
+        .map_err(|e| e.to_string())?;
     Ok(swarm)
 }
 

@@ -134,6 +134,8 @@ pub struct Swarm {
     upload_due: Mutex<Instant>,
     /// This node's part in booting the LAN, told to peers in the extension handshake.
     boot: Mutex<BootRole>,
+    /// Background fill on (`Options::fill`, or later: [`Swarm::start_fill`]).
+    fill: AtomicBool,
 }
 
 /// A connected peer as the swarm sees it.
@@ -156,9 +158,17 @@ fn random_peer_id() -> [u8; 20] {
     id
 }
 
+/// Random bytes that never wait: a peer id needs to differ, not to be secret, and early
+/// in a boot the kernel's pool may not be ready (reading /dev/urandom then waits about
+/// a second for it on Linux 5.18 and later; GRND_INSECURE does not).
 fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+    // SAFETY: getrandom(2) writes at most buf.len() bytes into buf.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_INSECURE) };
+    if n == buf.len() as isize {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 impl Swarm {
@@ -174,6 +184,7 @@ impl Swarm {
             }
         }
         let known = options.bootstrap.iter().copied().collect();
+        let fill = options.fill;
         Arc::new(Swarm {
             meta,
             options,
@@ -197,6 +208,7 @@ impl Swarm {
             local: Mutex::new(None),
             upload_due: Mutex::new(Instant::now()),
             boot: Mutex::new(BootRole::None),
+            fill: AtomicBool::new(fill),
         })
     }
 
@@ -281,6 +293,13 @@ impl Swarm {
             client: self.options.client.clone(),
             boot: *self.boot.lock().unwrap_or_else(|p| p.into_inner()),
         }
+    }
+
+    /// Starts the background fill of a swarm made without it (a netbooted root: the
+    /// boot's own reads first, then the store fills).
+    pub fn start_fill(&self) {
+        self.fill.store(true, Ordering::Relaxed);
+        self.changed.notify_all();
     }
 
     /// Tells the peers this node's new part in booting the LAN.
@@ -425,6 +444,8 @@ impl Swarm {
                         let len = self.meta.chunk_len(index) as u32;
                         if let Some(web) = st.web.get_mut(&peer) {
                             web.queue.push_back(index);
+                            // Its fetchers wait on the same condition as everybody.
+                            self.changed.notify_all();
                         } else if let Some(conn) = st.conns.get_mut(&peer) {
                             let blocks = len.div_ceil(BLOCK);
                             conn.partial.insert(index, (vec![0u8; len as usize], blocks));
@@ -501,7 +522,7 @@ impl Swarm {
     /// that, only chunks held by fewer than `replicas` nodes that a more replicated held
     /// chunk can make room for (and, from a leaving peer, what only it holds).
     fn plan_fill(&self, st: &mut State) {
-        if !self.options.fill {
+        if !self.fill.load(Ordering::Relaxed) {
             return;
         }
         let count = self.meta.chunk_count() as u32;
