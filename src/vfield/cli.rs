@@ -92,7 +92,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub nodes: Vec<usize>,
     /// Image size, MiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 64)]
     pub image: u64,
     /// Chunk size, KiB (the kit's default).
     #[arg(long, default_value_t = crate::image::chunks::DEFAULT_CHUNK >> 10)]
@@ -370,12 +370,12 @@ fn simulate(args: &SimulateArgs) -> Result<(), String> {
             args.max_peers
         );
         println!(
-            "{:>6} {:>12} {:>12} {:>10} {:>10} {:>10} {:>9} {:>6} {:>6} {:>12} {:>9}",
-            "nodes", "seed up", "seed up", "profile", "profile", "profile", "filled", "killed", "lost", "max blocked", "wall"
+            "{:>6} {:>12} {:>12} {:>10} {:>10} {:>10} {:>9} {:>7} {:>6} {:>6} {:>12} {:>9}",
+            "nodes", "seed up", "seed up", "profile", "profile", "profile", "filled", "min", "killed", "lost", "blocked", "wall"
         );
         println!(
-            "{:>6} {:>12} {:>12} {:>10} {:>10} {:>10} {:>9} {:>6} {:>6} {:>12} {:>9}",
-            "", "(profiles)", "(filled)", "median s", "p99 s", "max s", "s", "", "chunks", "after, ms", "s"
+            "{:>6} {:>12} {:>12} {:>10} {:>10} {:>10} {:>9} {:>7} {:>6} {:>6} {:>12} {:>9}",
+            "", "(profiles)", "(filled)", "median s", "p99 s", "max s", "s", "holders", "", "chunks", "p99/max ms", "s"
         );
     }
     for n in nodes {
@@ -399,11 +399,13 @@ fn simulate(args: &SimulateArgs) -> Result<(), String> {
         let wall = started.elapsed().as_secs_f64();
         if !args.json {
             let (killed, lost, blocked) = match &report.survival {
-                Some(s) => (s.killed.to_string(), s.lost_chunks.to_string(), format!("{:.1}", s.max_blocked_s * 1e3)),
+                Some(s) => {
+                    (s.killed.to_string(), s.lost_chunks.to_string(), format!("{:.1}/{:.1}", s.p99_blocked_s * 1e3, s.max_blocked_s * 1e3))
+                }
                 None => ("-".into(), "-".into(), "-".into()),
             };
             println!(
-                "{:>6} {:>12.2} {:>12.2} {:>10.3} {:>10.3} {:>10.3} {:>9} {:>6} {:>6} {:>12} {:>9.1}",
+                "{:>6} {:>12.2} {:>12.2} {:>10.3} {:>10.3} {:>10.3} {:>9} {:>7} {:>6} {:>6} {:>12} {:>9.1}",
                 n,
                 report.seed_upload_at_profile,
                 report.seed_upload,
@@ -411,6 +413,7 @@ fn simulate(args: &SimulateArgs) -> Result<(), String> {
                 report.profile_p99_s,
                 report.profile_max_s,
                 report.filled_s.map_or("never".into(), |f| format!("{f:.2}")),
+                report.min_holders,
                 killed,
                 lost,
                 blocked,

@@ -316,6 +316,8 @@ impl Scheduler {
                 }
             }
         }
+        // In a fixed order (the map's is random): the same events give the same requests.
+        expired.sort_unstable();
         for (peer, index) in expired {
             self.abandoned(peer, index);
             actions.push(Action::Cancel { peer, index });
@@ -445,7 +447,7 @@ impl Scheduler {
                 continue;
             }
             let since = at.iter().filter_map(|p| self.peers.get(p)?.inflight.get(&index)).min().copied().unwrap_or(now);
-            if oldest.is_none_or(|(t, _)| since < t) {
+            if oldest.is_none_or(|old| (since, index) < old) {
                 oldest = Some((since, index));
             }
         }

@@ -50,6 +50,10 @@ const MAX_STRIKES: u32 = 8;
 /// scheduler run (a completed chunk or a blocked read is acted on at once).
 const NEWS_REACTION: Nanos = MS / 2;
 /// The simulation gives up past this (a swarm that does not settle is a finding too).
+/// How often the experiment looks whether the swarm is filled or the first node gone.
+const PHASE_EVERY: Nanos = 50 * MS;
+/// Stores full this long without every chunk at `replicas` joiners: filled anyway.
+const SETTLE: Nanos = 10 * SECOND;
 const GIVE_UP: Nanos = 1_800 * SECOND;
 /// Reads after the leaves that take longer than this are reported unfinished.
 const AFTER_KILL_LIMIT: Nanos = 60 * SECOND;
@@ -120,6 +124,8 @@ pub struct Report {
     /// Seconds until every joiner's store was full; `None`: never (within the give-up time).
     pub filled_s: Option<f64>,
     pub survival: Option<Survival>,
+    /// The fewest nodes holding one chunk once filled (the first node not counted).
+    pub min_holders: u32,
     /// Seconds one chunk takes over one idle link (request, answer, latencies).
     pub one_chunk_s: f64,
     pub events: u64,
@@ -138,8 +144,10 @@ pub struct Survival {
     pub reads: usize,
     /// Reads that never completed (within the give-up time).
     pub reads_unfinished: usize,
-    /// The longest a read after the leaves was blocked, seconds.
+    /// The longest a read after the leaves was blocked, seconds (reads of a held chunk
+    /// count as not blocked), and the 99th percentile.
     pub max_blocked_s: f64,
+    pub p99_blocked_s: f64,
 }
 
 /// A tiny deterministic PRNG (SplitMix64): the same seed gives the same run.
@@ -260,7 +268,7 @@ struct Node {
     reading: Option<(u32, Nanos)>,
     profile_done_at: Option<Nanos>,
     /// Reads after the leaves: their longest block, and how many are left.
-    after_max_blocked: Nanos,
+    after_blocked: Vec<Nanos>,
     after_measuring: bool,
 }
 
@@ -307,6 +315,8 @@ pub struct Sim {
     seed_upload_at_profile: u64,
     filled_at: Option<Nanos>,
     upload_at_filled: (u64, u64),
+    min_holders: u32,
+    full_since: Option<Nanos>,
     seed_left_alone: usize,
     seed_left_at: Option<Nanos>,
     killed: usize,
@@ -403,7 +413,7 @@ impl Sim {
                 reads,
                 reading: None,
                 profile_done_at: None,
-                after_max_blocked: 0,
+                after_blocked: Vec::new(),
                 after_measuring: false,
             });
         }
@@ -423,6 +433,8 @@ impl Sim {
             seed_upload_at_profile: 0,
             filled_at: None,
             upload_at_filled: (0, 0),
+            min_holders: 0,
+            full_since: None,
             seed_left_alone: 0,
             seed_left_at: None,
             killed: 0,
@@ -440,7 +452,7 @@ impl Sim {
             sim.at(REDIAL_EVERY + redial, Event::Redial(n));
             sim.at(0, Event::Read(n));
         }
-        sim.at(PLAN_EVERY, Event::Phase);
+        sim.at(PHASE_EVERY, Event::Phase);
         Ok(sim)
     }
 
@@ -730,7 +742,7 @@ impl Sim {
         if let Some((reading, since)) = node.reading {
             if reading == index {
                 if node.after_measuring {
-                    node.after_max_blocked = node.after_max_blocked.max(self.now - since);
+                    node.after_blocked.push(self.now - since);
                 }
                 node.reading = None;
                 node.reads.pop_front();
@@ -759,6 +771,10 @@ impl Sim {
         }
         if node.profile_done_at.is_none() {
             node.profile_done_at = Some(self.now);
+            if self.profile_done_at.is_none() && self.joiners().all(|n| n.profile_done_at.is_some()) {
+                self.profile_done_at = Some(self.now);
+                self.seed_upload_at_profile = self.nodes[0].sent;
+            }
         }
     }
 
@@ -769,12 +785,17 @@ impl Sim {
     fn phase_step(&mut self) {
         match self.phase {
             Phase::Booting => {
-                if self.profile_done_at.is_none() && self.joiners().all(|n| n.profile_done_at.is_some()) {
-                    self.profile_done_at = Some(self.now);
-                    self.seed_upload_at_profile = self.nodes[0].sent;
+                // Filled: every store full and every chunk on `replicas` joiners (or, if the
+                // replicas never come, stores full for SETTLE).
+                let full = self.profile_done_at.is_some() && self.joiners().all(|n| !n.store.has_room(&self.meta, 0));
+                let count = self.meta.chunk_count() as u32;
+                let least = (0..count).map(|i| self.joiners().filter(|n| n.store.holds(i)).count() as u32).min().unwrap_or(0);
+                if full && self.full_since.is_none() {
+                    self.full_since = Some(self.now);
                 }
-                let full = self.joiners().all(|n| !n.store.has_room(&self.meta, 0));
-                if self.profile_done_at.is_some() && full {
+                let settled = self.full_since.is_some_and(|t| self.now >= t + SETTLE);
+                if full && (least >= self.config.replicas.min(self.config.nodes as u32) || settled) {
+                    self.min_holders = least;
                     self.filled_at = Some(self.now);
                     self.upload_at_filled = (self.nodes[0].sent, self.joiners().map(|n| n.sent).sum());
                     if !self.config.survival {
@@ -804,7 +825,7 @@ impl Sim {
             }
             Phase::Done => return,
         }
-        self.after(PLAN_EVERY, Event::Phase);
+        self.after(PHASE_EVERY, Event::Phase);
     }
 
     /// A random third of the joiners are killed at once; every survivor then reads chunks
@@ -840,6 +861,8 @@ impl Sim {
             if self.filled_at.is_some() { self.upload_at_filled } else { (self.nodes[0].sent, self.joiners().map(|n| n.sent).sum()) };
         let survival = self.killed_at.map(|_| {
             let survivors: Vec<&Node> = self.joiners().filter(|n| n.alive).collect();
+            let mut blocked: Vec<Nanos> = survivors.iter().flat_map(|n| n.after_blocked.iter().copied()).collect();
+            blocked.sort_unstable();
             Survival {
                 seed_left_alone: self.seed_left_alone,
                 seed_leave_s: self.seed_left_at.zip(self.filled_at).map_or(0.0, |(l, f)| (l - f) as f64 / 1e9),
@@ -847,7 +870,8 @@ impl Sim {
                 lost_chunks: self.lost_chunks,
                 reads: survivors.len() * self.config.reads_after,
                 reads_unfinished: survivors.iter().map(|n| n.reads.len()).sum(),
-                max_blocked_s: survivors.iter().map(|n| n.after_max_blocked).max().unwrap_or(0) as f64 / 1e9,
+                max_blocked_s: blocked.last().copied().unwrap_or(0) as f64 / 1e9,
+                p99_blocked_s: blocked.get((blocked.len() * 99).div_ceil(100).max(1) - 1).copied().unwrap_or(0) as f64 / 1e9,
             }
         });
         let one_chunk = self.transfer_ns(self.request_bytes, self.config.upload_bps)
@@ -864,6 +888,7 @@ impl Sim {
             profile_max_s: quantile(1.0),
             filled_s: self.filled_at.map(|t| t as f64 / 1e9),
             survival,
+            min_holders: self.min_holders,
             one_chunk_s: one_chunk as f64 / 1e9,
             events: self.events,
             ticks: self.ticks,
@@ -874,4 +899,53 @@ impl Sim {
 /// Runs one scenario.
 pub fn simulate(config: Config) -> Result<Report, String> {
     Ok(Sim::new(config)?.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 32 MiB image (128 chunks of the kit's size), stores of a quarter of it.
+    fn scenario(nodes: usize, store_share: f64) -> Report {
+        let image = 32 << 20;
+        let config = Config { nodes, image_bytes: image, store_bytes: (image as f64 * store_share) as u64, ..Default::default() };
+        simulate(config).unwrap()
+    }
+
+    #[test]
+    fn the_first_node_uploads_at_most_two_images_and_boots_stay_flat_in_n() {
+        let ten = scenario(10, 0.25);
+        let hundred = scenario(100, 0.25);
+        for r in [&ten, &hundred] {
+            assert!(r.seed_upload <= 2.0, "{} nodes: the first node uploaded {:.2} images", r.config.nodes, r.seed_upload);
+            assert!(r.filled_s.is_some(), "{} nodes: the stores never filled", r.config.nodes);
+        }
+        // Flat from 10 to 100 nodes (against one node alone: see the README's table).
+        assert!(
+            hundred.profile_p99_s <= 1.5 * ten.profile_p99_s,
+            "profile p99: {:.3} s for 100 nodes, {:.3} s for 10",
+            hundred.profile_p99_s,
+            ten.profile_p99_s
+        );
+    }
+
+    #[test]
+    fn no_chunk_is_lost_when_the_first_node_and_then_a_third_leave() {
+        for (nodes, share) in [(100, 0.25), (10, 0.5)] {
+            let r = scenario(nodes, share);
+            let s = r.survival.as_ref().unwrap();
+            assert_eq!(s.seed_left_alone, 0, "{nodes} nodes: the first node left chunks nobody else held");
+            assert_eq!(s.killed, nodes / 3);
+            assert_eq!(s.lost_chunks, 0, "{nodes} nodes: chunks lost");
+            assert_eq!(s.reads_unfinished, 0, "{nodes} nodes: reads never served after the leaves");
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_run() {
+        let a = scenario(10, 0.25);
+        let b = scenario(10, 0.25);
+        assert_eq!((a.events, a.ticks), (b.events, b.ticks));
+        assert_eq!(a.profile_p99_s, b.profile_p99_s);
+    }
 }
