@@ -9,9 +9,11 @@
 //! - a chunk request is its 16 KiB block requests (their wire frames' bytes); a chunk
 //!   answer is its blocks with their framing, sent as one transfer (blocks of one chunk
 //!   leave back to back, as a peer's connection thread writes them);
-//! - a node serves the requests it receives first come, first served, one chunk at a time
-//!   on its uplink (the runtime's threads share the uplink the same way); cancels are not
-//!   honoured by the server (the runtime reads them after it has answered);
+//! - a node answers the requests it has received one chunk at a time on its uplink, the
+//!   least sent chunk first ([`policy::next_to_serve`]), and drops those cancelled before
+//!   their turn; the runtime answers from one thread per connection, each taking its
+//!   connection's least sent request when no other connection has a less sent one
+//!   ([`policy::serve_pick`]): the same order, ties answered in parallel;
 //! - `Have` and `lt_donthave` cost latency only (9 and 10 bytes beside 256 KiB chunks);
 //! - connections: every joiner reaches the first node while it has room (`max_peers` + 8,
 //!   as the runtime accepts), then random other nodes up to `max_peers` (as peer exchange
@@ -144,8 +146,8 @@ pub struct Survival {
     pub reads: usize,
     /// Reads that never completed (within the give-up time).
     pub reads_unfinished: usize,
-    /// The longest a read after the leaves was blocked, seconds (reads of a held chunk
-    /// count as not blocked), and the 99th percentile.
+    /// The longest a read after the leaves was blocked, seconds (every such read is of a
+    /// chunk its node did not hold), and the 99th percentile.
     pub max_blocked_s: f64,
     pub p99_blocked_s: f64,
 }
