@@ -100,6 +100,7 @@ pub struct SimulateArgs {
     /// Each joiner's store as a share of the image (0.25: a quarter).
     #[arg(long, default_value_t = 0.25)]
     pub store_share: f64,
+    /// Nodes each chunk should be held on, budgets allowing (as `--replicas` of a node).
     #[arg(long, default_value_t = 2)]
     pub replicas: u32,
     /// Share of the image's chunks the boot reads (the boot profile).
@@ -117,8 +118,10 @@ pub struct SimulateArgs {
     /// Skip the survival scenario (the first node, then a third, leaving).
     #[arg(long)]
     pub no_survival: bool,
+    /// The pseudo-random seed (profile, connections, who is killed): same seed, same run.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// One JSON report per scenario instead of the table.
     #[arg(long)]
     pub json: bool,
 }
@@ -350,6 +353,9 @@ fn status(bootstrap: &[SocketAddr], json: bool) -> Result<(), String> {
 }
 
 fn simulate(args: &SimulateArgs) -> Result<(), String> {
+    if !(args.mbits > 0.0 && args.latency_ms >= 0.0 && args.store_share > 0.0 && args.profile > 0.0) {
+        return Err("--mbits, --store-share and --profile must be above 0, --latency-ms at least 0".into());
+    }
     let image = args.image << 20;
     let chunk = args.chunk << 10;
     let store = ((image as f64 * args.store_share) as u64 / chunk) * chunk;
