@@ -5,6 +5,7 @@
 //!   up to MB;
 //! - `viver vfield fetch --bootstrap ADDR:PORT -o FILE`: the whole image, verified;
 //! - `viver vfield status --bootstrap ADDR:PORT [--json]`: the swarm.
+//! - `viver vfield simulate [--nodes N ...] [--json]`: the swarm at scale, simulated.
 //!
 //! `--web-seed http://…/IMG` (joiners and `fetch`) adds a plain HTTP server holding the
 //! image as a seed; with no `--bootstrap`, the manifest comes from `--manifest` or from
@@ -96,6 +97,48 @@ pub enum VfieldCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Simulate N nodes booting at once from one first node (simulated time, no network).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Joining nodes per scenario (repeatable; default 1, 10, 100 and 1000).
+    #[arg(long)]
+    pub nodes: Vec<usize>,
+    /// Image size, MiB.
+    #[arg(long, default_value_t = 64)]
+    pub image: u64,
+    /// Chunk size, KiB (the kit's default).
+    #[arg(long, default_value_t = crate::image::chunks::DEFAULT_CHUNK >> 10)]
+    pub chunk: u64,
+    /// Each joiner's store as a share of the image (0.25: a quarter).
+    #[arg(long, default_value_t = 0.25)]
+    pub store_share: f64,
+    /// Nodes each chunk should be held on, budgets allowing (as `--replicas` of a node).
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
+    /// Share of the image's chunks the boot reads (the boot profile).
+    #[arg(long, default_value_t = 0.15)]
+    pub profile: f64,
+    /// Every node's uplink and downlink, Mbit/s.
+    #[arg(long, default_value_t = 1000.0)]
+    pub mbits: f64,
+    /// One-way latency of every link, milliseconds.
+    #[arg(long, default_value_t = 0.2)]
+    pub latency_ms: f64,
+    /// Peers a node dials up to (the first node accepts 8 more).
+    #[arg(long, default_value_t = 40)]
+    pub max_peers: usize,
+    /// Skip the survival scenario (the first node, then a third, leaving).
+    #[arg(long)]
+    pub no_survival: bool,
+    /// The pseudo-random seed (profile, connections, who is killed): same seed, same run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// One JSON report per scenario instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: VfieldArgs) -> i32 {
@@ -105,6 +148,7 @@ pub fn run(args: VfieldArgs) -> i32 {
             fetch(&sources, &output, &trust, Duration::from_secs(timeout))
         }
         Some(VfieldCommand::Status { bootstrap, json }) => status(&bootstrap, json),
+        Some(VfieldCommand::Simulate(args)) => simulate(&args),
         None => peer(args.peer),
     };
     match result {
@@ -375,6 +419,90 @@ fn status(bootstrap: &[SocketAddr], json: bool) -> Result<(), String> {
                 BootRole::Serving => "serving",
             }
         );
+    }
+    Ok(())
+}
+
+fn simulate(args: &SimulateArgs) -> Result<(), String> {
+    if !(args.mbits > 0.0 && args.latency_ms >= 0.0 && args.store_share > 0.0 && args.profile > 0.0) {
+        return Err("--mbits, --store-share and --profile must be above 0, --latency-ms at least 0".into());
+    }
+    let image = args.image << 20;
+    let chunk = args.chunk << 10;
+    let store = ((image as f64 * args.store_share) as u64 / chunk) * chunk;
+    let nodes = if args.nodes.is_empty() { vec![1, 10, 100, 1000] } else { args.nodes.clone() };
+    let bps = args.mbits * 1e6 / 8.0;
+    let mut reports = Vec::new();
+    if !args.json {
+        println!(
+            "V-FIELD simulated: image {} MiB in {} KiB chunks, store {} MiB per joiner, replicas {}, profile {:.0}% of the chunks, \
+             links {} Mbit/s up and down, {} ms one way, up to {} peers",
+            args.image,
+            args.chunk,
+            store >> 20,
+            args.replicas,
+            args.profile * 100.0,
+            args.mbits,
+            args.latency_ms,
+            args.max_peers
+        );
+        println!(
+            "{:>6} {:>12} {:>12} {:>10} {:>10} {:>10} {:>9} {:>7} {:>6} {:>6} {:>12} {:>9}",
+            "nodes", "seed up", "seed up", "profile", "profile", "profile", "filled", "min", "killed", "lost", "blocked", "wall"
+        );
+        println!(
+            "{:>6} {:>12} {:>12} {:>10} {:>10} {:>10} {:>9} {:>7} {:>6} {:>6} {:>12} {:>9}",
+            "", "(profiles)", "(filled)", "median s", "p99 s", "max s", "s", "holders", "", "chunks", "p99/max ms", "s"
+        );
+    }
+    for n in nodes {
+        let config = super::sim::Config {
+            nodes: n,
+            image_bytes: image,
+            chunk_bytes: chunk,
+            store_bytes: store,
+            replicas: args.replicas,
+            profile_share: args.profile,
+            upload_bps: bps,
+            download_bps: bps,
+            latency_ns: (args.latency_ms * 1e6) as u64,
+            max_peers: args.max_peers,
+            survival: !args.no_survival,
+            rng_seed: args.seed,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let report = super::sim::simulate(config)?;
+        let wall = started.elapsed().as_secs_f64();
+        if !args.json {
+            let (killed, lost, blocked) = match &report.survival {
+                Some(s) => {
+                    (s.killed.to_string(), s.lost_chunks.to_string(), format!("{:.1}/{:.1}", s.p99_blocked_s * 1e3, s.max_blocked_s * 1e3))
+                }
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            println!(
+                "{:>6} {:>12.2} {:>12.2} {:>10.3} {:>10.3} {:>10.3} {:>9} {:>7} {:>6} {:>6} {:>12} {:>9.1}",
+                n,
+                report.seed_upload_at_profile,
+                report.seed_upload,
+                report.profile_median_s,
+                report.profile_p99_s,
+                report.profile_max_s,
+                report.filled_s.map_or("never".into(), |f| format!("{f:.2}")),
+                report.min_holders,
+                killed,
+                lost,
+                blocked,
+                wall
+            );
+        }
+        reports.push(report);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?);
+    } else if let Some(r) = reports.first() {
+        println!("(one chunk over one idle link: {:.2} ms; seed upload in image sizes; times simulated)", r.one_chunk_s * 1e3);
     }
     Ok(())
 }

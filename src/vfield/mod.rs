@@ -6,6 +6,8 @@
 //! - [`bencode`]: BEP 3's value format (extension messages, `.torrent`);
 //! - [`wire`]: the BitTorrent peer protocol, with V-FIELD's extension messages;
 //! - [`meta`]: the swarm's description (the manifest; info hash; `.torrent`);
+//! - [`policy`]: what to fill, keep and hand over (pure, shared with the simulation);
+//! - [`sim`]: the swarm at scale in simulated time, running the real scheduler and policy;
 //! - [`store`]: what a node holds, within its budget, kept by replica count;
 //! - [`schedule`]: which chunk to ask of which peer (pure, shared with the simulation);
 //! - [`swarm`]: a peer at run time (connections, threads, the block device's reads);
@@ -15,8 +17,10 @@
 pub mod bencode;
 pub mod cli;
 pub mod meta;
+pub mod policy;
 pub mod probe;
 pub mod schedule;
+pub mod sim;
 pub mod store;
 pub mod swarm;
 pub mod wire;

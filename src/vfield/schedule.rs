@@ -87,6 +87,11 @@ pub struct Scheduler {
     peers: HashMap<PeerKey, Peer>,
     /// Chunk -> peers it is requested from.
     inflight: HashMap<u32, Vec<PeerKey>>,
+    /// Chunks in `inflight`, by index: the scans over every chunk ask this, not the map.
+    requested: Vec<bool>,
+    /// Peers that hold every chunk and are no node of the swarm (web seeds): counted as
+    /// holders for reads, not for replicas.
+    not_nodes: u32,
 }
 
 impl Scheduler {
@@ -103,6 +108,8 @@ impl Scheduler {
             partial_holders: vec![0; count],
             peers: HashMap::new(),
             inflight: HashMap::new(),
+            requested: vec![false; count],
+            not_nodes: 0,
         }
     }
 
@@ -119,12 +126,31 @@ impl Scheduler {
         self.holders.get(index as usize).copied().unwrap_or(0)
     }
 
+    /// Nodes holding `index`: [`Scheduler::holders`] less the web seeds.
+    pub fn node_holders(&self, index: u32) -> u32 {
+        self.holders(index).saturating_sub(self.not_nodes)
+    }
+
+    /// Adds a web seed: a peer holding every chunk, asked like a seed, never counted as a
+    /// replica.
+    pub fn add_web_seed(&mut self, peer: PeerKey) {
+        self.add_peer(peer, vec![true; self.count]);
+        self.set_choked(peer, false);
+        self.not_nodes += 1;
+    }
+
     pub fn peer_count(&self) -> usize {
         self.peers.len()
     }
 
     pub fn strikes(&self, peer: PeerKey) -> u32 {
         self.peers.get(&peer).map_or(0, |p| p.strikes)
+    }
+
+    /// Is `index` wanted (for any reason) and not held?
+    pub fn wanted(&self, index: u32) -> bool {
+        let i = index as usize;
+        i < self.count && self.want[i] != Want::No && !self.have[i]
     }
 
     /// Chunks wanted and not held.
@@ -238,7 +264,13 @@ impl Scheduler {
                 self.partial_holders[i] = self.partial_holders[i].saturating_add_signed(sign);
             }
         }
+        let dropped_asked = !held && p.inflight.remove(&index).is_some();
         self.peers.insert(peer, p);
+        if dropped_asked {
+            // `lt_donthave` for a chunk asked of it: the peer will not answer; ask elsewhere
+            // now rather than at the timeout (no strike: it said so).
+            self.drop_inflight(index, peer);
+        }
     }
 
     pub fn peer_holds(&self, peer: PeerKey, index: u32) -> bool {
@@ -248,7 +280,15 @@ impl Scheduler {
     /// A chunk arrived verified from `peer`: duplicates elsewhere are cancelled.
     pub fn completed(&mut self, peer: PeerKey, index: u32) -> Vec<Action> {
         self.set_have(index, true);
+        // The read or the profile had it: from now on it is fill, as the plan decides (a
+        // chunk read but not kept must not be fetched again for a boot that is past it).
+        if let Some(w @ (Want::Profile(_) | Want::Blocked)) = self.want.get_mut(index as usize) {
+            *w = Want::Fill;
+        }
         let mut cancels = Vec::new();
+        if let Some(r) = self.requested.get_mut(index as usize) {
+            *r = false;
+        }
         for other in self.inflight.remove(&index).unwrap_or_default() {
             if let Some(p) = self.peers.get_mut(&other) {
                 p.inflight.remove(&index);
@@ -275,6 +315,7 @@ impl Scheduler {
             list.retain(|&p| p != peer);
             if list.is_empty() {
                 self.inflight.remove(&index);
+                self.requested[index as usize] = false;
             }
         }
     }
@@ -292,6 +333,8 @@ impl Scheduler {
                 }
             }
         }
+        // In a fixed order (the map's is random): the same events give the same requests.
+        expired.sort_unstable();
         for (peer, index) in expired {
             self.abandoned(peer, index);
             actions.push(Action::Cancel { peer, index });
@@ -299,13 +342,15 @@ impl Scheduler {
         while self.profile_cursor < self.profile.len() && self.have[self.profile[self.profile_cursor] as usize] {
             self.profile_cursor += 1;
         }
+        let booting = self.booting();
         let mut keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         // Least busy, fewest strikes first; the key keeps the order deterministic.
         keys.sort_by_key(|k| (self.peers[k].inflight.len(), self.peers[k].strikes, *k));
         for key in keys {
             while self.peers.get(&key).is_some_and(|p| !p.choked && p.inflight.len() < self.params.pipeline) {
-                let Some(index) = self.pick(key, now) else { break };
+                let Some(index) = self.pick(key, now, booting) else { break };
                 self.inflight.entry(index).or_default().push(key);
+                self.requested[index as usize] = true;
                 if let Some(p) = self.peers.get_mut(&key) {
                     p.inflight.insert(index, now);
                 }
@@ -317,14 +362,33 @@ impl Scheduler {
 
     fn open(&self, index: u32, peer: &Peer) -> bool {
         let i = index as usize;
-        !self.have[i] && peer.has[i] && !self.inflight.contains_key(&index)
+        !self.have[i] && peer.has[i] && !self.requested[i]
     }
 
-    fn pick(&self, key: PeerKey, now: Duration) -> Option<u32> {
+    fn pick(&self, key: PeerKey, now: Duration, booting: bool) -> Option<u32> {
         let peer = self.peers.get(&key)?;
+        // A peer holding everything (a seed, the first node) is asked only for what no peer
+        // that is still fetching holds (blocked reads included: asked of a seed by every
+        // joiner at once, one chunk would cost it one upload per joiner), and joiners start
+        // at different places of the profile: the first node's upload is spread over the
+        // swarm instead of being paid once per joiner.
+        let seed = peer.held == self.count;
+        let spare = |index: u32| !seed || self.partial_holders[index as usize] == 0;
+        // A chunk the boot needs, asked only of seeds, that this partial peer holds: ask it
+        // here too (the first answer cancels the other), so that the seed's queue is not
+        // where a boot waits, nor what it uploads.
+        let reroute = |index: u32| {
+            let i = index as usize;
+            !seed && !self.have[i] && peer.has[i] && !peer.inflight.contains_key(&index) && self.only_at_seeds(index)
+        };
+        // A read waits: the seed unless an unchoked peer still fetching can answer it.
+        let spare_now = |index: u32| {
+            let i = index as usize;
+            !seed || !self.peers.values().any(|p| !p.choked && p.held < self.count && p.has[i])
+        };
         // 1. Blocked reads.
         for &index in &self.blocked {
-            if self.open(index, peer) {
+            if (self.open(index, peer) && spare_now(index)) || reroute(index) {
                 return Some(index);
             }
         }
@@ -340,19 +404,19 @@ impl Scheduler {
                 return Some(index);
             }
         }
-        // A peer holding everything (a seed, the first node) is asked for profile and fill
-        // chunks only when no peer that is still fetching holds them, and joiners start at different
-        // places of the profile: the first node's upload is spread over the swarm instead
-        // of being paid once per joiner.
-        let seed = peer.held == self.count;
-        let spare = |index: u32| !seed || self.partial_holders[index as usize] == 0;
         // 2. The boot profile, in order (from a seed: from a per-node place in the next window).
         let ahead = &self.profile[self.profile_cursor..];
         let skip = if seed && !ahead.is_empty() { (self.params.spread % PROFILE_WINDOW.min(ahead.len()) as u64) as usize } else { 0 };
         for &index in ahead[skip..].iter().chain(&ahead[..skip]) {
-            if self.want[index as usize] != Want::No && self.open(index, peer) && spare(index) {
+            if self.want[index as usize] != Want::No && ((self.open(index, peer) && spare(index)) || reroute(index)) {
                 return Some(index);
             }
+        }
+        // The boot first: no fill while a read waits or profile chunks are missing; fill
+        // would share the links, the first node's above all, with the boot. An idle peer
+        // duplicates a boot request instead (the first answer cancels the other).
+        if booting {
+            return self.endgame(key, peer, now, |index| self.want[index as usize] != Want::Fill && spare(index));
         }
         // 3. Fill, rarest first, from a per-node offset.
         let start = (self.params.spread % self.count.max(1) as u64) as usize;
@@ -373,14 +437,34 @@ impl Scheduler {
             return Some(index);
         }
         // 4. Endgame: nothing left unrequested; duplicate the oldest request this peer can serve.
+        self.endgame(key, peer, now, spare)
+    }
+
+    /// Is every request for `index` at a peer holding everything?
+    fn only_at_seeds(&self, index: u32) -> bool {
+        self.inflight
+            .get(&index)
+            .is_some_and(|at| at.len() < 2 && at.iter().all(|p| self.peers.get(p).is_some_and(|p| p.held == self.count)))
+    }
+
+    /// A profile chunk not yet held, or a read waiting: the boot is not through.
+    fn booting(&self) -> bool {
+        !self.blocked.is_empty()
+            || self.profile[self.profile_cursor..]
+                .iter()
+                .any(|&i| !self.have[i as usize] && matches!(self.want[i as usize], Want::Profile(_) | Want::Blocked))
+    }
+
+    /// The oldest request, among those `eligible`, that this peer can duplicate.
+    fn endgame(&self, key: PeerKey, peer: &Peer, now: Duration, eligible: impl Fn(u32) -> bool) -> Option<u32> {
         let mut oldest: Option<(Duration, u32)> = None;
         for (&index, at) in &self.inflight {
             let i = index as usize;
-            if self.have[i] || !peer.has[i] || at.contains(&key) || at.len() >= 2 || self.want[i] == Want::No || !spare(index) {
+            if self.have[i] || !peer.has[i] || at.contains(&key) || at.len() >= 2 || self.want[i] == Want::No || !eligible(index) {
                 continue;
             }
             let since = at.iter().filter_map(|p| self.peers.get(p)?.inflight.get(&index)).min().copied().unwrap_or(now);
-            if oldest.is_none_or(|(t, _)| since < t) {
+            if oldest.is_none_or(|old| (since, index) < old) {
                 oldest = Some((since, index));
             }
         }
@@ -453,22 +537,21 @@ mod tests {
     }
 
     #[test]
-    fn a_blocked_read_waiting_at_a_slow_peer_goes_before_fill_at_another() {
+    fn a_blocked_read_is_duplicated_at_an_idle_peer_and_holds_the_fill_back() {
         let params = Params { pipeline: 2, timeout: Duration::from_secs(10), spread: 0 };
         let mut s = Scheduler::new(5, params);
         [0, 1, 3].into_iter().for_each(|i| s.want(i, Want::Fill));
         s.want(2, Want::Blocked);
         s.add_peer(1, all(4));
         s.set_choked(1, false);
-        assert_eq!(requests(&s.tick(Duration::ZERO)), [(1, 2), (1, 0)]);
+        assert_eq!(requests(&s.tick(Duration::ZERO)), [(1, 2)], "no fill while a read waits");
         s.add_peer(2, all(4));
         s.set_choked(2, false);
-        // Fill first while the blocked chunk's request is young...
-        assert_eq!(requests(&s.tick(Duration::from_secs(1))), [(2, 1), (2, 3)]);
-        s.completed(2, 1);
-        // ...then, past half the timeout, the blocked chunk is asked again.
-        assert_eq!(requests(&s.tick(Duration::from_secs(6))), [(2, 2)]);
+        // An idle peer duplicates the waiting read, and takes no fill.
+        assert_eq!(requests(&s.tick(Duration::from_secs(1))), [(2, 2)]);
         assert_eq!(s.completed(2, 2), [Action::Cancel { peer: 1, index: 2 }]);
+        let fill: std::collections::BTreeSet<u32> = requests(&s.tick(Duration::from_secs(6))).iter().map(|r| r.1).collect();
+        assert_eq!(fill, [0, 1, 3].into(), "fill once the read is through");
     }
 
     #[test]
@@ -523,5 +606,78 @@ mod tests {
             })
             .collect();
         assert_eq!(firsts.len(), 8);
+    }
+
+    #[test]
+    fn a_blocked_read_goes_to_a_partial_holder_before_the_seed() {
+        let mut s = Scheduler::new(3, Params { pipeline: 2, ..Default::default() });
+        s.add_peer(1, vec![true; 3]);
+        s.set_choked(1, false);
+        s.add_peer(2, vec![true, false, false]);
+        s.set_choked(2, false);
+        s.want(0, Want::Blocked);
+        s.want(1, Want::Blocked);
+        let mut got = requests(&s.tick(Duration::ZERO));
+        got.sort();
+        // Chunk 0 from the joiner that has it; chunk 1, which only the seed holds, from the seed.
+        assert_eq!(got, [(1, 1), (2, 0)]);
+    }
+
+    #[test]
+    fn a_boot_chunk_waiting_at_the_seed_is_asked_of_a_joiner_that_gets_it() {
+        let mut s = Scheduler::new(3, Params { pipeline: 2, ..Default::default() });
+        s.add_peer(1, vec![true; 3]);
+        s.set_choked(1, false);
+        s.add_peer(2, vec![false; 3]);
+        s.set_choked(2, false);
+        s.want(0, Want::Blocked);
+        assert_eq!(requests(&s.tick(Duration::ZERO)), [(1, 0)]);
+        s.peer_has(2, 0, true);
+        assert_eq!(requests(&s.tick(Duration::from_millis(1))), [(2, 0)], "not left in the seed's queue");
+        assert_eq!(s.completed(2, 0), [Action::Cancel { peer: 1, index: 0 }]);
+    }
+
+    #[test]
+    fn no_fill_while_the_boot_profile_is_missing() {
+        let mut s = Scheduler::new(4, Params { pipeline: 4, ..Default::default() });
+        (0..3).for_each(|i| s.want(i, Want::Fill));
+        s.set_profile(&[2]);
+        s.add_peer(1, all(3));
+        s.set_choked(1, false);
+        assert_eq!(requests(&s.tick(Duration::ZERO)), [(1, 2)]);
+        s.completed(1, 2);
+        let mut got = requests(&s.tick(Duration::ZERO));
+        got.sort();
+        assert_eq!(got, [(1, 0), (1, 1)], "fill once the profile is held");
+    }
+
+    #[test]
+    fn a_profile_chunk_read_but_not_kept_is_not_fetched_again() {
+        let mut s = Scheduler::new(3, Params { pipeline: 2, ..Default::default() });
+        s.set_profile(&[0, 1]);
+        s.add_peer(1, all(2));
+        s.set_choked(1, false);
+        assert_eq!(requests(&s.tick(Duration::ZERO)), [(1, 0), (1, 1)]);
+        s.completed(1, 0);
+        s.completed(1, 1);
+        // The store did not keep chunk 0 (as `policy::keep` tells the scheduler).
+        s.set_have(0, false);
+        s.unwant_fill(0);
+        assert!(requests(&s.tick(Duration::ZERO)).is_empty());
+        assert_eq!(s.missing(), 0);
+    }
+
+    #[test]
+    fn donthave_takes_a_request_back_at_once_and_without_a_strike() {
+        let mut s = Scheduler::new(2, Params { pipeline: 1, ..Default::default() });
+        s.want(0, Want::Fill);
+        s.add_peer(1, all(1));
+        s.set_choked(1, false);
+        assert_eq!(requests(&s.tick(Duration::ZERO)), [(1, 0)]);
+        s.add_peer(2, all(1));
+        s.set_choked(2, false);
+        s.peer_has(1, 0, false);
+        assert_eq!(requests(&s.tick(Duration::from_millis(1))), [(2, 0)]);
+        assert_eq!(s.strikes(1), 0);
     }
 }

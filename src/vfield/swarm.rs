@@ -16,6 +16,7 @@
 //! requests with Range requests; the chunks are checked like any peer's.
 
 use super::meta::Meta;
+use super::policy;
 use super::schedule::{Action, Params, PeerKey, Scheduler, Want};
 use super::store::Store;
 use super::wire::{self, BootRole, ExtensionIds, Handshake, ManifestMessage, Message, PeerInfo, BLOCK};
@@ -116,6 +117,12 @@ struct State {
     recent: VecDeque<(u32, Arc<Vec<u8>>)>,
     next_key: PeerKey,
     web: HashMap<PeerKey, WebSeed>,
+    /// Block requests received and not yet answered, oldest first: (peer, index, begin,
+    /// length). Each connection's writer answers its own, least sent chunks first
+    /// ([`policy::serve_pick`]); a `Cancel` takes a request out.
+    serve: Vec<(PeerKey, u32, u32, u32)>,
+    /// Times each chunk was sent whole.
+    times_sent: Vec<u32>,
 }
 
 pub struct Swarm {
@@ -199,6 +206,8 @@ impl Swarm {
                 recent: VecDeque::new(),
                 next_key: 1,
                 web: HashMap::new(),
+                serve: Vec::new(),
+                times_sent: vec![0; count],
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -233,8 +242,7 @@ impl Swarm {
                 let mut st = self.lock();
                 let key = st.next_key;
                 st.next_key += 1;
-                st.sched.add_peer(key, vec![true; self.meta.chunk_count()]);
-                st.sched.set_choked(key, false);
+                st.sched.add_web_seed(key);
                 st.web.insert(key, WebSeed { url: url.clone(), source, queue: VecDeque::new(), failing: false });
                 key
             };
@@ -368,7 +376,7 @@ impl Swarm {
         let alone = loop {
             let alone: Vec<u32> = {
                 let st = self.lock();
-                (0..self.meta.chunk_count() as u32).filter(|&i| st.store.holds(i) && st.sched.holders(i) == 0).collect()
+                policy::alone(&self.meta, &st.store, &st.sched)
             };
             if alone.is_empty() || Instant::now() >= until || self.lock().conns.is_empty() {
                 break alone;
@@ -518,36 +526,13 @@ impl Swarm {
         }
     }
 
-    /// Which chunks the background fill asks for: any while the budget has room; past
-    /// that, only chunks held by fewer than `replicas` nodes that a more replicated held
-    /// chunk can make room for (and, from a leaving peer, what only it holds).
+    /// The background fill's wishes ([`policy::plan_fill`]), leaving peers' chunks first.
     fn plan_fill(&self, st: &mut State) {
         if !self.fill.load(Ordering::Relaxed) {
             return;
         }
-        let count = self.meta.chunk_count() as u32;
         let leavers: Vec<PeerKey> = st.conns.iter().filter(|(_, c)| c.info.leaving).map(|(k, _)| *k).collect();
-        // Replicas count nodes: a web seed holds everything and is no node of the swarm.
-        let web = st.web.len() as u32;
-        let most = {
-            let sched = &st.sched;
-            (0..count).filter(|&i| st.store.holds(i)).map(|i| sched.holders(i).saturating_sub(web)).max()
-        };
-        for i in 0..count {
-            if st.store.holds(i) {
-                continue;
-            }
-            let holders = st.sched.holders(i).saturating_sub(web);
-            let only_leaver = holders > 0 && holders as usize <= leavers.len() && leavers.iter().all(|k| st.sched.peer_holds(*k, i));
-            let keep_worthy = st.store.has_room(&self.meta, i)
-                || (holders < self.options.replicas && most.is_some_and(|m| m > holders + 1))
-                || (only_leaver && most.is_some_and(|m| m > 1));
-            if keep_worthy {
-                st.sched.want(i, Want::Fill);
-            } else {
-                st.sched.unwant_fill(i);
-            }
-        }
+        policy::plan_fill(&self.meta, &st.store, &mut st.sched, self.options.replicas, &leavers);
     }
 
     /// One connection, from handshake to close.
@@ -619,8 +604,15 @@ impl Swarm {
             let _ = w.flush();
             key
         };
+        let swarm = self.clone();
+        let answers = writer.clone();
+        std::thread::Builder::new()
+            .name("vfield-serve".into())
+            .spawn(move || swarm.serve_loop(key, &answers))
+            .map_err(|e| format!("serving thread: {e}"))?;
         let result = self.read_loop(key, &mut reader, &writer);
         let mut st = self.lock();
+        st.serve.retain(|r| r.0 != key);
         st.conns.remove(&key);
         st.sched.remove_peer(key);
         self.changed.notify_all();
@@ -629,7 +621,6 @@ impl Swarm {
 
     fn read_loop(&self, key: PeerKey, reader: &mut BufReader<TcpStream>, writer: &Arc<Mutex<BufWriter<TcpStream>>>) -> Result<(), String> {
         let count = self.meta.chunk_count();
-        let mut serving: Option<(u32, Arc<Vec<u8>>)> = None;
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 return Ok(());
@@ -668,28 +659,11 @@ impl Swarm {
                     if begin as u64 + length as u64 > chunk_len {
                         return Err(format!("request {index}+{begin}/{length}: past the chunk's end"));
                     }
-                    if serving.as_ref().is_none_or(|(i, _)| *i != index) {
-                        let got = self.lock().store.get(&self.meta, index);
-                        serving = match got {
-                            Ok(Some(data)) => Some((index, data)),
-                            Ok(None) => None,
-                            Err(e) => {
-                                log::error!("V-FIELD: {e}");
-                                None
-                            }
-                        };
-                    }
-                    // Not held (any more): BEP 3 lets a request go unanswered; the
-                    // requester's timeout moves it elsewhere. lt_donthave says so sooner.
-                    if let Some((_, data)) = serving.as_ref().filter(|(i, _)| *i == index) {
-                        self.pace_upload(length as u64);
-                        let block = data[begin as usize..(begin + length) as usize].to_vec();
-                        send(writer, &Message::Piece { index, begin, data: block });
-                        self.counters.bytes_sent.fetch_add(length as u64, Ordering::Relaxed);
-                    }
+                    self.lock().serve.push((key, index, begin, length));
+                    self.changed.notify_all();
                 }
                 Message::Piece { index, begin, data } => self.piece(key, index, begin, data)?,
-                Message::Cancel { .. } => {}
+                Message::Cancel { index, begin, length } => self.lock().serve.retain(|&r| r != (key, index, begin, length)),
                 Message::Extended { id: 0, payload } => {
                     let (info, ids) = wire::parse_extension_handshake(&payload)?;
                     let mut st = self.lock();
@@ -760,6 +734,51 @@ impl Swarm {
         }
     }
 
+    /// Answers the peer's requests, least sent chunks first across all connections, until
+    /// the connection closes.
+    fn serve_loop(&self, key: PeerKey, writer: &Arc<Mutex<BufWriter<TcpStream>>>) {
+        let mut serving: Option<(u32, Arc<Vec<u8>>)> = None;
+        let mut st = self.lock();
+        loop {
+            if self.stop.load(Ordering::SeqCst) || !st.conns.contains_key(&key) {
+                return;
+            }
+            let queued: Vec<(PeerKey, u32)> = st.serve.iter().map(|r| (r.0, r.1)).collect();
+            let times_sent = &st.times_sent;
+            let Some(pos) = policy::serve_pick(&queued, key, |i| times_sent.get(i as usize).copied().unwrap_or(0)) else {
+                st = self.changed.wait_timeout(st, Duration::from_millis(100)).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+                continue;
+            };
+            let (_, index, begin, length) = st.serve.remove(pos);
+            if serving.as_ref().is_none_or(|(i, _)| *i != index) {
+                serving = match st.store.get(&self.meta, index) {
+                    Ok(Some(data)) => Some((index, data)),
+                    Ok(None) => None,
+                    Err(e) => {
+                        log::error!("V-FIELD: {e}");
+                        None
+                    }
+                };
+            }
+            drop(st);
+            // Not held (any more): BEP 3 lets a request go unanswered; the requester's
+            // timeout moves it elsewhere. lt_donthave says so sooner.
+            let answered = serving.as_ref().filter(|(i, _)| *i == index).map(|(_, data)| {
+                self.pace_upload(length as u64);
+                let block = data[begin as usize..(begin + length) as usize].to_vec();
+                send(writer, &Message::Piece { index, begin, data: block });
+                self.counters.bytes_sent.fetch_add(length as u64, Ordering::Relaxed);
+            });
+            st = self.lock();
+            if answered.is_some() && (begin + length) as usize == self.meta.chunk_len(index) {
+                if let Some(n) = st.times_sent.get_mut(index as usize) {
+                    *n += 1;
+                }
+                self.changed.notify_all();
+            }
+        }
+    }
+
     /// A block arrived; a complete chunk is verified, kept, announced and handed to readers.
     fn piece(&self, key: PeerKey, index: u32, begin: u32, data: Vec<u8>) -> Result<(), String> {
         let mut st = self.lock();
@@ -813,29 +832,17 @@ impl Swarm {
             }
         }
         let state = &mut *st;
-        let sched = &state.sched;
-        let web = state.web.len() as u32;
-        let kept = state.store.insert(&self.meta, index, chunk.clone(), |i| sched.holders(i).saturating_sub(web));
-        match kept {
-            Ok(dropped) => {
-                for &d in &dropped {
-                    state.sched.set_have(d, false);
-                }
-                for c in state.conns.values() {
-                    let mut w = lock_writer(&c.writer);
-                    let _ = Message::Have(index).write(&mut *w);
-                    if c.ids.donthave != 0 {
-                        for &d in &dropped {
-                            let _ = Message::Extended { id: c.ids.donthave, payload: d.to_be_bytes().to_vec() }.write(&mut *w);
-                        }
+        // Read but not kept (`Err`): the reader gets it from `recent`.
+        if let Ok(dropped) = policy::keep(&self.meta, &mut state.store, &mut state.sched, index, chunk.clone()) {
+            for c in state.conns.values() {
+                let mut w = lock_writer(&c.writer);
+                let _ = Message::Have(index).write(&mut *w);
+                if c.ids.donthave != 0 {
+                    for &d in &dropped {
+                        let _ = Message::Extended { id: c.ids.donthave, payload: d.to_be_bytes().to_vec() }.write(&mut *w);
                     }
-                    let _ = w.flush();
                 }
-            }
-            Err(_) => {
-                // Read but not kept: the reader gets it from `recent`.
-                state.sched.set_have(index, false);
-                state.sched.unwant_fill(index);
+                let _ = w.flush();
             }
         }
         state.recent.push_back((index, chunk));
