@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Longest wait for a network interface to appear before the boot server gives up.
+pub const INTERFACE_WAIT: Duration = Duration::from_secs(300);
+
 /// Opens and reads everything, moves into `state_dir`, and starts the thread that waits
 /// for an interface and serves. Returns the thread and where the kernel and initrd come
 /// from.
@@ -72,8 +75,8 @@ fn serve_when_linked(mut config: ServeConfig) {
         } else if let Some(first) = physical_ethernet(Path::new("/sys/class/net")).into_iter().next() {
             break first.name;
         }
-        if started.elapsed() >= super::work::INTERFACE_WAIT {
-            log::error!("boot server: no network interface appeared within {:?}; not serving", super::work::INTERFACE_WAIT);
+        if started.elapsed() >= INTERFACE_WAIT {
+            log::error!("boot server: no network interface appeared within {:?}; not serving", INTERFACE_WAIT);
             return;
         }
         std::thread::sleep(Duration::from_millis(250));

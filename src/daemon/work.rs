@@ -20,9 +20,6 @@ const FILL_AFTER: Duration = Duration::from_secs(15);
 /// A standby boot server's state directory (the working directory of its daemon).
 const STANDBY_STATE: &str = "/run/viver/serve";
 
-/// Longest wait for a network interface to appear before the boot server gives up.
-pub const INTERFACE_WAIT: Duration = Duration::from_secs(300);
-
 #[derive(Default)]
 pub struct Work {
     devices: Vec<Device>,

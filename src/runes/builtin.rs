@@ -11,23 +11,6 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-/// The plugins VIVER carries, by name.
-pub const NAMES: &[&str] = &["ip-address", "tftp", "dhcp"];
-
-pub fn exists(name: &str) -> bool {
-    NAMES.contains(&name)
-}
-
-/// A new instance of built-in plugin `name` (also what a restart gets).
-pub fn create(name: &str) -> Option<Box<dyn Builtin>> {
-    Some(match name {
-        "ip-address" => Box::new(super::plugins::ip_address::IpAddress::default()),
-        "tftp" => Box::new(super::plugins::tftp::Tftp::default()),
-        "dhcp" => Box::new(super::plugins::dhcp::Dhcp::default()),
-        _ => return None,
-    })
-}
-
 /// What a built-in plugin implements.
 pub trait Builtin: Send {
     fn declaration(&self) -> Declaration;

@@ -213,7 +213,7 @@ impl Host {
     /// plugin gets SIGTERM when the thread that started it ends (`PR_SET_PDEATHSIG`, so
     /// that no plugin outlives a killed node); restarts come from the supervisor's.
     pub fn start(specs: Vec<PluginSpec>, config: HostConfig) -> Result<Host, HostError> {
-        Host::start_with(specs, config, Arc::new(builtin::create))
+        Host::start_with(specs, config, Arc::new(super::plugins::create))
     }
 
     /// [`Host::start`] with built-in plugins made by `factory`.

@@ -185,12 +185,12 @@ impl Roles {
                     Some(exec) if exec.get_ref().is_empty() => return Err(invalid(exec.span().start, "exec is empty".into())),
                     Some(exec) => Some(PathBuf::from(exec.into_inner())),
                     None => {
-                        if !super::builtin::exists(&plugin_name) {
+                        if !super::plugins::exists(&plugin_name) {
                             return Err(invalid(
                                 at,
                                 format!(
                                     "plugin {plugin_name:?} has no exec and is not built in (built in: {})",
-                                    super::builtin::NAMES.join(", ")
+                                    super::plugins::NAMES.join(", ")
                                 ),
                             ));
                         }

@@ -8,7 +8,25 @@ pub mod dhcp;
 pub mod ip_address;
 pub mod tftp;
 
+use super::builtin::Builtin;
 use super::graph::Declaration;
+
+/// The plugins VIVER carries, by name.
+pub const NAMES: &[&str] = &["ip-address", "tftp", "dhcp"];
+
+pub fn exists(name: &str) -> bool {
+    NAMES.contains(&name)
+}
+
+/// A new instance of built-in plugin `name` (also what a restart gets).
+pub fn create(name: &str) -> Option<Box<dyn Builtin>> {
+    Some(match name {
+        "ip-address" => Box::new(ip_address::IpAddress::default()),
+        "tftp" => Box::new(tftp::Tftp::default()),
+        "dhcp" => Box::new(dhcp::Dhcp::default()),
+        _ => return None,
+    })
+}
 
 fn declaration(plugin: &str, provides: &[&str], needs: &[&str]) -> Declaration {
     Declaration {
