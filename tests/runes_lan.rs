@@ -11,18 +11,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const ROLES: &str = r#"
-[roles.web]
-description = "greets whoever asks"
-
-[[roles.web.plugins]]
-name = "ip-address"
-
-[[roles.web.plugins]]
-name = "greeter"
-exec = "greeter.sh"
-settings = { greeting = "good evening" }
-"#;
+/// The README's example roles file (the README test checks they agree).
+const ROLES: &str = include_str!("fixtures/runes/roles.toml");
 
 fn viver() -> &'static str {
     env!("CARGO_BIN_EXE_viver")

@@ -42,7 +42,7 @@ fn mac_bytes(mac: &str) -> Option<[u8; 6]> {
 /// `http://S:P/image/NAME.squashfs` -> `http://S:P/image/NAME.toml`.
 pub fn manifest_url(image_url: &str) -> Result<String, String> {
     match image_url.strip_suffix(".squashfs") {
-        Some(stem) if stem.contains("://") && !stem.ends_with('/') => Ok(format!("{stem}.toml")),
+        Some(stem) if stem.contains("://") && !stem.ends_with('/') => Ok(crate::image::manifest::beside(image_url)),
         _ => Err(format!("{image_url:?} does not name a .squashfs image (viver.net=http://SERVER:PORT/image/NAME.squashfs)")),
     }
 }

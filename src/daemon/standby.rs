@@ -183,7 +183,6 @@ struct BootFiles {
     initrd: Vec<u8>,
     ipxe: BTreeMap<String, Arc<Vec<u8>>>,
     missing: Vec<String>,
-    manifest: Vec<u8>,
 }
 
 fn fetch_boot_files(plan: &Plan) -> Result<BootFiles, String> {
@@ -191,7 +190,6 @@ fn fetch_boot_files(plan: &Plan) -> Result<BootFiles, String> {
     let get = |path: &str| get_file(&format!("{base}{path}"), MAX_BOOT_FILE, FETCH_WAIT);
     let kernel = get(KERNEL_PATH)?;
     let initrd = get(INITRD_PATH)?;
-    let manifest = get(&format!("/image/{}.toml", plan.image_name))?;
     let mut ipxe = BTreeMap::new();
     let mut missing = Vec::new();
     for binary in IPXE_BINARIES {
@@ -202,7 +200,7 @@ fn fetch_boot_files(plan: &Plan) -> Result<BootFiles, String> {
             Err(_) => missing.push(binary.to_string()),
         }
     }
-    Ok(BootFiles { kernel, initrd, ipxe, missing, manifest })
+    Ok(BootFiles { kernel, initrd, ipxe, missing })
 }
 
 fn take_over(swarm: &Arc<Swarm>, plan: &Plan, files: BootFiles) -> Result<crate::serve::Running, String> {
@@ -213,7 +211,8 @@ fn take_over(swarm: &Arc<Swarm>, plan: &Plan, files: BootFiles) -> Result<crate:
         image_name: plan.image_name.clone(),
         kernel: Input::bytes(files.kernel, format!("kernel from {}", plan.server.ip())),
         initrd: Input::bytes(files.initrd, format!("initrd from {}", plan.server.ip())),
-        manifest: Some(Input::bytes(files.manifest, format!("manifest from {}", plan.server.ip()))),
+        // The manifest the node booted with, as the swarm holds it (signature and all).
+        manifest: Some(Input::bytes(swarm.meta.text.clone(), format!("manifest from {}", plan.server.ip()))),
         ipxe: Ipxe::Loaded { files: files.ipxe, missing: files.missing },
         cmdline,
     };

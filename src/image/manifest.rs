@@ -52,6 +52,14 @@ pub const FORMAT_V1: u32 = 1;
 /// The line that starts a manifest's signature section.
 pub const SIGNATURE_HEADER: &str = "[signature]";
 
+/// Where the manifest of the image at `path` (a path or a URL) is: beside it, the file
+/// name's extension replaced by `.toml`, as the kit and `viver serve` lay them out.
+pub fn beside(path: &str) -> String {
+    let name_start = path.rfind('/').map_or(0, |i| i + 1);
+    let stem_end = path[name_start..].rfind('.').map_or(path.len(), |i| name_start + i);
+    format!("{}.toml", &path[..stem_end])
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {

@@ -187,14 +187,6 @@ impl Sources {
     }
 }
 
-/// The manifest beside an image on an HTTP server: the file name's extension replaced
-/// by `.toml`, as the kit and `viver serve` lay them out.
-pub fn manifest_url_beside(image_url: &str) -> String {
-    let (dir, name) = image_url.rsplit_once('/').unwrap_or(("", image_url));
-    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
-    format!("{dir}/{stem}.toml")
-}
-
 /// The manifest from `--manifest`, else the first bootstrap that gives one, else from
 /// beside the first web seed's image; checked against the keys.
 fn join_meta(sources: &Sources, keys: &TrustedKeys) -> Result<Meta, String> {
@@ -222,7 +214,7 @@ fn join_meta(sources: &Sources, keys: &TrustedKeys) -> Result<Meta, String> {
         }
     }
     for url in &sources.web_seeds {
-        match from_place(&manifest_url_beside(url)) {
+        match from_place(&crate::image::manifest::beside(url)) {
             Ok(meta) => return accept(meta),
             Err(e) => problems.push(e),
         }
