@@ -43,6 +43,7 @@ impl Boot {
             index: NBD_INDEX,
             fill: false,
             vfield,
+            record: self.settings.vfield_record,
         };
         let device = match daemon.request(&command, &[], ATTACH_WAIT) {
             Ok(Reply::Attached { device, .. }) => device,

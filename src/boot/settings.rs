@@ -99,6 +99,10 @@ pub struct Settings {
     pub vfield_replicas: u32,
     /// `viver.vfield.seed=http://...[,...]`: more HTTP servers holding the image file.
     pub vfield_seeds: Vec<String>,
+    /// `viver.vfield.record[=SECONDS]`: record the boot profile (the order the boot first
+    /// reads the image's chunks in) for SECONDS after the attach (default 120) into
+    /// `/run/viver/vfield-profile.toml`, for `viver-kit profile`.
+    pub vfield_record: Option<u64>,
     /// `viver.clients.append=WORD[,WORD...]` (role `boot-server`): words added to the
     /// command line of every client this node boots.
     pub clients_append: Vec<String>,
@@ -154,6 +158,7 @@ impl Default for Settings {
             vfield_store: None,
             vfield_replicas: 2,
             vfield_seeds: Vec::new(),
+            vfield_record: None,
             vfield_standby: true,
             clients_append: Vec::new(),
             dhcp: "auto".into(),
@@ -192,6 +197,10 @@ pub enum ConfSource {
     /// A medium's: the device that carries it, with its filesystem's label and UUID.
     Medium { dev_path: String, label: Option<String>, uuid: Option<String> },
 }
+
+/// How long `viver.vfield.record` watches the boot's reads unless told: a Debian with a
+/// desktop is up well within it on real hardware.
+pub const DEFAULT_RECORD_SECONDS: u64 = 120;
 
 /// Keys a medium's `viver.conf` may not set, and why (in the refusal's words).
 pub const NOT_FROM_MEDIA: &[(&str, &str)] = &[
@@ -359,6 +368,16 @@ impl Settings {
                     }
                 }
                 "vfield.standby" => self.vfield_standby = flag(value)?,
+                "vfield.record" => {
+                    self.vfield_record = match value {
+                        None => Some(DEFAULT_RECORD_SECONDS),
+                        Some("0" | "off") => None,
+                        Some(v) => match v.parse::<u64>() {
+                            Ok(n @ 1..=3600) => Some(n),
+                            _ => return Err(format!("{v:?} is not a number of seconds from 1 to 3600 (or off)")),
+                        },
+                    }
+                }
                 "clients.append" => self.clients_append.extend(plain_list(non_empty(value)?).map(String::from)),
                 "vfield.seed" => {
                     for url in plain_list(non_empty(value)?) {
@@ -541,6 +560,15 @@ mod tests {
         assert_eq!(bad.problems.len(), 4, "{:?}", bad.problems);
         assert_eq!((bad.vfield, bad.vfield_store, bad.vfield_replicas), (None, None, 2));
         assert!(bad.vfield_seeds.is_empty());
+    }
+
+    #[test]
+    fn vfield_record_words() {
+        assert_eq!(resolve("viver.vfield.record", &[]).vfield_record, Some(DEFAULT_RECORD_SECONDS));
+        assert_eq!(resolve("viver.vfield.record=30", &[]).vfield_record, Some(30));
+        assert_eq!(resolve("viver.vfield.record=30 viver.vfield.record=off", &[]).vfield_record, None);
+        let bad = resolve("viver.vfield.record=soon", &[]);
+        assert_eq!((bad.vfield_record, bad.problems.len()), (None, 1), "{:?}", bad.problems);
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub enum Command {
     /// Serve the image at `url` as `/dev/nbd<index>`, every chunk checked against the
     /// manifest at `manifest` (a file `/init` fetched and accepted, read at once).
     /// With `vfield`, the chunks come through V-FIELD: from the swarm's peers and from
-    /// `url` as a web seed.
+    /// `url` as a web seed. With `record`, the boot profile is recorded for that many
+    /// seconds into `/run/viver` (`viver.vfield.record`).
     AttachNbd {
         url: String,
         manifest: String,
@@ -29,6 +30,8 @@ pub enum Command {
         fill: bool,
         #[serde(default)]
         vfield: Option<VfieldJoin>,
+        #[serde(default)]
+        record: Option<u64>,
     },
     /// Serve the LAN as its boot server (role `boot-server`): the image at `image` (and
     /// its `manifest`), the kernel and initrd found on the medium at `medium` or in the
@@ -186,6 +189,7 @@ mod tests {
             index: 0,
             fill: true,
             vfield: None,
+            record: Some(120),
         };
         send(&a, &command, &[file.as_raw_fd()]).unwrap();
         let (got, fds): (Command, _) = receive(&b).unwrap();

@@ -2,7 +2,9 @@
 
 use super::control::{Command, Reply, VfieldJoin};
 use crate::image::manifest::Manifest;
+use crate::image::profile::{Recorded, RECORDED_FILE};
 use crate::nbd::attach::{self, Attached};
+use crate::nbd::source::record::Recorder;
 use crate::nbd::source::{BlockSource, HttpSource, HttpSourceOptions, ManifestChunks};
 use crate::serve::dhcp::probe::Setting;
 use crate::vfield::{meta::Meta, store::Store, swarm, swarm::Swarm};
@@ -19,6 +21,9 @@ const FILL_AFTER: Duration = Duration::from_secs(15);
 
 /// A standby boot server's state directory (the working directory of its daemon).
 const STANDBY_STATE: &str = "/run/viver/serve";
+
+/// Where the boot's reports go; a recorded boot profile too.
+const REPORT_DIR: &str = "/run/viver";
 
 #[derive(Default)]
 pub struct Work {
@@ -63,13 +68,15 @@ impl Source {
 impl Work {
     pub fn handle(&mut self, command: Command, _fds: Vec<OwnedFd>) -> Reply {
         match command {
-            Command::AttachNbd { url, manifest, index, fill, vfield } => match self.attach_nbd(&url, &manifest, index, fill, vfield) {
-                Ok(reply) => reply,
-                Err(message) => {
-                    log::error!("nbd{index}: {message}");
-                    Reply::Error { message }
+            Command::AttachNbd { url, manifest, index, fill, vfield, record } => {
+                match self.attach_nbd(&url, &manifest, index, fill, vfield, record) {
+                    Ok(reply) => reply,
+                    Err(message) => {
+                        log::error!("nbd{index}: {message}");
+                        Reply::Error { message }
+                    }
                 }
-            },
+            }
             Command::Serve { image, manifest, medium, cmdline, state_dir, interface, dhcp, range } => {
                 match super::boot_server::start(
                     &image,
@@ -139,22 +146,34 @@ impl Work {
         }
     }
 
-    fn attach_nbd(&mut self, url: &str, manifest_path: &str, index: u32, fill: bool, vfield: Option<VfieldJoin>) -> Result<Reply, String> {
-        let (source, manifest_id) = match vfield {
+    fn attach_nbd(
+        &mut self,
+        url: &str,
+        manifest_path: &str,
+        index: u32,
+        fill: bool,
+        vfield: Option<VfieldJoin>,
+        record: Option<u64>,
+    ) -> Result<Reply, String> {
+        let (source, manifest) = match vfield {
             None => {
                 let manifest = Manifest::load(std::path::Path::new(manifest_path)).map_err(|e| e.to_string())?;
                 let verifier = ManifestChunks::from_manifest(&manifest)?;
                 let options = HttpSourceOptions { verifier: Some(Arc::new(verifier)), size: Some(manifest.size), ..Default::default() };
                 let http = Arc::new(HttpSource::open(url, options).map_err(|e| format!("{url}: {e}"))?);
-                (Source::Http(http), manifest.id)
+                (Source::Http(http), manifest)
             }
             Some(join) => {
                 let swarm = join_swarm(url, manifest_path, &join)?;
-                let id = swarm.meta.manifest.id.clone();
-                (Source::Vfield(swarm), id)
+                let manifest = swarm.meta.manifest.clone();
+                (Source::Vfield(swarm), manifest)
             }
         };
-        let block_source = source.block_source();
+        let manifest_id = &manifest.id;
+        let mut block_source = source.block_source();
+        if let Some(seconds) = record {
+            block_source = record_profile(block_source, &manifest, Duration::from_secs(seconds))?;
+        }
         let size = block_source.size();
         let attached = attach::attach(
             Some(index),
@@ -302,6 +321,30 @@ fn join_swarm(url: &str, manifest_path: &str, join: &VfieldJoin) -> Result<Arc<S
         })
         .map_err(|e| e.to_string())?;
     Ok(swarm)
+}
+
+/// Puts a [`Recorder`] in front of `source`; the recording goes to `/run/viver` through a
+/// directory descriptor opened now, so it still lands in the booted system's `/run`
+/// after the hand-over moved that mount (the daemon's own root stays the old one).
+fn record_profile(source: Arc<dyn BlockSource>, manifest: &Manifest, window: Duration) -> Result<Arc<dyn BlockSource>, String> {
+    use nix::fcntl::{openat, renameat, OFlag};
+    use nix::sys::stat::Mode;
+    let chunks = manifest.chunks.as_ref().ok_or("the manifest has no chunks to record a profile in")?;
+    std::fs::create_dir_all(REPORT_DIR).map_err(|e| format!("{REPORT_DIR}: {e}"))?;
+    let dir = std::fs::File::open(REPORT_DIR).map_err(|e| format!("{REPORT_DIR}: {e}"))?;
+    let save = move |recorded: &Recorded| -> Result<(), String> {
+        let temp = format!(".{RECORDED_FILE}.new");
+        let failed = |e: nix::Error| format!("{REPORT_DIR}/{temp}: {e}");
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC;
+        let fd = openat(&dir, temp.as_str(), flags, Mode::from_bits_truncate(0o644)).map_err(failed)?;
+        let mut file = std::fs::File::from(fd);
+        std::io::Write::write_all(&mut file, recorded.to_toml().as_bytes()).map_err(|e| format!("{REPORT_DIR}/{temp}: {e}"))?;
+        drop(file);
+        renameat(&dir, temp.as_str(), &dir, RECORDED_FILE).map_err(|e| format!("{REPORT_DIR}/{RECORDED_FILE}: {e}"))
+    };
+    log::info!("boot profile: recording the first {} s of reads into {REPORT_DIR}/{RECORDED_FILE}", window.as_secs());
+    let recorder = Recorder::start(source, chunks.layout(manifest.size), &manifest.id, window, save)?;
+    Ok(recorder)
 }
 
 /// A quarter of the RAM, at most the whole image: a diskless node's RAM also holds its

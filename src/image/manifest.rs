@@ -32,11 +32,16 @@
 //! [`crate::image::signature`]). Those bytes are all the manifest is: the TOML parser
 //! never sees the signature section, so nothing after it can change what was signed.
 //!
+//! A `[profile]` section (`viver-kit profile`) lists the chunks a recorded boot read, in
+//! order (see [`crate::image::profile`]); it changes nothing of the image's identity, so
+//! nodes with and without it share one swarm.
+//!
 //! Formats 1 (no `[chunks]`) and 2 (no `[verity]`) are still read: a format 1 image gets
 //! only the quick checks (and the whole SHA-256 with `viver.verify=full`), and the boot
 //! report says so.
 
 use super::chunks;
+use super::profile::Profile;
 use super::signature::ManifestSignature;
 use super::verity::VerityParams;
 use serde::{Deserialize, Serialize};
@@ -89,6 +94,10 @@ pub struct Manifest {
     /// The appended dm-verity hash tree (format 3; optional there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verity: Option<VerityParams>,
+    /// The boot profile (`viver-kit profile`): chunks a boot reads, first read first; V-FIELD
+    /// nodes prefetch them. Optional in every format with `[chunks]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
     /// The signature section and the bytes it covers, when the file has one.
     #[serde(skip)]
     pub seal: Option<Seal>,
@@ -165,6 +174,13 @@ impl Manifest {
         match (&manifest.verity, manifest.format) {
             (Some(_), FORMAT_V1 | FORMAT_V2) => return Err(invalid(format!("format {} has no [verity]; say format = 3", manifest.format))),
             (Some(verity), _) => verity.validate(manifest.size).map_err(|e| invalid(format!("[verity]: {e}")))?,
+            (None, _) => {}
+        }
+        match (&manifest.profile, &manifest.chunks) {
+            (Some(_), None) => return Err(invalid("a [profile] counts chunks: it needs [chunks]".into())),
+            (Some(profile), Some(chunks)) => {
+                profile.validate(chunks.layout(manifest.size).count()).map_err(|e| invalid(format!("[profile]: {e}")))?
+            }
             (None, _) => {}
         }
         if manifest.id.len() != 16 || !manifest.id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -275,6 +291,7 @@ mod tests {
             format: FORMAT_V1,
             chunks: None,
             verity: None,
+            profile: None,
             seal: None,
             id: "3f9c0a6b5e7d1c24".into(),
             name: "debian".into(),
@@ -316,6 +333,20 @@ mod tests {
         // Unknown fields stay refused, in the table too.
         let extra = text.replace("[chunks]\n", "[chunks]\nextra = 1\n");
         assert!(matches!(Manifest::parse(&extra, "x"), Err(ManifestError::Parse { .. })), "{extra}");
+    }
+
+    #[test]
+    fn a_profile_must_name_the_images_own_chunks() {
+        let count = sample().chunks.as_ref().unwrap().hashes.len() as u32;
+        let with = |chunks: Vec<u32>| Manifest { profile: Some(Profile { seconds: 30, chunks }), ..sample() };
+        let good = with(vec![count - 1, 0]);
+        assert_eq!(Manifest::parse(&good.to_toml(), "x").unwrap(), good, "a profile reads back");
+        for bad in [with(vec![0, count]), with(vec![1, 1])] {
+            let err = Manifest::parse(&bad.to_toml(), "x").unwrap_err().to_string();
+            assert!(err.contains("[profile]: profile entry 1"), "{err}");
+        }
+        let v1 = Manifest { profile: Some(Profile { seconds: 1, chunks: vec![0] }), ..sample_v1() };
+        assert!(Manifest::parse(&v1.to_toml(), "x").unwrap_err().to_string().contains("needs [chunks]"));
     }
 
     #[test]

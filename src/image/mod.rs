@@ -10,6 +10,7 @@ pub mod dm;
 pub mod loopdev;
 pub mod manifest;
 pub mod needs;
+pub mod profile;
 pub mod signature;
 pub mod squashfs;
 pub mod trust;

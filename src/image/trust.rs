@@ -118,6 +118,7 @@ mod tests {
             kernels: vec![],
             chunks: Some(crate::image::manifest::Chunks::from_digest(&d)),
             verity: None,
+            profile: None,
             seal: None,
         };
         m.to_toml()

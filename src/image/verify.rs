@@ -535,6 +535,7 @@ mod chunk_tests {
             kernels: vec![],
             chunks: Some(Chunks::from_digest(&d)),
             verity: None,
+            profile: None,
             seal: None,
         };
         Some((path, manifest))

@@ -23,6 +23,10 @@ pub enum KitCommand {
     /// Check an image against its manifest as the boot does (viver.verify=LEVEL); prints
     /// the report as JSON. Exit 1 when a chunk does not match.
     Verify(VerifyArgs),
+    /// Ship a boot profile recorded with viver.vfield.record (the booted node's
+    /// /run/viver/vfield-profile.toml) in the image's manifest: V-FIELD nodes then prefetch
+    /// what their boot reads.
+    Profile(ProfileArgs),
     /// Make an ed25519 signing key pair: NAME.key (secret, for `image --sign`) and NAME.pub
     /// (for `initrd --trust`).
     Keygen(KeygenArgs),
@@ -153,6 +157,21 @@ pub struct MediaArgs {
     /// (the default: the node serves the LAN), another comma-separated list, or `none`.
     #[arg(long, default_value = media::DEFAULT_ROLE, value_name = "none|LIST")]
     pub role: String,
+}
+
+#[derive(Args)]
+pub struct ProfileArgs {
+    /// The image (its manifest beside it is rewritten; the image is not touched).
+    pub image: PathBuf,
+    /// The recording; without it, `--remove` takes the profile out.
+    #[arg(required_unless_present = "remove")]
+    pub recording: Option<PathBuf>,
+    /// Take the manifest's profile out.
+    #[arg(long, conflicts_with = "recording")]
+    pub remove: bool,
+    /// Sign the new manifest with this key (needed when the old one was signed).
+    #[arg(long)]
+    pub sign: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -338,6 +357,19 @@ fn execute(cmd: KitCommand) -> Result<i32, KitError> {
                     eprintln!("viver kit verify: {e}");
                     return Ok(1);
                 }
+            }
+        }
+        KitCommand::Profile(a) => {
+            let shipped = super::profile::ship(&a.image, a.recording.as_deref(), a.sign.as_deref())?;
+            let signed = if shipped.signed { ", signed" } else { "" };
+            match a.recording {
+                Some(_) => println!(
+                    "{}: boot profile of {} chunks (of {}) shipped{signed}",
+                    shipped.manifest_path.display(),
+                    shipped.chunks,
+                    shipped.chunk_count
+                ),
+                None => println!("{}: boot profile removed{signed}", shipped.manifest_path.display()),
             }
         }
         KitCommand::Keygen(a) => {

@@ -289,6 +289,7 @@ pub fn build_image(opts: &ImageOptions) -> Result<ImageResult, KitError> {
         kernels: kernel_releases(&opts.root),
         chunks: Some(Chunks::from_digest(&digest)),
         verity,
+        profile: None,
         seal: None,
     };
     {

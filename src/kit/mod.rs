@@ -5,6 +5,7 @@
 //! - [`microcode`]: the early microcode cpio `initrd --microcode` prepends.
 //! - [`check_kernel`]: does a kernel config have what VIVER needs?
 //! - [`inspect`]: list or unpack any initrd.
+//! - [`profile`]: ship a recorded boot profile in an image's manifest.
 
 pub mod atomic;
 pub mod check_kernel;
@@ -17,6 +18,7 @@ pub mod initrd;
 pub mod inspect;
 pub mod media;
 pub mod microcode;
+pub mod profile;
 pub mod selection;
 pub mod tools;
 

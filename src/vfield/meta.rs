@@ -72,6 +72,7 @@ impl Meta {
             kernels: Vec::new(),
             chunks: Some(Chunks::from_digest(&digest)),
             verity: None,
+            profile: None,
             seal: None,
         };
         Meta::from_text(manifest.to_signed_text(None).into_bytes(), &shown)

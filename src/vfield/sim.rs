@@ -353,6 +353,7 @@ fn synthetic_meta(size: u64, chunk: u64) -> Result<Meta, String> {
         kernels: Vec::new(),
         chunks: Some(Chunks::from_digest(&digest)),
         verity: None,
+        profile: None,
         seal: None,
     };
     Meta::from_text(manifest.to_signed_text(None).into_bytes(), "simulated image")

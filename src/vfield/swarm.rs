@@ -80,6 +80,10 @@ pub struct Counters {
     pub bad_chunks: AtomicU64,
     /// Of `bytes_received`, the bytes that came from web seeds.
     pub web_bytes: AtomicU64,
+    /// Chunks of the manifest's boot profile not yet received (0: held, or no profile).
+    pub profile_waiting: AtomicU64,
+    /// Reads that waited for a chunk outside the boot profile: what the profile missed.
+    pub profile_misses: AtomicU64,
 }
 
 /// A web seed: its HTTP source and the chunks the scheduler asked of it.
@@ -123,6 +127,8 @@ struct State {
     serve: Vec<(PeerKey, u32, u32, u32)>,
     /// Times each chunk was sent whole.
     times_sent: Vec<u32>,
+    /// The boot profile's chunks (`true`) not yet received; empty without a profile.
+    profile_left: Vec<bool>,
 }
 
 pub struct Swarm {
@@ -190,12 +196,25 @@ impl Swarm {
                 sched.want(i, Want::Fill);
             }
         }
+        // The manifest's boot profile: right after blocked reads, before any fill.
+        let mut profile_left = Vec::new();
+        if let Some(profile) = &meta.manifest.profile {
+            sched.set_profile(&profile.chunks);
+            profile_left = vec![false; count];
+            for &i in &profile.chunks {
+                if let Some(slot) = profile_left.get_mut(i as usize) {
+                    *slot = !store.holds(i);
+                }
+            }
+        }
+        let counters = Counters::default();
+        counters.profile_waiting.store(profile_left.iter().filter(|l| **l).count() as u64, Ordering::Relaxed);
         let known = options.bootstrap.iter().copied().collect();
         let fill = options.fill;
         Arc::new(Swarm {
             meta,
             options,
-            counters: Counters::default(),
+            counters,
             state: Mutex::new(State {
                 store,
                 sched,
@@ -208,6 +227,7 @@ impl Swarm {
                 web: HashMap::new(),
                 serve: Vec::new(),
                 times_sent: vec![0; count],
+                profile_left,
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -328,6 +348,7 @@ impl Swarm {
         let mut st = self.lock();
         let since = Instant::now();
         let mut told = Instant::now();
+        let mut counted = false;
         loop {
             if let Some(data) = st.store.get(&self.meta, index)? {
                 return Ok(data);
@@ -337,6 +358,12 @@ impl Swarm {
             }
             if self.stop.load(Ordering::SeqCst) {
                 return Err("stopped".into());
+            }
+            if !counted {
+                counted = true;
+                if !self.in_profile(index) {
+                    self.counters.profile_misses.fetch_add(1, Ordering::Relaxed);
+                }
             }
             st.sched.set_have(index, false);
             st.sched.want(index, Want::Blocked);
@@ -845,11 +872,32 @@ impl Swarm {
                 let _ = w.flush();
             }
         }
+        self.note_profile_chunk(state, index);
         state.recent.push_back((index, chunk));
         if state.recent.len() > RECENT {
             state.recent.pop_front();
         }
         self.changed.notify_all();
+    }
+
+    /// Is chunk `index` in the manifest's boot profile?
+    fn in_profile(&self, index: u32) -> bool {
+        self.meta.manifest.profile.as_ref().is_some_and(|p| p.chunks.contains(&index))
+    }
+
+    /// Counts a received chunk off the boot profile; says so once the whole profile came.
+    fn note_profile_chunk(&self, st: &mut State, index: u32) {
+        let Some(slot) = st.profile_left.get_mut(index as usize).filter(|s| **s) else { return };
+        *slot = false;
+        let before = self.counters.profile_waiting.fetch_sub(1, Ordering::Relaxed);
+        if before == 1 {
+            log::info!(
+                "V-FIELD: boot profile held: {} chunks {:.1?} after the join; {} reads waited for chunks outside it",
+                self.meta.manifest.profile.as_ref().map_or(0, |p| p.chunks.len()),
+                self.started.elapsed(),
+                self.counters.profile_misses.load(Ordering::Relaxed)
+            );
+        }
     }
 
     /// One of a web seed's fetchers: takes the chunks the scheduler asked of it, fetches
@@ -1006,6 +1054,47 @@ mod tests {
         assert!(got == data, "the joiner's copy differs");
         assert!(joiner.counters.bad_chunks.load(Ordering::Relaxed) >= 1, "the liar was never asked");
         assert!(joiner.lock().banned.contains(&joiner.options.bootstrap[0]), "the liar is not banned");
+        joiner.stop();
+        seed.stop();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_joiner_prefetches_its_boot_profile_and_nothing_else_before_the_fill() {
+        let dir = std::env::temp_dir().join(format!("viver-swarm-profile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("img.bin");
+        let data: Vec<u8> = (0..(2u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let mut meta = Meta::for_file(&path, 64 << 10).unwrap();
+        let profile = vec![30, 2, 17, 5];
+        meta.manifest.profile = Some(crate::image::profile::Profile { seconds: 10, chunks: profile.clone() });
+        let meta = Arc::new(meta);
+        let seed = Swarm::new(
+            meta.clone(),
+            Store::file(&path).unwrap(),
+            Options { listen: Some("127.0.0.1:0".parse().unwrap()), ..Default::default() },
+        );
+        seed.start().unwrap();
+        // As a netbooted node joins: no fill until told.
+        let options = Options { bootstrap: vec![seed.local_addr().unwrap()], fill: false, ..Default::default() };
+        let joiner = Swarm::new(meta.clone(), Store::ram(data.len() as u64), options);
+        assert_eq!(joiner.counters.profile_waiting.load(Ordering::Relaxed), 4);
+        joiner.start().unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        while joiner.counters.profile_waiting.load(Ordering::Relaxed) > 0 {
+            assert!(Instant::now() < until, "the profile did not arrive without a read");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let held: Vec<u32> = joiner.held().iter().enumerate().filter(|(_, h)| **h).map(|(i, _)| i as u32).collect();
+        let mut want = profile.clone();
+        want.sort();
+        assert_eq!(held, want, "held before the fill: exactly the profile");
+        assert_eq!(*joiner.read_chunk(17).unwrap(), data[17 << 16..18 << 16]);
+        // A read the profile did not predict is counted as a miss.
+        assert_eq!(*joiner.read_chunk(9).unwrap(), data[9 << 16..10 << 16]);
+        assert_eq!(joiner.counters.profile_misses.load(Ordering::Relaxed), 1);
         joiner.stop();
         seed.stop();
         std::fs::remove_dir_all(&dir).unwrap();

@@ -3,6 +3,7 @@
 pub mod file;
 pub mod http;
 pub mod manifest;
+pub mod record;
 
 pub use file::FileSource;
 pub use http::{ChunkVerifier, HttpSource, HttpSourceOptions};
