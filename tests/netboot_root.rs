@@ -1,8 +1,9 @@
 //! A netbooted root in use: a real Debian system (systemd) boots diskless from `viver
 //! serve` to multi-user and powers off cleanly with its root still served by VIVER's
 //! daemon; and a test root keeps working across a cut link: a read stalls while the
-//! link is down and completes, with the right bytes, when it is back. Each test runs in
-//! its own network namespace, one VM at a time.
+//! link is down and completes, with the right bytes, when it is back; and a boot profile
+//! recorded on one node (`viver.vfield.record`), shipped with `viver-kit profile`, is
+//! prefetched by the next. Each test runs in its own network namespace, one VM at a time.
 
 mod net;
 mod qemu;
@@ -129,4 +130,60 @@ fn toram_over_the_network_needs_no_network_afterwards() {
     let output = serial.section("CMD-BEGIN sha256sum /data/unread.bin", "CMD-END rc=0").unwrap_or_else(|| panic!("{}", client.tail(40)));
     assert!(output.iter().any(|l| l.starts_with(&want)), "wrong bytes from the RAM copy: {output:?}, want {want}");
     assert!(serial.mount_at("/run/viver/image").is_some_and(|m| m.device.starts_with("/dev/loop")), "{}", client.tail(30));
+}
+
+#[test]
+fn a_recorded_boot_profile_is_shipped_by_the_kit_and_prefetched_by_the_next_node() {
+    net::require_root();
+    let dir = scratch("netboot-profile");
+    // A file no boot reads: the profile must leave its chunks out.
+    let (root, _) = root_with_unread_file(&dir);
+    let (initrd, image) = kit_initrd_and_image(&dir, &root, "prof");
+    let chunk_count = std::fs::metadata(&image).unwrap().len().div_ceil(256 << 10) as usize;
+    let lab = Lab::new(&dir);
+    // 1. A node records the first 15 s of its reads; its testroot prints the recording.
+    //    (loglevel=4: no kernel line cuts into what `cat` prints.)
+    let profile_file = "/run/viver/vfield-profile.toml";
+    let cmdline = format!("{CMDLINE} loglevel=4 viver.vfield.record=15 testroot.cmd=sleep,16 testroot.cmd=cat,{profile_file}");
+    let (server, _) = lab.serve(&image, &qemu::kernel(), &initrd, &cmdline);
+    let mut recorder = lab.client("recorder", "tap0", "pc", "e1000", "52:54:00:77:04:01", 768);
+    let text = recorder.wait_for("VIVER-TESTROOT-DONE", Duration::from_secs(300));
+    let serial = qemu::SerialLog { text };
+    let report = serial.boot_json().unwrap();
+    assert_eq!(report["network"]["recording_seconds"], 15, "{report}");
+    let recording = serial
+        .section(&format!("CMD-BEGIN cat {profile_file}"), "CMD-END rc=0")
+        .unwrap_or_else(|| panic!("no recording on the console:\n{}", recorder.tail(40)));
+    let recording_path = dir.join("recorded.toml");
+    std::fs::write(&recording_path, recording.join("\n") + "\n").unwrap();
+    drop(recorder);
+    drop(server);
+
+    // 2. The kit ships it; the image's bytes stay.
+    let out = qemu::kit(&["profile", image.to_str().unwrap(), recording_path.to_str().unwrap()]);
+    let shipped: usize = out
+        .split("boot profile of ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(shipped >= 2, "a boot reads more than {shipped} chunks: {out}");
+    assert!(shipped + 8 <= chunk_count, "{shipped} of {chunk_count} chunks: the unread 3 MiB file is in the profile");
+
+    // 3. The next node, booted from the same server, fetches the profile without being
+    //    asked and its boot finds the chunks there.
+    let (_server, _) = lab.serve(&image, &qemu::kernel(), &initrd, CMDLINE);
+    let mut next = lab.client("next", "tap1", "pc", "e1000", "52:54:00:77:04:02", 768);
+    let text = next.wait_for("VIVER-TESTROOT-DONE", Duration::from_secs(300));
+    let serial = qemu::SerialLog { text: text.clone() };
+    assert_eq!(serial.boot_json().unwrap()["network"]["profile_chunks"], shipped, "{}", next.tail(40));
+    let held = serial
+        .lines()
+        .find_map(|l| l.split_once("V-FIELD: boot profile held: ").map(|(_, rest)| rest.to_string()))
+        .unwrap_or_else(|| panic!("the profile was never held:\n{}", next.tail(60)));
+    assert!(held.starts_with(&format!("{shipped} chunks")), "{held}");
+    // The same boot reads the same chunks: at most a stray read outside the profile.
+    let misses: u64 = held.split("; ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    assert!(misses <= 2, "the boot waited for {misses} chunks the profile did not have: {held}");
+    eprintln!("boot profile: {shipped} chunks recorded and shipped; the next node held them ({held})");
 }

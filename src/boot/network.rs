@@ -173,6 +173,8 @@ impl Boot {
         let text = String::from_utf8(bytes).map_err(|_| failure(format!("{manifest_url}: the manifest is not UTF-8 text"), vec![]))?;
         let manifest = Manifest::parse(&text, &manifest_url).map_err(|e| failure(format!("{e}"), vec![format!("image: {url}")]))?;
         report.manifest_ms = manifest_started.elapsed().as_secs_f64() * 1000.0;
+        report.profile_chunks = manifest.profile.as_ref().map_or(0, |p| p.chunks.len());
+        report.recording_seconds = self.settings.vfield_record;
         // With trusted keys in the initrd, only a manifest one of them signed: its chunk
         // hashes are then what every byte of the image is checked against.
         let trusted = self.trusted_keys();

@@ -119,6 +119,12 @@ pub struct NetworkReport {
     pub bytes_from_peers: u64,
     /// `viver.vfield`: the peers the node joined through.
     pub vfield_peers: Vec<String>,
+    /// Chunks in the manifest's boot profile (`viver-kit profile`), fetched ahead of the
+    /// boot's reads; 0 without one.
+    pub profile_chunks: usize,
+    /// `viver.vfield.record`: seconds of this boot's reads recorded into
+    /// `/run/viver/vfield-profile.toml`.
+    pub recording_seconds: Option<u64>,
     /// The daemon serving `/dev/nbd0` after the hand-over.
     pub daemon_pid: Option<u32>,
 }
