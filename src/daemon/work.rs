@@ -301,6 +301,8 @@ fn join_swarm(url: &str, manifest_path: &str, join: &VfieldJoin) -> Result<Arc<S
         bootstrap,
         replicas: join.replicas.max(1),
         web_seeds,
+        // Nodes on the segment find each other without the boot server.
+        lan: true,
         ..Default::default()
     };
     log::info!(

@@ -21,7 +21,7 @@ pub fn start(served: &Served, listen: SocketAddr) -> Result<Arc<Swarm>, String> 
         _ => return Err(format!("{} is not a whole file", served.image.label)),
     };
     let store = Store::open_file(file, served.image.label.clone());
-    let swarm = Swarm::new(Arc::new(meta), store, Options { listen: Some(listen), ..Default::default() });
+    let swarm = Swarm::new(Arc::new(meta), store, Options { listen: Some(listen), lan: true, ..Default::default() });
     swarm.start()?;
     Ok(swarm)
 }

@@ -11,6 +11,10 @@
 //! image as a seed; with no `--bootstrap`, the manifest comes from `--manifest` or from
 //! beside the image on that server (`IMG` with `.toml` for its extension).
 //!
+//! With no address at all, a joiner, `fetch` and `status` ask the LAN segment (BEP 14
+//! Local Service Discovery, see [`super::lsd`]); `--lan` makes a seed or joiner announce
+//! itself there, and netbooted nodes always do.
+//!
 //! Ctrl-C (SIGINT) or SIGTERM on a seed or joiner is a planned leave.
 
 use super::meta::Meta;
@@ -70,14 +74,26 @@ pub struct PeerArgs {
     /// Write the swarm's BitTorrent v2 `.torrent` here (for standard clients) and go on.
     #[arg(long)]
     pub torrent: Option<PathBuf>,
+    /// Announce the swarm on the LAN segment and dial the peers heard there (BEP 14 Local
+    /// Service Discovery). Implied for a joiner given no --bootstrap or --web-seed: it
+    /// asks the segment.
+    #[arg(long)]
+    pub lan: bool,
+    /// With several swarms on the LAN: the manifest id of the one to join.
+    #[arg(long)]
+    pub image: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum VfieldCommand {
     /// Download the whole image from the swarm, every chunk verified.
     Fetch {
-        #[arg(long, required_unless_present = "web_seeds")]
+        /// A peer to start from (none and no --web-seed: ask the LAN).
+        #[arg(long)]
         bootstrap: Vec<SocketAddr>,
+        /// With several swarms on the LAN: the manifest id of the one to fetch.
+        #[arg(long)]
+        image: Option<String>,
         #[arg(long = "web-seed", value_name = "URL")]
         web_seeds: Vec<String>,
         #[arg(long)]
@@ -92,8 +108,11 @@ pub enum VfieldCommand {
     },
     /// The swarm as the bootstrap and the peers it knows see it.
     Status {
-        #[arg(long, required = true)]
+        /// A peer to ask (none: ask the LAN).
+        #[arg(long)]
         bootstrap: Vec<SocketAddr>,
+        #[arg(long)]
+        image: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -143,11 +162,17 @@ pub struct SimulateArgs {
 
 pub fn run(args: VfieldArgs) -> i32 {
     let result = match args.command {
-        Some(VfieldCommand::Fetch { bootstrap, web_seeds, manifest, output, trust, timeout }) => {
-            let sources = Sources { bootstrap, web_seeds, manifest };
-            fetch(&sources, &output, &trust, Duration::from_secs(timeout))
+        Some(VfieldCommand::Fetch { bootstrap, image, web_seeds, manifest, output, trust, timeout }) => {
+            let bootstrap = if bootstrap.is_empty() && web_seeds.is_empty() { lan_bootstrap(image.as_deref()) } else { Ok(bootstrap) };
+            bootstrap.and_then(|bootstrap| {
+                let sources = Sources { bootstrap, web_seeds, manifest };
+                fetch(&sources, &output, &trust, Duration::from_secs(timeout))
+            })
         }
-        Some(VfieldCommand::Status { bootstrap, json }) => status(&bootstrap, json),
+        Some(VfieldCommand::Status { bootstrap, image, json }) => {
+            let bootstrap = if bootstrap.is_empty() { lan_bootstrap(image.as_deref()) } else { Ok(bootstrap) };
+            bootstrap.and_then(|bootstrap| status(&bootstrap, json))
+        }
         Some(VfieldCommand::Simulate(args)) => simulate(&args),
         None => peer(args.peer),
     };
@@ -183,6 +208,36 @@ impl Sources {
         match self.bootstrap.first() {
             Some(SocketAddr::V6(_)) => SocketAddr::from(([0u16; 8], 0)),
             _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+        }
+    }
+}
+
+/// How long a node with no address listens to the LAN's answers.
+const LAN_SEARCH: Duration = Duration::from_secs(3);
+
+/// The peers of one swarm on the LAN (the one with manifest id `image`, or the only one
+/// heard), for a node given no address.
+fn lan_bootstrap(image: Option<&str>) -> Result<Vec<SocketAddr>, String> {
+    let heard = super::lan::search(LAN_SEARCH)?;
+    let mut swarms: std::collections::BTreeMap<[u8; 20], (Option<String>, Vec<SocketAddr>)> = Default::default();
+    for h in heard {
+        if image.is_none_or(|want| h.image.as_deref() == Some(want)) {
+            let entry = swarms.entry(h.infohash).or_insert((h.image.clone(), Vec::new()));
+            entry.1.push(h.addr);
+        }
+    }
+    let wanted = image.map_or(String::new(), |id| format!(" with image {id}"));
+    match swarms.len() {
+        0 => Err(format!("no V-FIELD node{wanted} answered on the LAN within {LAN_SEARCH:?}; give --bootstrap ADDR:PORT")),
+        1 => {
+            let (_, (id, peers)) = swarms.into_iter().next().ok_or("no swarm")?;
+            log::info!("LAN: image {} at {peers:?}", id.as_deref().unwrap_or("(not a VIVER node)"));
+            Ok(peers)
+        }
+        _ => {
+            let list: Vec<String> =
+                swarms.values().map(|(id, peers)| format!("{} ({} nodes)", id.as_deref().unwrap_or("unnamed"), peers.len())).collect();
+            Err(format!("several swarms on the LAN: {}; say --image ID", list.join(", ")))
         }
     }
 }
@@ -225,6 +280,7 @@ fn join_meta(sources: &Sources, keys: &TrustedKeys) -> Result<Meta, String> {
 fn peer(args: PeerArgs) -> Result<(), String> {
     // Before any thread starts, so that every thread inherits the mask.
     let signals = crate::sys::stop_signals::StopSignals::block()?;
+    let mut lan_bootstrapped = Vec::new();
     let (meta, store, listen) = match &args.file {
         Some(file) => {
             let meta = Meta::for_file(file, args.chunk << 10)?;
@@ -236,14 +292,21 @@ fn peer(args: PeerArgs) -> Result<(), String> {
             let meta = join_meta(&sources, &trusted(&args.trust)?)?;
             (meta, Store::ram(args.store << 20), args.listen.unwrap_or_else(|| sources.any_port()))
         }
-        None => return Err("say --file IMG to seed, or --bootstrap ADDR:PORT (or --web-seed URL) to join".into()),
+        None => {
+            let bootstrap = lan_bootstrap(args.image.as_deref())?;
+            let sources = Sources { bootstrap: bootstrap.clone(), web_seeds: Vec::new(), manifest: args.manifest.clone() };
+            let meta = join_meta(&sources, &trusted(&args.trust)?)?;
+            lan_bootstrapped = bootstrap;
+            (meta, Store::ram(args.store << 20), args.listen.unwrap_or_else(|| sources.any_port()))
+        }
     };
     if let Some(path) = &args.torrent {
         std::fs::write(path, meta.torrent()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let options = Options {
         listen: Some(listen),
-        bootstrap: args.bootstrap.clone(),
+        lan: args.lan || !lan_bootstrapped.is_empty(),
+        bootstrap: [args.bootstrap.clone(), lan_bootstrapped].concat(),
         web_seeds: if args.file.is_some() { Vec::new() } else { args.web_seeds.clone() },
         replicas: args.replicas.max(1),
         upload_limit: args.upload_limit.map(|m| (m * (1 << 20) as f64) as u64),

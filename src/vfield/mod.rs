@@ -11,11 +11,15 @@
 //! - [`store`]: what a node holds, within its budget, kept by replica count;
 //! - [`schedule`]: which chunk to ask of which peer (pure, shared with the simulation);
 //! - [`swarm`]: a peer at run time (connections, threads, the block device's reads);
+//! - [`lsd`]: the LAN announcement (BEP 14 Local Service Discovery), wire and state
+//!   machine; [`lan`]: the same on a multicast socket;
 //! - [`probe`]: asking a peer what it serves without joining (`status`, bootstrap);
 //! - [`cli`]: `viver vfield`.
 
 pub mod bencode;
 pub mod cli;
+pub mod lan;
+pub mod lsd;
 pub mod meta;
 pub mod policy;
 pub mod probe;

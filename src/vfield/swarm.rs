@@ -54,6 +54,8 @@ pub struct Options {
     pub upload_limit: Option<u64>,
     /// `http://` URLs of the image file: servers that answer Range requests.
     pub web_seeds: Vec<String>,
+    /// Announce the swarm on the LAN segment and dial the peers heard there (BEP 14).
+    pub lan: bool,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             client: format!("VIVER {}", env!("CARGO_PKG_VERSION")),
             upload_limit: None,
             web_seeds: Vec::new(),
+            lan: false,
         }
     }
 }
@@ -285,9 +288,48 @@ impl Swarm {
                 .spawn(move || swarm.accept_loop(listener))
                 .map_err(|e| e.to_string())?;
         }
+        if self.options.lan {
+            // Without it the node still has its bootstrap peers: not a reason to fail.
+            if let Err(e) = self.announce_on_lan() {
+                log::warn!("V-FIELD: no LAN announcement: {e}");
+            }
+        }
         let swarm = self.clone();
         std::thread::Builder::new().name("vfield-drive".into()).spawn(move || swarm.drive()).map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// Announces the swarm on the LAN; peers heard there are dialed like any known peer.
+    fn announce_on_lan(self: &Arc<Swarm>) -> Result<(), String> {
+        let Some(local) = self.local_addr() else { return Err("the LAN announcement needs a listening node".into()) };
+        let only = match local.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => None,
+            // A node on loopback has no LAN to announce on.
+            std::net::IpAddr::V4(ip) if ip.is_loopback() => return Ok(()),
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(_) => {
+                log::info!("V-FIELD: listening on IPv6 {local}: no LAN announcement (BEP 14 over IPv4 only here)");
+                return Ok(());
+            }
+        };
+        let port = local.port();
+        let (running, heard) = (self.clone(), self.clone());
+        let cookie = format!("viver-{}", self.peer_id[8..].iter().map(|b| format!("{b:02x}")).collect::<String>());
+        super::lan::announce(
+            only,
+            cookie,
+            self.meta.wire_hash(),
+            &self.meta.manifest.id,
+            port,
+            move || !running.stop.load(Ordering::Relaxed),
+            move |addr| {
+                let mut st = heard.lock();
+                if st.known.insert(addr) {
+                    log::info!("V-FIELD: peer {addr} heard on the LAN");
+                }
+                heard.changed.notify_all();
+            },
+        )
     }
 
     pub fn stop(&self) {
