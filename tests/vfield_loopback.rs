@@ -98,3 +98,45 @@ fn twenty_joiners_finish_after_the_seed_is_killed_and_a_joiner_serves_the_file_b
     drop(joiners);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A joiner holding its chunks on a disk (here a file) it was given: it fills up, comes
+/// back after a restart with them (fetching nothing again), and serves a fetch alone once
+/// the seed is gone; a file with data on it is refused untouched.
+#[test]
+fn a_joiner_on_a_disk_keeps_its_chunks_across_a_restart() {
+    let dir = scratch("vfield-disk");
+    let file = dir.join("image.bin");
+    let data = random_bytes(4 << 20, 0xd15c);
+    std::fs::write(&file, &data).unwrap();
+    let disk = dir.join("disk.img");
+    std::fs::write(&disk, vec![0u8; 8 << 20]).unwrap();
+    let seed_addr = format!("127.0.0.1:{}", PORT + 100);
+    let joiner_addr = format!("127.0.0.2:{}", PORT + 100);
+    let joiner_args = ["--bootstrap", seed_addr.as_str(), "--listen", joiner_addr.as_str(), "--store-disk", disk.to_str().unwrap()];
+    let mut seed = Process::spawn(vfield(&["--file", file.to_str().unwrap(), "--listen", &seed_addr]), &dir.join("seed.log"));
+    seed.wait_for_log("seeding", Duration::from_secs(10));
+    let mut first = Process::spawn(vfield(&joiner_args), &dir.join("joiner1.log"));
+    first.wait_for_log("store settled: 16 of 16 chunks held", Duration::from_secs(60));
+    drop(first);
+    // Restarted (the seed gives it the manifest), it has every chunk already.
+    let mut again = Process::spawn(vfield(&joiner_args), &dir.join("joiner2.log"));
+    let log = again.wait_for_log("store settled: 16 of 16 chunks held", Duration::from_secs(30));
+    assert!(log.contains("16 chunks of this image kept from before"), "{log}");
+    let joiner_status = status(&joiner_addr).expect("the joiner answers status");
+    let me = joiner_status["peers"].as_array().unwrap().iter().find(|p| p["addr"] == joiner_addr.as_str()).cloned().unwrap();
+    assert_eq!(me["bytes_received"], 0, "the restarted joiner fetched again: {me}");
+    drop(seed);
+    let out = dir.join("fetched.bin");
+    let fetch = vfield(&["fetch", "--bootstrap", &joiner_addr, "-o", out.to_str().unwrap(), "--timeout", "60"]).output().unwrap();
+    assert!(fetch.status.success(), "{}", String::from_utf8_lossy(&fetch.stderr));
+    assert!(std::fs::read(&out).unwrap() == data, "the fetched file differs from the seed's");
+    // A "disk" with data on it: refused, not a byte written.
+    let taken = dir.join("taken.img");
+    std::fs::write(&taken, b"my holiday photos").unwrap();
+    let refused = vfield(&["--bootstrap", &joiner_addr]).args(["--store-disk", taken.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("holds data"), "{err}");
+    assert_eq!(std::fs::read(&taken).unwrap(), b"my holiday photos");
+    drop(again);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

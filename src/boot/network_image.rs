@@ -36,6 +36,7 @@ impl Boot {
             store: self.settings.vfield_store.map(|mib| mib << 20),
             replicas: self.settings.vfield_replicas,
             port: VFIELD_PORT,
+            disk: self.settings.vfield_disk.clone(),
         });
         let command = Command::AttachNbd {
             url: net.url.clone(),

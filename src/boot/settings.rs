@@ -99,6 +99,9 @@ pub struct Settings {
     pub vfield_replicas: u32,
     /// `viver.vfield.seed=http://...[,...]`: more HTTP servers holding the image file.
     pub vfield_seeds: Vec<String>,
+    /// `viver.vfield.disk=/dev/...`: hold the V-FIELD store on this disk or partition
+    /// (only if it is a V-FIELD store already or blank), up to `viver.vfield.store` MiB.
+    pub vfield_disk: Option<String>,
     /// `viver.vfield.record[=SECONDS]`: record the boot profile (the order the boot first
     /// reads the image's chunks in) for SECONDS after the attach (default 120) into
     /// `/run/viver/vfield-profile.toml`, for `viver-kit profile`.
@@ -159,6 +162,7 @@ impl Default for Settings {
             vfield_replicas: 2,
             vfield_seeds: Vec::new(),
             vfield_record: None,
+            vfield_disk: None,
             vfield_standby: true,
             clients_append: Vec::new(),
             dhcp: "auto".into(),
@@ -215,6 +219,7 @@ pub const NOT_FROM_MEDIA: &[(&str, &str)] = &[
     ("role", "a stranger's stick must not turn this machine into the LAN's boot server: set roles on the command line"),
     ("dhcp", "a stranger's stick must not change how this machine answers DHCP on the LAN"),
     ("dhcp.range", "a stranger's stick must not change the addresses this machine gives out"),
+    ("vfield.disk", "a stranger's stick must not choose a disk for this machine to write to: name it on the command line"),
 ];
 
 impl Settings {
@@ -368,6 +373,13 @@ impl Settings {
                     }
                 }
                 "vfield.standby" => self.vfield_standby = flag(value)?,
+                "vfield.disk" => {
+                    let path = non_empty(value)?;
+                    if !path.starts_with("/dev/") || path.contains("/../") {
+                        return Err(format!("{path:?} is not a device under /dev"));
+                    }
+                    self.vfield_disk = Some(path.to_string());
+                }
                 "vfield.record" => {
                     self.vfield_record = match value {
                         None => Some(DEFAULT_RECORD_SECONDS),
@@ -560,6 +572,16 @@ mod tests {
         assert_eq!(bad.problems.len(), 4, "{:?}", bad.problems);
         assert_eq!((bad.vfield, bad.vfield_store, bad.vfield_replicas), (None, None, 2));
         assert!(bad.vfield_seeds.is_empty());
+    }
+
+    #[test]
+    fn vfield_disk_is_a_device_named_on_the_command_line() {
+        assert_eq!(resolve("viver.vfield.disk=/dev/vdb", &[]).vfield_disk.as_deref(), Some("/dev/vdb"));
+        for bad in ["viver.vfield.disk=vdb", "viver.vfield.disk=/etc/passwd", "viver.vfield.disk=/dev/../etc/x", "viver.vfield.disk="] {
+            let s = resolve(bad, &[]);
+            assert_eq!((s.vfield_disk, s.problems.len()), (None, 1), "{bad}");
+        }
+        assert!(NOT_FROM_MEDIA.iter().any(|(key, _)| *key == "vfield.disk"));
     }
 
     #[test]

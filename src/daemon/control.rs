@@ -70,6 +70,9 @@ pub struct VfieldJoin {
     pub replicas: u32,
     /// The port this node serves its chunks on.
     pub port: u16,
+    /// A disk or partition the user named to hold the store (`viver.vfield.disk`).
+    #[serde(default)]
+    pub disk: Option<String>,
 }
 
 /// The daemon's answer to one command.

@@ -22,6 +22,9 @@ const FILL_AFTER: Duration = Duration::from_secs(15);
 /// A standby boot server's state directory (the working directory of its daemon).
 const STANDBY_STATE: &str = "/run/viver/serve";
 
+/// Longest wait for the device of `viver.vfield.disk` to appear.
+const DISK_WAIT: Duration = Duration::from_secs(10);
+
 /// Where the boot's reports go; a recorded boot profile too.
 const REPORT_DIR: &str = "/run/viver";
 
@@ -312,7 +315,14 @@ fn join_swarm(url: &str, manifest_path: &str, join: &VfieldJoin) -> Result<Arc<S
         store_bytes >> 10,
         options.replicas
     );
-    let swarm = Swarm::new(Arc::new(meta), Store::ram(store_bytes), options);
+    let store = match &join.disk {
+        Some(disk) => disk_store(disk, &meta, join.store).unwrap_or_else(|e| {
+            log::warn!("V-FIELD: {e}; holding up to {} KiB in RAM instead", store_bytes >> 10);
+            Store::ram(store_bytes)
+        }),
+        None => Store::ram(store_bytes),
+    };
+    let swarm = Swarm::new(Arc::new(meta), store, options);
     swarm.start()?;
     let filler = swarm.clone();
     std::thread::Builder::new()
@@ -347,6 +357,19 @@ fn record_profile(source: Arc<dyn BlockSource>, manifest: &Manifest, window: Dur
     log::info!("boot profile: recording the first {} s of reads into {REPORT_DIR}/{RECORDED_FILE}", window.as_secs());
     let recorder = Recorder::start(source, chunks.layout(manifest.size), &manifest.id, window, save)?;
     Ok(recorder)
+}
+
+/// The store on the disk the user named, once its driver made the device (10 s at most).
+fn disk_store(disk: &str, meta: &Meta, budget: Option<u64>) -> Result<Store, String> {
+    let path = std::path::Path::new(disk);
+    let deadline = std::time::Instant::now() + DISK_WAIT;
+    while !path.exists() {
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("viver.vfield.disk={disk}: no such device after {DISK_WAIT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Store::disk(path, meta, budget).map_err(|e| format!("viver.vfield.disk={disk}: {e}"))
 }
 
 /// A quarter of the RAM, at most the whole image: a diskless node's RAM also holds its

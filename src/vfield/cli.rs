@@ -53,8 +53,13 @@ pub struct PeerArgs {
     #[arg(long)]
     pub manifest: Option<String>,
     /// MiB of chunks this node holds for the swarm (RAM).
-    #[arg(long, default_value_t = 256)]
-    pub store: u64,
+    /// (256 in RAM; with --store-disk, the whole disk unless given.)
+    #[arg(long)]
+    pub store: Option<u64>,
+    /// Hold the chunks on this disk, partition or file instead of RAM (kept across
+    /// restarts). Used only if it is a V-FIELD store already or its first MiB is blank.
+    #[arg(long, value_name = "PATH")]
+    pub store_disk: Option<PathBuf>,
     /// Accept peers here (default: 0.0.0.0:6881 for a seed, any free port of the
     /// bootstrap's family for a joiner).
     #[arg(long)]
@@ -277,6 +282,14 @@ fn join_meta(sources: &Sources, keys: &TrustedKeys) -> Result<Meta, String> {
     Err(format!("no bootstrap peer or web seed gave a manifest: {}", problems.join("; ")))
 }
 
+/// A joiner's store: `--store-disk` (at most `--store` MiB of it) or `--store` MiB of RAM.
+fn joiner_store(args: &PeerArgs, meta: &Meta) -> Result<Store, String> {
+    match &args.store_disk {
+        Some(path) => Store::disk(path, meta, args.store.map(|mib| mib << 20)),
+        None => Ok(Store::ram(args.store.unwrap_or(256) << 20)),
+    }
+}
+
 fn peer(args: PeerArgs) -> Result<(), String> {
     // Before any thread starts, so that every thread inherits the mask.
     let signals = crate::sys::stop_signals::StopSignals::block()?;
@@ -290,14 +303,16 @@ fn peer(args: PeerArgs) -> Result<(), String> {
         None if !args.bootstrap.is_empty() || !args.web_seeds.is_empty() => {
             let sources = Sources { bootstrap: args.bootstrap.clone(), web_seeds: args.web_seeds.clone(), manifest: args.manifest.clone() };
             let meta = join_meta(&sources, &trusted(&args.trust)?)?;
-            (meta, Store::ram(args.store << 20), args.listen.unwrap_or_else(|| sources.any_port()))
+            let store = joiner_store(&args, &meta)?;
+            (meta, store, args.listen.unwrap_or_else(|| sources.any_port()))
         }
         None => {
             let bootstrap = lan_bootstrap(args.image.as_deref())?;
             let sources = Sources { bootstrap: bootstrap.clone(), web_seeds: Vec::new(), manifest: args.manifest.clone() };
             let meta = join_meta(&sources, &trusted(&args.trust)?)?;
             lan_bootstrapped = bootstrap;
-            (meta, Store::ram(args.store << 20), args.listen.unwrap_or_else(|| sources.any_port()))
+            let store = joiner_store(&args, &meta)?;
+            (meta, store, args.listen.unwrap_or_else(|| sources.any_port()))
         }
     };
     if let Some(path) = &args.torrent {

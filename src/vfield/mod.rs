@@ -9,6 +9,7 @@
 //! - [`policy`]: what to fill, keep and hand over (pure, shared with the simulation);
 //! - [`sim`]: the swarm at scale in simulated time, running the real scheduler and policy;
 //! - [`store`]: what a node holds, within its budget, kept by replica count;
+//!   [`disk_store`]: the same on a disk or partition the user named;
 //! - [`schedule`]: which chunk to ask of which peer (pure, shared with the simulation);
 //! - [`swarm`]: a peer at run time (connections, threads, the block device's reads);
 //! - [`lsd`]: the LAN announcement (BEP 14 Local Service Discovery), wire and state
@@ -18,6 +19,7 @@
 
 pub mod bencode;
 pub mod cli;
+pub mod disk_store;
 pub mod lan;
 pub mod lsd;
 pub mod meta;

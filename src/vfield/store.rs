@@ -6,6 +6,7 @@
 //! given up is the one with the most other holders ([`Store::victim`]): what the node
 //! keeps follows the swarm's replica counts, not only what the node itself read.
 
+use super::disk_store::DiskSlots;
 use super::meta::Meta;
 use std::collections::HashMap;
 use std::fs::File;
@@ -28,6 +29,8 @@ pub enum Store {
         chunks: HashMap<u32, Arc<Vec<u8>>>,
         held: u64,
     },
+    /// Slots on a disk, partition or file the user named (kept across reboots).
+    Disk(DiskSlots),
 }
 
 impl Store {
@@ -40,6 +43,12 @@ impl Store {
         Store::File { file, path: label }
     }
 
+    /// A store on the disk, partition or file at `path`, at most `budget` bytes (None: all
+    /// of it); see [`DiskSlots::open`] for what it refuses.
+    pub fn disk(path: &std::path::Path, meta: &Meta, budget: Option<u64>) -> Result<Store, String> {
+        DiskSlots::open(path, meta, budget).map(Store::Disk)
+    }
+
     pub fn file(path: &std::path::Path) -> Result<Store, String> {
         let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Store::File { file, path: path.display().to_string() })
@@ -49,6 +58,7 @@ impl Store {
         match self {
             Store::File { .. } => meta.manifest.size,
             Store::Ram { budget, .. } => *budget,
+            Store::Disk(disk) => disk.budget(),
         }
     }
 
@@ -56,6 +66,7 @@ impl Store {
         match self {
             Store::File { .. } => meta.manifest.size,
             Store::Ram { held, .. } => *held,
+            Store::Disk(disk) => disk.held_bytes(),
         }
     }
 
@@ -63,6 +74,7 @@ impl Store {
         match self {
             Store::File { .. } => true,
             Store::Ram { chunks, .. } => chunks.contains_key(&index),
+            Store::Disk(disk) => disk.holds(index),
         }
     }
 
@@ -74,6 +86,7 @@ impl Store {
     pub fn get(&self, meta: &Meta, index: u32) -> Result<Option<Arc<Vec<u8>>>, String> {
         match self {
             Store::Ram { chunks, .. } => Ok(chunks.get(&index).cloned()),
+            Store::Disk(disk) => disk.get(meta, index),
             Store::File { file, path } => {
                 if index as usize >= meta.chunk_count() {
                     return Ok(None);
@@ -92,14 +105,19 @@ impl Store {
         match self {
             Store::File { .. } => false,
             Store::Ram { budget, held, .. } => held + meta.chunk_len(index) as u64 <= *budget,
+            Store::Disk(disk) => disk.has_room(),
         }
     }
 
     /// The held chunk to give up for a chunk with `incoming` other holders: the one with
     /// the most other holders, if it has more than `incoming` (else keeping is better).
     pub fn victim(&self, incoming: u32, holders: impl Fn(u32) -> u32) -> Option<u32> {
-        let Store::Ram { chunks, .. } = self else { return None };
-        let (index, most) = chunks.keys().map(|&i| (i, holders(i))).max_by_key(|&(i, h)| (h, std::cmp::Reverse(i)))?;
+        let held: Vec<u32> = match self {
+            Store::File { .. } => return None,
+            Store::Ram { chunks, .. } => chunks.keys().copied().collect(),
+            Store::Disk(disk) => disk.indices().collect(),
+        };
+        let (index, most) = held.into_iter().map(|i| (i, holders(i))).max_by_key(|&(i, h)| (h, std::cmp::Reverse(i)))?;
         (most > incoming).then_some(index)
     }
 
@@ -116,18 +134,32 @@ impl Store {
             self.remove(meta, victim);
             dropped.push(victim);
         }
-        if let Store::Ram { chunks, held, .. } = self {
-            *held += data.len() as u64;
-            chunks.insert(index, data);
+        match self {
+            Store::Ram { chunks, held, .. } => {
+                *held += data.len() as u64;
+                chunks.insert(index, data);
+            }
+            Store::Disk(disk) => {
+                // A disk that fails a write keeps the chunk out; its reader has it anyway.
+                if let Err(e) = disk.insert(index, &data) {
+                    log::warn!("V-FIELD: {e}");
+                    return Err(NotKept);
+                }
+            }
+            Store::File { .. } => {}
         }
         Ok(dropped)
     }
 
     pub fn remove(&mut self, meta: &Meta, index: u32) {
-        if let Store::Ram { chunks, held, .. } = self {
-            if chunks.remove(&index).is_some() {
-                *held -= meta.chunk_len(index) as u64;
+        match self {
+            Store::Ram { chunks, held, .. } => {
+                if chunks.remove(&index).is_some() {
+                    *held -= meta.chunk_len(index) as u64;
+                }
             }
+            Store::Disk(disk) => disk.remove(meta, index),
+            Store::File { .. } => {}
         }
     }
 }
