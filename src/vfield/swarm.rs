@@ -636,6 +636,9 @@ impl Swarm {
         if dialed.is_none() {
             write_raw(&writer, &ours.encode())?;
         }
+        if self.lock().conns.len() >= self.options.max_peers + 8 {
+            return self.refuse_with_peers(&mut reader, &writer);
+        }
         let key = {
             let mut st = self.lock();
             if st.conns.values().any(|c| c.peer_id == theirs.peer_id) {
@@ -686,6 +689,36 @@ impl Swarm {
         st.sched.remove_peer(key);
         self.changed.notify_all();
         result
+    }
+
+    /// A peer past the limit: before the connection closes it is given the peers this
+    /// node knows (BEP 11 `ut_pex`, after the extension handshakes), so that a joiner whose
+    /// only address is a busy seed still finds the swarm.
+    fn refuse_with_peers(&self, reader: &mut BufReader<TcpStream>, writer: &Arc<Mutex<BufWriter<TcpStream>>>) -> Result<(), String> {
+        let (hello, list) = {
+            let st = self.lock();
+            let list: Vec<SocketAddr> = st.conns.values().filter_map(|c| c.listen).take(50).collect();
+            (wire::extension_handshake(&self.info(&st)), list)
+        };
+        send(writer, &Message::Extended { id: 0, payload: hello });
+        let _ = reader.get_ref().set_read_timeout(Some(Duration::from_secs(3)));
+        // Its own hello comes among its first messages (bitfield, unchoke, interested).
+        for _ in 0..6 {
+            match Message::read(reader) {
+                Ok(Message::Extended { id: 0, payload }) => {
+                    if let Ok((_, ids)) = wire::parse_extension_handshake(&payload) {
+                        if ids.pex != 0 {
+                            send(writer, &Message::Extended { id: ids.pex, payload: wire::pex(&list) });
+                        }
+                    }
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        shutdown(writer);
+        Err(format!("too many peers: refused, given {} others to try", list.len()))
     }
 
     fn read_loop(&self, key: PeerKey, reader: &mut BufReader<TcpStream>, writer: &Arc<Mutex<BufWriter<TcpStream>>>) -> Result<(), String> {
@@ -1138,6 +1171,48 @@ mod tests {
         assert_eq!(*joiner.read_chunk(9).unwrap(), data[9 << 16..10 << 16]);
         assert_eq!(joiner.counters.profile_misses.load(Ordering::Relaxed), 1);
         joiner.stop();
+        seed.stop();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_seed_refuses_a_joiner_but_gives_it_peers_and_it_completes_from_them() {
+        let dir = std::env::temp_dir().join(format!("viver-swarm-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("img.bin");
+        let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let meta = Arc::new(Meta::for_file(&path, 64 << 10).unwrap());
+        // max_peers 0: the seed accepts 8 connections, the ninth is refused.
+        let listen = Some("127.0.0.1:0".parse().unwrap());
+        let seed = Swarm::new(meta.clone(), Store::file(&path).unwrap(), Options { listen, max_peers: 0, ..Default::default() });
+        seed.start().unwrap();
+        let bootstrap = vec![seed.local_addr().unwrap()];
+        let mut first = Vec::new();
+        for _ in 0..8 {
+            let j = Swarm::new(
+                meta.clone(),
+                Store::ram(data.len() as u64),
+                Options { listen, bootstrap: bootstrap.clone(), ..Default::default() },
+            );
+            j.start().unwrap();
+            first.push(j);
+        }
+        let until = Instant::now() + Duration::from_secs(30);
+        while first.iter().any(|j| j.missing() > 0) || seed.peers().len() < 8 {
+            assert!(Instant::now() < until, "the first joiners did not complete");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let late = Swarm::new(meta.clone(), Store::ram(data.len() as u64), Options { listen, bootstrap, ..Default::default() });
+        late.start().unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        while late.missing() > 0 {
+            assert!(Instant::now() < until, "the refused joiner found no other peer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!late.peers().iter().any(|p| Some(p.addr) == seed.local_addr()), "the full seed took the late joiner");
+        late.stop();
+        first.iter().for_each(|j| j.stop());
         seed.stop();
         std::fs::remove_dir_all(&dir).unwrap();
     }
